@@ -1,0 +1,166 @@
+//! The sales event: one sales line, as the producer sends it and the consumer accepts it.
+
+use chrono::NaiveDateTime;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Namespace of the UUID v5 event ids. Fixed forever: changing it changes every id, and a
+/// re-streamed file would no longer be recognised as a repeat.
+pub const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2d3e_8a4b_4c5d_9e6f_7a8b_9c0d_1e2f);
+
+/// Money has at most this many decimal places: the lake stores `decimal(18,3)`.
+pub const MAX_PRICE_SCALE: u32 = 3;
+
+/// Largest absolute amount a `decimal(18,3)` column holds, in thousandths.
+const MAX_DECIMAL_18_3_UNSCALED: i128 = 999_999_999_999_999_999;
+
+/// The deterministic id of the sales line at `line` of the source `source_id`.
+///
+/// Streaming the same file twice yields the same ids, which is what lets the consumer count it once.
+pub fn event_id(source_id: &str, line: u64) -> Uuid {
+    Uuid::new_v5(&EVENT_ID_NAMESPACE, format!("{source_id}:{line}").as_bytes())
+}
+
+/// One sales line on the stream. Field names and formats are the wire contract (DESIGN.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SalesEvent {
+    pub event_id: Uuid,
+    /// Local time of the sale; the source data has no time zone.
+    pub event_time: NaiveDateTime,
+    pub invoice_no: String,
+    pub stock_code: String,
+    pub description: Option<String>,
+    pub quantity: i64,
+    /// A decimal string on the wire: money is never a float.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub unit_price: Decimal,
+    pub customer_id: Option<String>,
+    pub country: String,
+    /// Where the line came from, `file-name:line`.
+    pub source: String,
+}
+
+/// Why an event is not a valid sales line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// A required text field is empty.
+    #[error("empty {0}")]
+    EmptyField(&'static str),
+    /// Prices are never negative; refunds are negative quantities.
+    #[error("negative unit price {0}")]
+    NegativePrice(Decimal),
+    /// The lake keeps money as `decimal(18,3)`; more places would be rounded, so it is refused.
+    #[error("unit price {0} has more than {MAX_PRICE_SCALE} decimal places")]
+    PriceTooPrecise(Decimal),
+    /// `quantity × unit_price` does not fit `decimal(18,3)`.
+    #[error("amount {quantity} × {unit_price} does not fit decimal(18,3)")]
+    AmountOutOfRange { quantity: i64, unit_price: Decimal },
+}
+
+impl SalesEvent {
+    /// Checks the rules every accepted event obeys, whoever produced it.
+    pub fn validate(&self) -> Result<(), EventError> {
+        for (name, value) in [
+            ("invoice_no", &self.invoice_no),
+            ("stock_code", &self.stock_code),
+            ("country", &self.country),
+        ] {
+            if value.trim().is_empty() {
+                return Err(EventError::EmptyField(name));
+            }
+        }
+        if self.unit_price.is_sign_negative() && !self.unit_price.is_zero() {
+            return Err(EventError::NegativePrice(self.unit_price));
+        }
+        if self.unit_price.normalize().scale() > MAX_PRICE_SCALE {
+            return Err(EventError::PriceTooPrecise(self.unit_price));
+        }
+        self.amount_thousandths()
+            .filter(|amount| amount.abs() <= MAX_DECIMAL_18_3_UNSCALED)
+            .ok_or(EventError::AmountOutOfRange {
+                quantity: self.quantity,
+                unit_price: self.unit_price,
+            })?;
+        Ok(())
+    }
+
+    /// The unit price in thousandths, exactly (`2.55` is `2550`). `None` if it has more than
+    /// three decimal places or does not fit.
+    pub fn unit_price_thousandths(&self) -> Option<i128> {
+        let price = self.unit_price.normalize();
+        if price.scale() > MAX_PRICE_SCALE {
+            return None;
+        }
+        let factor = 10_i128.pow(MAX_PRICE_SCALE - price.scale());
+        price.mantissa().checked_mul(factor)
+    }
+
+    /// `quantity × unit_price` in thousandths, exactly.
+    pub fn amount_thousandths(&self) -> Option<i128> {
+        self.unit_price_thousandths()?
+            .checked_mul(i128::from(self.quantity))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    pub(crate) fn sample() -> SalesEvent {
+        SalesEvent {
+            event_id: event_id("online-retail.csv", 2),
+            event_time: NaiveDateTime::from_str("2010-12-01T08:26:00").expect("valid time"),
+            invoice_no: "536365".into(),
+            stock_code: "85123A".into(),
+            description: Some("WHITE HANGING HEART T-LIGHT HOLDER".into()),
+            quantity: 6,
+            unit_price: Decimal::from_str("2.55").expect("valid price"),
+            customer_id: Some("17850".into()),
+            country: "United Kingdom".into(),
+            source: "online-retail.csv:2".into(),
+        }
+    }
+
+    #[test]
+    fn event_ids_are_deterministic_and_distinct_per_line() {
+        assert_eq!(event_id("a.csv", 2), event_id("a.csv", 2));
+        assert_ne!(event_id("a.csv", 2), event_id("a.csv", 3));
+        assert_ne!(event_id("a.csv", 2), event_id("b.csv", 2));
+        assert_eq!(event_id("a.csv", 2).get_version_num(), 5);
+    }
+
+    #[test]
+    fn amounts_are_exact_thousandths() {
+        let mut event = sample();
+        assert_eq!(event.unit_price_thousandths(), Some(2_550));
+        assert_eq!(event.amount_thousandths(), Some(15_300));
+        event.quantity = -12;
+        event.unit_price = Decimal::from_str("0.125").expect("valid");
+        assert_eq!(event.amount_thousandths(), Some(-1_500));
+        // Trailing zeros beyond three places are not extra precision.
+        event.unit_price = Decimal::from_str("1.2500").expect("valid");
+        assert_eq!(event.unit_price_thousandths(), Some(1_250));
+        assert_eq!(event.validate(), Ok(()));
+    }
+
+    #[test]
+    fn validation_rejects_what_the_lake_cannot_hold() {
+        let mut event = sample();
+        event.unit_price = Decimal::from_str("-1.00").expect("valid");
+        assert!(matches!(event.validate(), Err(EventError::NegativePrice(_))));
+        event.unit_price = Decimal::from_str("1.0001").expect("valid");
+        assert!(matches!(event.validate(), Err(EventError::PriceTooPrecise(_))));
+        event = sample();
+        event.country = "  ".into();
+        assert_eq!(event.validate(), Err(EventError::EmptyField("country")));
+        event = sample();
+        event.quantity = i64::MAX;
+        event.unit_price = Decimal::from(1_000);
+        assert!(matches!(event.validate(), Err(EventError::AmountOutOfRange { .. })));
+        event = sample();
+        event.unit_price = Decimal::ZERO;
+        assert_eq!(event.validate(), Ok(()));
+    }
+}

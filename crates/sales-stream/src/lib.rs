@@ -1,0 +1,24 @@
+//! What the producer and the consumer must agree on.
+//!
+//! - [`SalesEvent`]: one sales line as it travels on the stream, and the rules that make it valid.
+//! - [`codec`]: the bytes of a stream record (one JSON event per record).
+//! - [`SequenceNumber`] and [`HashKeyRange`]: Kinesis' ordering and shard assignment, reproduced
+//!   exactly so that the embedded stream behaves like the real one.
+//! - [`LocalStream`]: the embedded `file://` stream, one append-only log per shard.
+//! - [`StreamLocation`] and [`LakeLocation`]: the URLs users type.
+
+pub mod codec;
+mod event;
+mod local_stream;
+mod location;
+mod sequence;
+mod shard;
+
+pub use codec::DecodeError;
+pub use event::{EVENT_ID_NAMESPACE, EventError, MAX_PRICE_SCALE, SalesEvent, event_id};
+pub use local_stream::{
+    LocalStream, LocalStreamError, PutEntry, PutResult, StartingPosition, StreamRecord,
+};
+pub use location::{LakeLocation, LocationError, StreamLocation};
+pub use sequence::SequenceNumber;
+pub use shard::{HashKeyRange, ShardId, hash_key};

@@ -1,0 +1,314 @@
+//! Reads a sales CSV into raw records: finds the delimiter from the header, follows RFC 4180
+//! quoting across lines, decodes UTF-8 or ISO-8859-1, and keeps each record's line number and
+//! raw text for the rejects file.
+
+use std::io::{self, BufRead};
+
+use csv_core::{ReadRecordResult, ReaderBuilder};
+
+/// Why the input cannot be read as CSV at all (as opposed to one bad row).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The input has no header line.
+    #[error("the input is empty: expected a header line")]
+    Empty,
+    /// Reading the input failed.
+    #[error("reading the input failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// One line (or, with quoted line breaks, several) of the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// A blank line or a row whose fields are all empty (`,,,,,,,`): skipped and counted.
+    Blank { line: u64 },
+    /// A record with its fields decoded.
+    Record(RawRecord),
+}
+
+/// A record as read, before any validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// The physical line the record starts on (the header is line 1).
+    pub line: u64,
+    /// The record's text without its line terminator, decoded as its fields are.
+    pub raw: String,
+    pub fields: Vec<String>,
+}
+
+/// Decodes bytes as UTF-8 when they are valid UTF-8 and as ISO-8859-1 otherwise, so that a
+/// Latin-1 `£` (0xA3) becomes `£` rather than an error. Latin-1 maps each byte to the code
+/// point of the same value.
+pub fn decode_text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
+/// Picks the delimiter from the header line: whichever of `,`, `;` and tab occurs most.
+pub fn detect_delimiter(header: &[u8]) -> u8 {
+    [b',', b';', b'\t']
+        .into_iter()
+        .max_by_key(|&d| header.iter().filter(|&&b| b == d).count())
+        .unwrap_or(b',')
+}
+
+fn trim_line_end(bytes: &[u8]) -> &[u8] {
+    let mut end = bytes.len();
+    while end > 0 && matches!(bytes[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    &bytes[..end]
+}
+
+/// A streaming reader of CSV records.
+#[derive(Debug)]
+pub struct CsvReader<R> {
+    input: R,
+    delimiter: u8,
+    header: Vec<String>,
+    /// The physical line number of the next line to read.
+    next_line: u64,
+    splitter: csv_core::Reader,
+    line_buffer: Vec<u8>,
+    record_bytes: Vec<u8>,
+    output: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl<R: BufRead> CsvReader<R> {
+    /// Reads the header line. `delimiter` overrides the detected one.
+    pub fn new(mut input: R, delimiter: Option<u8>) -> Result<Self, ReadError> {
+        let mut header = Vec::new();
+        if input.read_until(b'\n', &mut header)? == 0 {
+            return Err(ReadError::Empty);
+        }
+        let header = trim_line_end(header.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&header));
+        let delimiter = delimiter.unwrap_or_else(|| detect_delimiter(header));
+        let mut reader = Self {
+            input,
+            delimiter,
+            header: Vec::new(),
+            next_line: 2,
+            splitter: ReaderBuilder::new().delimiter(delimiter).build(),
+            line_buffer: Vec::new(),
+            record_bytes: Vec::new(),
+            output: vec![0; 1024],
+            ends: vec![0; 32],
+        };
+        reader.header = reader
+            .split(header)
+            .into_iter()
+            .map(|f| f.trim().to_owned())
+            .collect();
+        Ok(reader)
+    }
+
+    pub fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter
+    }
+
+    /// Splits one complete record (no terminator) into decoded fields.
+    fn split(&mut self, record: &[u8]) -> Vec<String> {
+        self.splitter.reset();
+        let (mut out_len, mut ends_len) = (0, 0);
+        let mut input = record;
+        loop {
+            let (result, nin, nout, nend) = self.splitter.read_record(
+                input,
+                &mut self.output[out_len..],
+                &mut self.ends[ends_len..],
+            );
+            input = &input[nin..];
+            out_len += nout;
+            ends_len += nend;
+            match result {
+                ReadRecordResult::OutputFull => self.output.resize(self.output.len() * 2, 0),
+                ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                // All input consumed: an empty read tells the splitter the record has ended.
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::Record | ReadRecordResult::End => break,
+            }
+        }
+        let mut start = 0;
+        self.ends[..ends_len]
+            .iter()
+            .map(|&end| {
+                let field = decode_text(&self.output[start..end]);
+                start = end;
+                field
+            })
+            .collect()
+    }
+
+    /// Whether `bytes` ends inside a quoted field (RFC 4180: a quote opens a quoted field only
+    /// at the start of a field, and `""` inside one is an escaped quote).
+    fn ends_inside_quotes(&self, bytes: &[u8]) -> bool {
+        let mut in_quotes = false;
+        let mut at_field_start = true;
+        let mut iter = bytes.iter().peekable();
+        while let Some(&b) = iter.next() {
+            if in_quotes {
+                if b == b'"' {
+                    if iter.peek() == Some(&&b'"') {
+                        iter.next();
+                    } else {
+                        in_quotes = false;
+                    }
+                }
+            } else if b == b'"' && at_field_start {
+                in_quotes = true;
+            }
+            at_field_start = !in_quotes && (b == self.delimiter || b == b'\n');
+        }
+        in_quotes
+    }
+
+    /// The next line, or `None` at the end of the input.
+    pub fn next_line(&mut self) -> Result<Option<Line>, ReadError> {
+        self.record_bytes.clear();
+        let line = self.next_line;
+        loop {
+            self.line_buffer.clear();
+            let read = self.input.read_until(b'\n', &mut self.line_buffer)?;
+            if read == 0 {
+                if self.record_bytes.is_empty() {
+                    return Ok(None);
+                }
+                // An unterminated quoted field runs to the end of the input.
+                break;
+            }
+            self.next_line += 1;
+            self.record_bytes.extend_from_slice(&self.line_buffer);
+            if !self.ends_inside_quotes(&self.record_bytes) {
+                break;
+            }
+        }
+        let bytes = std::mem::take(&mut self.record_bytes);
+        let record = trim_line_end(&bytes);
+        let result = if record.iter().all(u8::is_ascii_whitespace) {
+            Line::Blank { line }
+        } else {
+            let fields = self.split(record);
+            if fields.iter().all(|f| f.trim().is_empty()) {
+                Line::Blank { line }
+            } else {
+                Line::Record(RawRecord {
+                    line,
+                    raw: decode_text(record),
+                    fields,
+                })
+            }
+        };
+        self.record_bytes = bytes;
+        Ok(Some(result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(text: &[u8]) -> (Vec<String>, Vec<Line>) {
+        let mut reader = CsvReader::new(text, None).expect("header");
+        let mut lines = Vec::new();
+        while let Some(line) = reader.next_line().expect("reads") {
+            lines.push(line);
+        }
+        (reader.header().to_vec(), lines)
+    }
+
+    fn fields(line: &Line) -> Vec<&str> {
+        match line {
+            Line::Record(r) => r.fields.iter().map(String::as_str).collect(),
+            Line::Blank { .. } => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn reads_comma_files_with_crlf_and_quotes() {
+        let (header, lines) = read_all(
+            b"InvoiceNo,StockCode,Description\r\n536365,85123A,\"WHITE, HANGING \"\"HEART\"\"\"\r\n536366,22633,HAND WARMER\r\n",
+        );
+        assert_eq!(header, ["InvoiceNo", "StockCode", "Description"]);
+        assert_eq!(fields(&lines[0]), ["536365", "85123A", "WHITE, HANGING \"HEART\""]);
+        assert_eq!(fields(&lines[1]), ["536366", "22633", "HAND WARMER"]);
+        match &lines[0] {
+            Line::Record(r) => {
+                assert_eq!(r.line, 2);
+                assert_eq!(r.raw, "536365,85123A,\"WHITE, HANGING \"\"HEART\"\"\"");
+            }
+            Line::Blank { .. } => panic!("expected a record"),
+        }
+    }
+
+    #[test]
+    fn detects_semicolons_and_tabs() {
+        let (header, lines) = read_all(b"a;b;c\n1;2,5;3\n");
+        assert_eq!(header, ["a", "b", "c"]);
+        assert_eq!(fields(&lines[0]), ["1", "2,5", "3"]);
+        let (_, lines) = read_all(b"a\tb\n1\t2\n");
+        assert_eq!(fields(&lines[0]), ["1", "2"]);
+    }
+
+    #[test]
+    fn decodes_latin1_and_utf8_and_strips_a_bom() {
+        let (header, lines) = read_all(b"\xEF\xBB\xBFName,Price\nPOUND \xA3,1\nPOUND \xC2\xA3,2\n");
+        assert_eq!(header, ["Name", "Price"]);
+        assert_eq!(fields(&lines[0]), ["POUND £", "1"]);
+        assert_eq!(fields(&lines[1]), ["POUND £", "2"]);
+    }
+
+    #[test]
+    fn counts_blank_lines_and_all_empty_rows_with_their_line_numbers() {
+        let (_, lines) = read_all(b"a,b\n1,2\n\n,\r\n  \n3,4");
+        assert_eq!(
+            lines,
+            vec![
+                Line::Record(RawRecord {
+                    line: 2,
+                    raw: "1,2".into(),
+                    fields: vec!["1".into(), "2".into()]
+                }),
+                Line::Blank { line: 3 },
+                Line::Blank { line: 4 },
+                Line::Blank { line: 5 },
+                Line::Record(RawRecord {
+                    line: 6,
+                    raw: "3,4".into(),
+                    fields: vec!["3".into(), "4".into()]
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_quoted_line_break_stays_in_its_field_and_line_numbers_follow() {
+        let (_, lines) = read_all(b"a,b\n1,\"two\nlines\"\n3,4\n");
+        assert_eq!(fields(&lines[0]), ["1", "two\nlines"]);
+        match &lines[1] {
+            Line::Record(r) => assert_eq!(r.line, 4),
+            Line::Blank { .. } => panic!("expected a record"),
+        }
+    }
+
+    #[test]
+    fn a_stray_quote_inside_an_unquoted_field_is_a_character() {
+        let (_, lines) = read_all(b"a,b\n12\" RECORD,1\n3,4\n");
+        assert_eq!(fields(&lines[0]), ["12\" RECORD", "1"]);
+        assert_eq!(fields(&lines[1]), ["3", "4"]);
+    }
+
+    #[test]
+    fn an_empty_input_has_no_header() {
+        assert!(matches!(
+            CsvReader::new(&b""[..], None),
+            Err(ReadError::Empty)
+        ));
+    }
+}
