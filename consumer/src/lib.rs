@@ -1,1 +1,26 @@
+//! The consumer: reads sales events from a stream, drops duplicates, aggregates daily sales and
+//! writes a Hive-partitioned Parquet lake.
+//!
+//! The core is pure and synchronous: [`process_batch`] turns a batch of stream records into the
+//! lake files to write ([`aggregate`], [`writer`], [`quarantine`]). The stream and the lake sit
+//! behind [`ShardSource`] and [`Lake`]; [`poll`] drives them.
 
+pub mod aggregate;
+pub mod app;
+pub mod batch;
+pub mod lake;
+pub mod layout;
+pub mod options;
+pub mod poll;
+pub mod quarantine;
+#[cfg(feature = "query")]
+pub mod query;
+pub mod state;
+pub mod writer;
+
+pub use aggregate::{DailyKey, DailySales};
+pub use batch::{BatchCounts, BatchError, BatchOptions, BatchOutput, OutputFile, process_batch};
+pub use lake::{Lake, LakeError, LocalLake};
+pub use poll::{PollError, PollOptions, PollSummary, ShardSource, poll};
+pub use state::{DEFAULT_DEDUPE_WINDOW, IdWindow, ShardState};
+pub use writer::{Codec, WriterError, daily_sales_schema, sales_events_schema, writer_properties};

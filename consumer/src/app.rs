@@ -1,0 +1,93 @@
+//! The consumer's commands, from parsed options to printed results.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use sales_stream::{LakeLocation, LocalStream, StreamLocation};
+
+use crate::batch::BatchOptions;
+use crate::lake::LocalLake;
+use crate::options::{Cli, Command, PollArgs};
+use crate::poll::{PollOptions, poll};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Poll(args) => poll_command(args).await,
+        #[cfg(feature = "query")]
+        Command::Query(args) => query_command(args).await,
+    }
+}
+
+async fn poll_command(args: PollArgs) -> anyhow::Result<()> {
+    let stream = match &args.stream {
+        StreamLocation::Local { dir } => Arc::new(LocalStream::open(dir)?),
+        StreamLocation::Kinesis { name } => {
+            bail!("kinesis://{name}: this build reads file:// streams only; Kinesis support comes next")
+        }
+    };
+    let lake = match &args.lake {
+        LakeLocation::Local { dir } => Arc::new(LocalLake::new(dir)),
+        LakeLocation::S3 { .. } => {
+            bail!("{}: this build writes file:// lakes only; S3 support comes next", args.lake)
+        }
+    };
+    let options = PollOptions {
+        batch_size: args.batch_size as usize,
+        until_drained: args.until_drained,
+        dedupe_window: args.dedupe_window,
+        batch: BatchOptions { codec: args.compression },
+        ..PollOptions::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("stopping after the batches in flight");
+            on_signal.store(true, Ordering::Relaxed);
+        }
+    });
+    let summary = poll(stream, lake, options, stop).await?;
+    let c = &summary.counts;
+    println!(
+        "{} -> {}: {} records = {} accepted + {} duplicates + {} quarantined",
+        args.stream, args.lake, c.received, c.accepted, c.duplicates, c.quarantined
+    );
+    println!(
+        "  {} shards, {} batches, {} files, {} bytes, {:.2} s, {:.0} records/s",
+        summary.shards,
+        summary.batches,
+        summary.files,
+        summary.bytes,
+        summary.elapsed_s,
+        c.received as f64 / summary.elapsed_s.max(1e-9)
+    );
+    if let Some(path) = args.summary_json {
+        let json = serde_json::to_vec_pretty(&summary).context("encoding the summary")?;
+        std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "query")]
+async fn query_command(args: crate::options::QueryArgs) -> anyhow::Result<()> {
+    use crate::query::{bind_parameters, format_batches, run_query};
+
+    let LakeLocation::Local { dir } = &args.lake else {
+        bail!("{}: querying S3 lakes through Athena comes with the deployment; query a file:// lake", args.lake);
+    };
+    let sql = match (&args.sql, &args.file) {
+        (Some(sql), _) => sql.clone(),
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+        }
+        (None, None) => bail!("give the SQL, or --file"),
+    };
+    let sql = bind_parameters(&sql, &args.params)?;
+    let batches = run_query(dir, &sql).await?;
+    let text = format_batches(&batches, args.format)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", text.trim_end())?;
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The consumer's one pure step: a batch of stream records in, the lake files to write out.
+//!
+//! decode → validate → drop duplicates → aggregate → encode. No I/O happens here; the poller
+//! and the Lambda both call [`process_batch`] and write what it returns.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::NaiveDate;
+use sales_stream::{SequenceNumber, StreamRecord, codec};
+use uuid::Uuid;
+
+use crate::aggregate::{DailySales, aggregate};
+use crate::layout::{DAILY_SALES, QUARANTINE, SALES_EVENTS, batch_name, data_file};
+use crate::quarantine::{self, QuarantinedRecord};
+use crate::writer::{AcceptedEvent, Codec, WriterError, encode_daily_sales, encode_sales_events};
+
+/// Options of the batch step.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOptions {
+    pub codec: Codec,
+}
+
+/// A file the batch writes, keyed relative to the lake root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    pub key: String,
+    pub bytes: Vec<u8>,
+    pub rows: usize,
+}
+
+/// What happened to the records of a batch. `received = accepted + duplicates + quarantined`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BatchCounts {
+    pub received: u64,
+    pub accepted: u64,
+    /// Events whose id was already committed or already seen earlier in the batch.
+    pub duplicates: u64,
+    pub quarantined: u64,
+}
+
+impl BatchCounts {
+    pub fn add(&mut self, other: &BatchCounts) {
+        self.received += other.received;
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+        self.quarantined += other.quarantined;
+    }
+}
+
+/// The result of a batch: files to write, then ids and position to commit.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOutput {
+    pub files: Vec<OutputFile>,
+    /// Ids of the accepted events, in stream order.
+    pub accepted_ids: Vec<Uuid>,
+    pub counts: BatchCounts,
+    /// The position to commit once the files are written.
+    pub last_sequence_number: Option<SequenceNumber>,
+}
+
+/// Why a batch could not be turned into files.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Encoding the Parquet files failed.
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+}
+
+fn group_by_date<T>(items: impl IntoIterator<Item = (NaiveDate, T)>) -> BTreeMap<NaiveDate, Vec<T>> {
+    let mut groups: BTreeMap<NaiveDate, Vec<T>> = BTreeMap::new();
+    for (date, item) in items {
+        groups.entry(date).or_default().push(item);
+    }
+    groups
+}
+
+/// Turns the records of one shard into lake files. `already_committed` says whether an event id
+/// was committed by an earlier batch of this shard.
+pub fn process_batch(
+    shard_id: &str,
+    records: &[StreamRecord],
+    already_committed: impl Fn(&Uuid) -> bool,
+    options: &BatchOptions,
+) -> Result<BatchOutput, BatchError> {
+    let mut output = BatchOutput {
+        last_sequence_number: records.last().map(|r| r.sequence_number.clone()),
+        ..BatchOutput::default()
+    };
+    let Some(first) = records.first() else {
+        return Ok(output);
+    };
+    let name = batch_name(shard_id, first.sequence_number.as_str());
+    let mut seen_in_batch = HashSet::with_capacity(records.len());
+    let mut accepted = Vec::with_capacity(records.len());
+    let mut quarantined = Vec::new();
+    for record in records {
+        output.counts.received += 1;
+        let event = match codec::decode(&record.data) {
+            Ok(event) => event,
+            Err(e) => {
+                quarantined.push(QuarantinedRecord::new(shard_id, record, e.to_string()));
+                continue;
+            }
+        };
+        if let Err(e) = event.validate() {
+            quarantined.push(QuarantinedRecord::new(shard_id, record, format!("invalid event: {e}")));
+            continue;
+        }
+        if already_committed(&event.event_id) || !seen_in_batch.insert(event.event_id) {
+            output.counts.duplicates += 1;
+            continue;
+        }
+        output.accepted_ids.push(event.event_id);
+        accepted.push(AcceptedEvent {
+            event,
+            shard_id: shard_id.to_owned(),
+            sequence_number: record.sequence_number.clone(),
+            arrival_time: record.approximate_arrival,
+        });
+    }
+    output.counts.accepted = accepted.len() as u64;
+    output.counts.quarantined = quarantined.len() as u64;
+
+    for (date, rows) in group_by_date(accepted.iter().map(|a| (a.event.event_time.date(), a))) {
+        output.files.push(OutputFile {
+            key: data_file(SALES_EVENTS, date, &name, "parquet"),
+            bytes: encode_sales_events(&rows, options.codec)?,
+            rows: rows.len(),
+        });
+    }
+    let daily = aggregate(accepted.iter().map(|a| &a.event));
+    for (date, rows) in group_by_date(daily.iter().map(|d: &DailySales| (d.key.sale_date, d))) {
+        output.files.push(OutputFile {
+            key: data_file(DAILY_SALES, date, &name, "parquet"),
+            bytes: encode_daily_sales(&rows, options.codec)?,
+            rows: rows.len(),
+        });
+    }
+    for (date, rows) in group_by_date(quarantined.iter().map(|q| (q.arrival_time.date_naive(), q))) {
+        output.files.push(OutputFile {
+            key: data_file(QUARANTINE, date, &name, "jsonl"),
+            bytes: quarantine::encode(&rows),
+            rows: rows.len(),
+        });
+    }
+    Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, NaiveDateTime};
+    use rust_decimal::Decimal;
+    use sales_stream::SalesEvent;
+    use std::str::FromStr;
+
+    fn event(line: u64, day: u32) -> SalesEvent {
+        SalesEvent {
+            event_id: sales_stream::event_id("t.csv", line),
+            event_time: NaiveDateTime::from_str(&format!("2011-12-{day:02}T10:00:00")).expect("time"),
+            invoice_no: "1".into(),
+            stock_code: "A".into(),
+            description: None,
+            quantity: 2,
+            unit_price: Decimal::from_str("1.5").expect("price"),
+            customer_id: None,
+            country: "France".into(),
+            source: format!("t.csv:{line}"),
+        }
+    }
+
+    fn record(seq: u64, data: Vec<u8>) -> StreamRecord {
+        StreamRecord {
+            sequence_number: SequenceNumber::from_u64(seq),
+            partition_key: format!("k{seq}"),
+            data,
+            approximate_arrival: DateTime::from_timestamp_millis(1_323_400_000_000).expect("time"),
+        }
+    }
+
+    #[test]
+    fn accounts_for_every_record_and_partitions_by_sale_date() {
+        let mut invalid = event(9, 1);
+        invalid.unit_price = Decimal::from_str("-1").expect("price");
+        let records = vec![
+            record(10, codec::encode(&event(1, 1))),
+            record(20, codec::encode(&event(2, 2))),
+            record(30, codec::encode(&event(1, 1))), // re-sent within the batch
+            record(40, b"{not json".to_vec()),
+            record(50, codec::encode(&invalid)),
+            record(60, codec::encode(&event(3, 1))), // committed by an earlier batch
+        ];
+        let committed = sales_stream::event_id("t.csv", 3);
+        let output = process_batch("shardId-000000000001", &records, |id| *id == committed, &BatchOptions::default())
+            .expect("processes");
+        assert_eq!(
+            output.counts,
+            BatchCounts { received: 6, accepted: 2, duplicates: 2, quarantined: 2 }
+        );
+        assert_eq!(output.last_sequence_number, Some(SequenceNumber::from_u64(60)));
+        assert_eq!(output.accepted_ids, vec![sales_stream::event_id("t.csv", 1), sales_stream::event_id("t.csv", 2)]);
+        let keys: Vec<&str> = output.files.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "sales_events/year=2011/month=12/day=01/shardId-000000000001-10.parquet",
+                "sales_events/year=2011/month=12/day=02/shardId-000000000001-10.parquet",
+                "daily_sales/year=2011/month=12/day=01/shardId-000000000001-10.parquet",
+                "daily_sales/year=2011/month=12/day=02/shardId-000000000001-10.parquet",
+                "quarantine/year=2011/month=12/day=09/shardId-000000000001-10.jsonl",
+            ]
+        );
+        let quarantine = String::from_utf8(output.files[4].bytes.clone()).expect("utf-8");
+        assert_eq!(quarantine.lines().count(), 2);
+        assert!(quarantine.contains("not a sales event"), "{quarantine}");
+        assert!(quarantine.contains("negative unit price"), "{quarantine}");
+    }
+
+    #[test]
+    fn the_same_batch_gives_the_same_files() {
+        let records: Vec<_> = (0..50).map(|i| record(i * 10, codec::encode(&event(i, 1 + (i % 3) as u32)))).collect();
+        let a = process_batch("s", &records, |_| false, &BatchOptions::default()).expect("a");
+        let b = process_batch("s", &records, |_| false, &BatchOptions::default()).expect("b");
+        assert_eq!(a.files, b.files, "a retried batch overwrites its own files");
+    }
+
+    #[test]
+    fn an_empty_batch_writes_nothing() {
+        let output = process_batch("s", &[], |_| false, &BatchOptions::default()).expect("empty");
+        assert!(output.files.is_empty());
+        assert_eq!(output.last_sequence_number, None);
+    }
+}

@@ -1,0 +1,54 @@
+//! Where things live in the lake (DESIGN.md, "The lake"). Every key is relative to the lake root.
+
+use chrono::{Datelike, NaiveDate};
+
+/// One row per accepted event.
+pub const SALES_EVENTS: &str = "sales_events";
+/// Per-batch daily aggregates.
+pub const DAILY_SALES: &str = "daily_sales";
+/// Records the consumer could not accept, by arrival date.
+pub const QUARANTINE: &str = "quarantine";
+/// The consumer's commit state; not a table.
+pub const STATE: &str = "_state";
+
+/// `table/year=YYYY/month=MM/day=DD`, zero-padded as Athena's partition projection expects.
+pub fn partition_dir(table: &str, date: NaiveDate) -> String {
+    format!(
+        "{table}/year={:04}/month={:02}/day={:02}",
+        date.year(),
+        date.month(),
+        date.day()
+    )
+}
+
+/// The object of one batch in one partition. `batch_name` is unique and deterministic for a
+/// batch of a shard, so a retried batch overwrites its own files rather than adding new ones.
+pub fn data_file(table: &str, date: NaiveDate, batch_name: &str, extension: &str) -> String {
+    format!("{}/{batch_name}.{extension}", partition_dir(table, date))
+}
+
+/// `shardId-000000000001-<first sequence number>`.
+pub fn batch_name(shard_id: &str, first_sequence_number: &str) -> String {
+    format!("{shard_id}-{first_sequence_number}")
+}
+
+/// The commit state of one shard of one stream.
+pub fn shard_state(stream_name: &str, shard_id: &str) -> String {
+    format!("{STATE}/{stream_name}/{shard_id}.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_zero_padded_by_date() {
+        let date = NaiveDate::from_ymd_opt(2011, 1, 9).expect("date");
+        assert_eq!(partition_dir(DAILY_SALES, date), "daily_sales/year=2011/month=01/day=09");
+        assert_eq!(
+            data_file(SALES_EVENTS, date, &batch_name("shardId-000000000003", "1234"), "parquet"),
+            "sales_events/year=2011/month=01/day=09/shardId-000000000003-1234.parquet"
+        );
+        assert_eq!(shard_state("demo", "shardId-000000000000"), "_state/demo/shardId-000000000000.json");
+    }
+}

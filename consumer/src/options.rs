@@ -1,0 +1,71 @@
+//! The consumer's command line. Every flag can also come from an environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use sales_stream::{LakeLocation, StreamLocation};
+
+use crate::state::DEFAULT_DEDUPE_WINDOW;
+use crate::writer::Codec;
+
+/// Consumes sales events into a Parquet lake, and queries the lake.
+#[derive(Debug, Parser)]
+#[command(name = "consumer", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Reads every shard, writes sales_events, daily_sales and quarantine, commits positions.
+    Poll(PollArgs),
+    /// Runs SQL over the lake's sales_events and daily_sales tables.
+    #[cfg(feature = "query")]
+    Query(QueryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PollArgs {
+    /// The stream: kinesis://NAME or file://DIR.
+    #[arg(long, env = "STREAM_URL", value_name = "URL")]
+    pub stream: StreamLocation,
+    /// The lake: s3://BUCKET/PREFIX, file://DIR or a path.
+    #[arg(long, env = "LAKE_URL", value_name = "URL")]
+    pub lake: LakeLocation,
+    /// Stop once every shard is caught up.
+    #[arg(long, env = "CONSUMER_UNTIL_DRAINED")]
+    pub until_drained: bool,
+    /// Records per batch and shard.
+    #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// Recent committed event ids kept per shard to drop re-sent events.
+    #[arg(long, env = "CONSUMER_DEDUPE_WINDOW", default_value_t = DEFAULT_DEDUPE_WINDOW)]
+    pub dedupe_window: usize,
+    /// Parquet compression.
+    #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Codec::Zstd)]
+    pub compression: Codec,
+    /// Also writes the final summary as JSON to this file.
+    #[arg(long, env = "CONSUMER_SUMMARY_JSON", value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+}
+
+#[cfg(feature = "query")]
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The lake: file://DIR or a path.
+    #[arg(long, env = "LAKE_URL", value_name = "URL")]
+    pub lake: LakeLocation,
+    /// The SQL to run (or --file).
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub sql: Option<String>,
+    /// Reads the SQL from a file, such as one in queries/.
+    #[arg(long, env = "QUERY_FILE")]
+    pub file: Option<PathBuf>,
+    /// A value for the next `?` in the SQL, bound as a string literal.
+    #[arg(long = "param", value_name = "VALUE")]
+    pub params: Vec<String>,
+    /// How to print the result.
+    #[arg(long, env = "QUERY_FORMAT", value_enum, default_value_t = crate::query::OutputFormat::Table)]
+    pub format: crate::query::OutputFormat,
+}

@@ -1,0 +1,348 @@
+//! The lake's Parquet files: their Arrow schemas, the writer properties (built in one place)
+//! and the encoding of a batch's rows into file bytes.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{
+    ArrayRef, Date32Builder, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMillisecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, NaiveDate, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use sales_stream::{SalesEvent, SequenceNumber};
+
+use crate::aggregate::DailySales;
+
+/// `decimal(18,3)`: money, exact to a thousandth.
+pub const MONEY_PRECISION: u8 = 18;
+pub const MONEY_SCALE: i8 = 3;
+/// The largest unscaled value `decimal(18,3)` holds.
+const MONEY_MAX_UNSCALED: i128 = 999_999_999_999_999_999;
+
+/// Why a batch could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    /// A sum does not fit its column (`bigint` or `decimal(18,3)`).
+    #[error("{column} = {value} does not fit the column type")]
+    Overflow { column: &'static str, value: i128 },
+    /// Arrow refused the columns (a bug: the schema and the builders disagree).
+    #[error("building the record batch: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// The Parquet writer failed.
+    #[error("writing Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+}
+
+/// Parquet compression of the lake's files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Codec {
+    /// Smaller files; the default.
+    #[default]
+    Zstd,
+    /// Faster to write and read.
+    Snappy,
+}
+
+/// An accepted event with where it came from on the stream.
+#[derive(Debug, Clone)]
+pub struct AcceptedEvent {
+    pub event: SalesEvent,
+    pub shard_id: String,
+    pub sequence_number: SequenceNumber,
+    pub arrival_time: DateTime<Utc>,
+}
+
+fn money() -> DataType {
+    DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE)
+}
+
+fn timestamp() -> DataType {
+    // Milliseconds without a zone: the sale times are local, and Athena's timestamp is in ms.
+    DataType::Timestamp(TimeUnit::Millisecond, None)
+}
+
+static SALES_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("event_time", timestamp(), false),
+        Field::new("invoice_no", DataType::Utf8, false),
+        Field::new("stock_code", DataType::Utf8, false),
+        Field::new("description", DataType::Utf8, true),
+        Field::new("quantity", DataType::Int64, false),
+        Field::new("unit_price", money(), false),
+        Field::new("customer_id", DataType::Utf8, true),
+        Field::new("country", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("shard_id", DataType::Utf8, false),
+        Field::new("sequence_number", DataType::Utf8, false),
+        Field::new("arrival_time", timestamp(), false),
+    ]))
+});
+
+static DAILY_SALES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("sale_date", DataType::Date32, false),
+        Field::new("country", DataType::Utf8, false),
+        Field::new("stock_code", DataType::Utf8, false),
+        Field::new("description", DataType::Utf8, true),
+        Field::new("units_sold", DataType::Int64, false),
+        Field::new("units_returned", DataType::Int64, false),
+        Field::new("net_quantity", DataType::Int64, false),
+        Field::new("gross_revenue", money(), false),
+        Field::new("refunds", money(), false),
+        Field::new("net_revenue", money(), false),
+        Field::new("order_lines", DataType::Int64, false),
+    ]))
+});
+
+/// The columns of `sales_events` files (partition columns live in the path, not the file).
+pub fn sales_events_schema() -> SchemaRef {
+    SALES_EVENTS_SCHEMA.clone()
+}
+
+/// The columns of `daily_sales` files.
+pub fn daily_sales_schema() -> SchemaRef {
+    DAILY_SALES_SCHEMA.clone()
+}
+
+/// The one place Parquet writer settings are chosen.
+pub fn writer_properties(codec: Codec) -> WriterProperties {
+    let compression = match codec {
+        Codec::Zstd => Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
+        Codec::Snappy => Compression::SNAPPY,
+    };
+    WriterProperties::builder()
+        .set_compression(compression)
+        // Page statistics let DuckDB, DataFusion and Athena skip pages by min/max.
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_created_by(format!("sales-lake consumer {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+fn to_parquet(batch: &RecordBatch, codec: Codec) -> Result<Vec<u8>, WriterError> {
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(writer_properties(codec)))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(bytes)
+}
+
+fn money_value(column: &'static str, value: i128) -> Result<i128, WriterError> {
+    if value.abs() > MONEY_MAX_UNSCALED {
+        return Err(WriterError::Overflow { column, value });
+    }
+    Ok(value)
+}
+
+fn bigint(column: &'static str, value: i128) -> Result<i64, WriterError> {
+    i64::try_from(value).map_err(|_| WriterError::Overflow { column, value })
+}
+
+fn days_since_epoch(date: NaiveDate) -> i32 {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    (date - epoch).num_days() as i32
+}
+
+fn money_builder(capacity: usize) -> Result<Decimal128Builder, WriterError> {
+    Ok(Decimal128Builder::with_capacity(capacity).with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)?)
+}
+
+/// The `sales_events` rows of one partition as a record batch.
+pub fn sales_events_batch(rows: &[&AcceptedEvent]) -> Result<RecordBatch, WriterError> {
+    let n = rows.len();
+    let mut event_id = StringBuilder::with_capacity(n, n * 36);
+    let mut event_time = TimestampMillisecondBuilder::with_capacity(n);
+    let mut invoice_no = StringBuilder::new();
+    let mut stock_code = StringBuilder::new();
+    let mut description = StringBuilder::new();
+    let mut quantity = Int64Builder::with_capacity(n);
+    let mut unit_price = money_builder(n)?;
+    let mut customer_id = StringBuilder::new();
+    let mut country = StringBuilder::new();
+    let mut source = StringBuilder::new();
+    let mut shard_id = StringBuilder::new();
+    let mut sequence_number = StringBuilder::new();
+    let mut arrival_time = TimestampMillisecondBuilder::with_capacity(n);
+    for row in rows {
+        let e = &row.event;
+        event_id.append_value(e.event_id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
+        event_time.append_value(e.event_time.and_utc().timestamp_millis());
+        invoice_no.append_value(&e.invoice_no);
+        stock_code.append_value(&e.stock_code);
+        description.append_option(e.description.as_deref());
+        quantity.append_value(e.quantity);
+        let price = e.unit_price_thousandths().ok_or(WriterError::Overflow {
+            column: "unit_price",
+            value: e.unit_price.mantissa(),
+        })?;
+        unit_price.append_value(money_value("unit_price", price)?);
+        customer_id.append_option(e.customer_id.as_deref());
+        country.append_value(&e.country);
+        source.append_value(&e.source);
+        shard_id.append_value(&row.shard_id);
+        sequence_number.append_value(row.sequence_number.as_str());
+        arrival_time.append_value(row.arrival_time.timestamp_millis());
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(event_id.finish()),
+        Arc::new(event_time.finish()),
+        Arc::new(invoice_no.finish()),
+        Arc::new(stock_code.finish()),
+        Arc::new(description.finish()),
+        Arc::new(quantity.finish()),
+        Arc::new(unit_price.finish()),
+        Arc::new(customer_id.finish()),
+        Arc::new(country.finish()),
+        Arc::new(source.finish()),
+        Arc::new(shard_id.finish()),
+        Arc::new(sequence_number.finish()),
+        Arc::new(arrival_time.finish()),
+    ];
+    Ok(RecordBatch::try_new(sales_events_schema(), columns)?)
+}
+
+/// The `daily_sales` rows of one partition as a record batch.
+pub fn daily_sales_batch(rows: &[&DailySales]) -> Result<RecordBatch, WriterError> {
+    let n = rows.len();
+    let mut sale_date = Date32Builder::with_capacity(n);
+    let mut country = StringBuilder::new();
+    let mut stock_code = StringBuilder::new();
+    let mut description = StringBuilder::new();
+    let mut units_sold = Int64Builder::with_capacity(n);
+    let mut units_returned = Int64Builder::with_capacity(n);
+    let mut net_quantity = Int64Builder::with_capacity(n);
+    let mut gross_revenue = money_builder(n)?;
+    let mut refunds = money_builder(n)?;
+    let mut net_revenue = money_builder(n)?;
+    let mut order_lines = Int64Builder::with_capacity(n);
+    for row in rows {
+        sale_date.append_value(days_since_epoch(row.key.sale_date));
+        country.append_value(&row.key.country);
+        stock_code.append_value(&row.key.stock_code);
+        description.append_option(row.description.as_deref());
+        units_sold.append_value(bigint("units_sold", row.units_sold)?);
+        units_returned.append_value(bigint("units_returned", row.units_returned)?);
+        net_quantity.append_value(bigint("net_quantity", row.net_quantity)?);
+        gross_revenue.append_value(money_value("gross_revenue", row.gross_revenue)?);
+        refunds.append_value(money_value("refunds", row.refunds)?);
+        net_revenue.append_value(money_value("net_revenue", row.net_revenue)?);
+        order_lines.append_value(row.order_lines);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(sale_date.finish()),
+        Arc::new(country.finish()),
+        Arc::new(stock_code.finish()),
+        Arc::new(description.finish()),
+        Arc::new(units_sold.finish()),
+        Arc::new(units_returned.finish()),
+        Arc::new(net_quantity.finish()),
+        Arc::new(gross_revenue.finish()),
+        Arc::new(refunds.finish()),
+        Arc::new(net_revenue.finish()),
+        Arc::new(order_lines.finish()),
+    ];
+    Ok(RecordBatch::try_new(daily_sales_schema(), columns)?)
+}
+
+/// Encodes `sales_events` rows as one Parquet file.
+pub fn encode_sales_events(rows: &[&AcceptedEvent], codec: Codec) -> Result<Vec<u8>, WriterError> {
+    to_parquet(&sales_events_batch(rows)?, codec)
+}
+
+/// Encodes `daily_sales` rows as one Parquet file.
+pub fn encode_daily_sales(rows: &[&DailySales], codec: Codec) -> Result<Vec<u8>, WriterError> {
+    to_parquet(&daily_sales_batch(rows)?, codec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::aggregate;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type};
+    use bytes_reader::read_back;
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
+
+    mod bytes_reader {
+        use arrow::array::RecordBatch;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+        pub fn read_back(bytes: Vec<u8>) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) {
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).expect("parquet");
+            let metadata = builder.metadata().as_ref().clone();
+            let mut reader = builder.build().expect("reader");
+            (reader.next().expect("a batch").expect("readable"), metadata)
+        }
+    }
+
+    fn accepted(line: u64, quantity: i64, price: &str, description: Option<&str>) -> AcceptedEvent {
+        AcceptedEvent {
+            event: SalesEvent {
+                event_id: sales_stream::event_id("t.csv", line),
+                event_time: chrono::NaiveDateTime::from_str("2011-12-09T12:50:00").expect("time"),
+                invoice_no: "581587".into(),
+                stock_code: "22899".into(),
+                description: description.map(str::to_owned),
+                quantity,
+                unit_price: Decimal::from_str(price).expect("price"),
+                customer_id: None,
+                country: "France".into(),
+                source: format!("t.csv:{line}"),
+            },
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898").expect("seq"),
+            arrival_time: DateTime::from_timestamp_millis(1_700_000_000_000).expect("time"),
+        }
+    }
+
+    #[test]
+    fn sales_events_read_back_with_exact_types() {
+        let rows = [accepted(2, 6, "2.55", Some("HEART")), accepted(3, -1, "0.125", None)];
+        let refs: Vec<_> = rows.iter().collect();
+        let (batch, metadata) = read_back(encode_sales_events(&refs, Codec::Zstd).expect("encodes"));
+        assert_eq!(batch.schema(), sales_events_schema());
+        assert_eq!(batch.num_rows(), 2);
+        let price = batch.column_by_name("unit_price").expect("column").as_primitive::<Decimal128Type>();
+        assert_eq!((price.value(0), price.value(1)), (2_550, 125));
+        assert_eq!(price.value_as_string(1), "0.125");
+        let description = batch.column_by_name("description").expect("column").as_string::<i32>();
+        assert!(description.is_null(1));
+        let seq = batch.column_by_name("sequence_number").expect("column").as_string::<i32>();
+        assert_eq!(seq.value(0), "49590338271490256608559692538361571095921575989136588898");
+        let quantity = batch.column_by_name("quantity").expect("column").as_primitive::<Int64Type>();
+        assert_eq!(quantity.value(1), -1);
+        let column = metadata.row_group(0).column(0);
+        assert!(column.statistics().is_some(), "column statistics are written");
+        assert!(matches!(column.compression(), Compression::ZSTD(_)));
+    }
+
+    #[test]
+    fn daily_sales_read_back_with_exact_sums() {
+        let rows = [accepted(2, 6, "2.55", None), accepted(3, -2, "2.55", Some("X")), accepted(4, 3, "0.125", None)];
+        let daily = aggregate(rows.iter().map(|r| &r.event));
+        let refs: Vec<_> = daily.iter().collect();
+        let (batch, metadata) = read_back(encode_daily_sales(&refs, Codec::Snappy).expect("encodes"));
+        assert_eq!(batch.schema(), daily_sales_schema());
+        let money = |name| batch.column_by_name(name).expect("column").as_primitive::<Decimal128Type>().value_as_string(0);
+        assert_eq!(money("gross_revenue"), "15.675");
+        assert_eq!(money("refunds"), "5.100");
+        assert_eq!(money("net_revenue"), "10.575");
+        let date = batch.column_by_name("sale_date").expect("column").as_primitive::<Date32Type>();
+        assert_eq!(date.value_as_date(0).map(|d| d.to_string()).as_deref(), Some("2011-12-09"));
+        assert!(matches!(metadata.row_group(0).column(0).compression(), Compression::SNAPPY));
+    }
+
+    #[test]
+    fn sums_that_do_not_fit_are_errors_not_wrapped() {
+        let mut row = aggregate([&accepted(2, 1, "1", None).event])[0].clone();
+        row.gross_revenue = MONEY_MAX_UNSCALED + 1;
+        assert!(matches!(encode_daily_sales(&[&row], Codec::Zstd), Err(WriterError::Overflow { column: "gross_revenue", .. })));
+        row.gross_revenue = 0;
+        row.units_sold = i128::from(i64::MAX) + 1;
+        assert!(matches!(encode_daily_sales(&[&row], Codec::Zstd), Err(WriterError::Overflow { column: "units_sold", .. })));
+    }
+}
