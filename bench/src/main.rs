@@ -1,1 +1,207 @@
-fn main(){}
+//! `make bench`: figures, never assertions. Prints producer and consumer throughput of the pure
+//! cores (no I/O), end-to-end throughput of the real binaries through a file:// stream and lake,
+//! peak memory, and bytes per row on the stream.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use consumer::{BatchOptions, process_batch};
+use producer::{ColumnMap, CsvReader, DateParser, GenerateOptions, Line, RowParser, generate};
+use sales_stream::{SequenceNumber, StreamRecord, codec};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Generated rows.
+    #[arg(long, default_value_t = 500_000)]
+    rows: u64,
+    /// Where the release producer and consumer binaries are.
+    #[arg(long)]
+    bin_dir: PathBuf,
+    /// Records per consumer batch.
+    #[arg(long, default_value_t = 10_000)]
+    batch_size: usize,
+}
+
+/// Peak resident memory of the finished child processes, in MiB.
+#[allow(unsafe_code)]
+fn children_peak_mib() -> f64 {
+    // SAFETY: getrusage only writes into the zeroed struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+/// This process's peak resident memory, in MiB.
+fn own_peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn run(bin: &Path, args: &[&str]) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let output = Command::new(bin)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} failed: {}",
+            bin.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    println!(
+        "bench: {} generated rows, consumer batches of {}",
+        args.rows, args.batch_size
+    );
+
+    let mut csv = Vec::new();
+    generate(
+        &GenerateOptions {
+            rows: args.rows,
+            seed: 7,
+            ..GenerateOptions::default()
+        },
+        &mut csv,
+    )?;
+
+    // Producer core: parse + validate + encode, no I/O.
+    let started = Instant::now();
+    let mut reader = CsvReader::new(csv.as_slice(), None)?;
+    let parser = RowParser::new(
+        ColumnMap::from_header(reader.header(), &[])?,
+        DateParser::default(),
+        "bench.csv",
+    );
+    let mut records = Vec::new();
+    let (mut rows, mut wire_bytes) = (0_u64, 0_usize);
+    while let Some(line) = reader.next_line()? {
+        rows += 1;
+        if let Line::Record(record) = line
+            && let Ok(event) = parser.parse(&record)
+        {
+            let data = codec::encode(&event);
+            let key = event.event_id.to_string();
+            wire_bytes += data.len() + key.len();
+            records.push(StreamRecord {
+                sequence_number: SequenceNumber::from_u64(records.len() as u64),
+                partition_key: key,
+                data,
+                approximate_arrival: chrono::Utc::now(),
+            });
+        }
+    }
+    let producer_s = started.elapsed().as_secs_f64();
+    println!(
+        "producer core (parse+validate+encode): {:>10.0} rows/s",
+        rows as f64 / producer_s
+    );
+    println!(
+        "bytes per event on the stream:         {:>10.1} B (JSON data + partition key)",
+        wire_bytes as f64 / records.len() as f64
+    );
+
+    // Consumer core: decode → Parquet bytes, 10,000-record batches, no I/O.
+    let started = Instant::now();
+    let mut parquet_bytes = 0;
+    for chunk in records.chunks(args.batch_size) {
+        let output = process_batch(
+            "shardId-000000000000",
+            chunk,
+            |_| false,
+            &BatchOptions::default(),
+        )?;
+        parquet_bytes += output.files.iter().map(|f| f.bytes.len()).sum::<usize>();
+    }
+    let consumer_s = started.elapsed().as_secs_f64();
+    println!(
+        "consumer core (decode→Parquet):        {:>10.0} records/s",
+        records.len() as f64 / consumer_s
+    );
+    println!(
+        "Parquet bytes per event (both tables): {:>10.1} B",
+        parquet_bytes as f64 / records.len() as f64
+    );
+    println!(
+        "bench process peak memory:             {:>10.1} MiB",
+        own_peak_mib()
+    );
+    drop(records);
+
+    // End to end through the real binaries, file:// stream and lake.
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("sales.csv");
+    std::fs::write(&input, &csv)?;
+    let stream = format!("file://{}", dir.path().join("stream").display());
+    let lake = format!("file://{}", dir.path().join("lake").display());
+    let rejects = dir.path().join("rejects.csv");
+    let producer_wall = run(
+        &args.bin_dir.join("producer"),
+        &[
+            "--input",
+            &input.to_string_lossy(),
+            "--stream",
+            &stream,
+            "--rejects",
+            &rejects.to_string_lossy(),
+        ],
+    )?;
+    let producer_peak = children_peak_mib();
+    let batch_size = args.batch_size.to_string();
+    let consumer_wall = run(
+        &args.bin_dir.join("consumer"),
+        &[
+            "poll",
+            "--stream",
+            &stream,
+            "--lake",
+            &lake,
+            "--until-drained",
+            "--batch-size",
+            &batch_size,
+        ],
+    )?;
+    let stream_bytes: u64 = std::fs::read_dir(dir.path().join("stream"))?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "producer binary to file:// stream:     {:>10.0} rows/s ({producer_wall:.2} s)",
+        rows as f64 / producer_wall
+    );
+    println!(
+        "consumer binary file:// → lake:        {:>10.0} rows/s ({consumer_wall:.2} s)",
+        rows as f64 / consumer_wall
+    );
+    println!(
+        "end to end (producer then consumer):   {:>10.0} rows/s",
+        rows as f64 / (producer_wall + consumer_wall)
+    );
+    println!(
+        "stream log bytes per row:              {:>10.1} B",
+        stream_bytes as f64 / rows as f64
+    );
+    println!(
+        "peak memory: producer {producer_peak:.1} MiB, producer+consumer max {:.1} MiB",
+        children_peak_mib()
+    );
+    Ok(())
+}

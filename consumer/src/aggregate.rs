@@ -93,13 +93,20 @@ mod tests {
     use rust_decimal::Decimal;
     use std::str::FromStr;
 
-    fn event(line: u64, time: &str, country: &str, code: &str, quantity: i64, price: &str) -> SalesEvent {
+    fn event(
+        line: u64,
+        time: &str,
+        country: &str,
+        code: &str,
+        quantity: i64,
+        price: &str,
+    ) -> SalesEvent {
         SalesEvent {
             event_id: sales_stream::event_id("t.csv", line),
             event_time: NaiveDateTime::from_str(time).expect("time"),
             invoice_no: "1".into(),
             stock_code: code.into(),
-            description: (line % 2 == 0).then(|| format!("D{line}")),
+            description: line.is_multiple_of(2).then(|| format!("D{line}")),
             quantity,
             unit_price: Decimal::from_str(price).expect("price"),
             customer_id: None,
@@ -130,7 +137,11 @@ mod tests {
         assert_eq!(france.refunds, 5_100); // 2 × 2.55
         assert_eq!(france.net_revenue, 15_675 - 5_100);
         assert_eq!(france.order_lines, 4);
-        assert_eq!(france.description.as_deref(), Some("D2"), "first non-empty description");
+        assert_eq!(
+            france.description.as_deref(),
+            Some("D2"),
+            "first non-empty description"
+        );
         // Rows come in key order: date, then country, then stock code.
         assert_eq!(rows[1].key.country, "Spain");
         assert_eq!(rows[1].description, None);
@@ -142,7 +153,16 @@ mod tests {
     fn decimal_sums_do_not_drift_like_floats() {
         // 0.1 + 0.2 summed a thousand times in floating point is not 300.
         let events: Vec<_> = (0..2_000)
-            .map(|i| event(i, "2011-01-01T10:00:00", "UK", "X", 1, if i % 2 == 0 { "0.1" } else { "0.2" }))
+            .map(|i| {
+                event(
+                    i,
+                    "2011-01-01T10:00:00",
+                    "UK",
+                    "X",
+                    1,
+                    if i % 2 == 0 { "0.1" } else { "0.2" },
+                )
+            })
             .collect();
         let rows = aggregate(&events);
         assert_eq!(rows[0].gross_revenue, 300_000);

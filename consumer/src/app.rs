@@ -1,6 +1,5 @@
 //! The consumer's commands, from parsed options to printed results.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,20 +23,27 @@ async fn poll_command(args: PollArgs) -> anyhow::Result<()> {
     let stream = match &args.stream {
         StreamLocation::Local { dir } => Arc::new(LocalStream::open(dir)?),
         StreamLocation::Kinesis { name } => {
-            bail!("kinesis://{name}: this build reads file:// streams only; Kinesis support comes next")
+            bail!(
+                "kinesis://{name}: this build reads file:// streams only; Kinesis support comes next"
+            )
         }
     };
     let lake = match &args.lake {
         LakeLocation::Local { dir } => Arc::new(LocalLake::new(dir)),
         LakeLocation::S3 { .. } => {
-            bail!("{}: this build writes file:// lakes only; S3 support comes next", args.lake)
+            bail!(
+                "{}: this build writes file:// lakes only; S3 support comes next",
+                args.lake
+            )
         }
     };
     let options = PollOptions {
         batch_size: args.batch_size as usize,
         until_drained: args.until_drained,
         dedupe_window: args.dedupe_window,
-        batch: BatchOptions { codec: args.compression },
+        batch: BatchOptions {
+            codec: args.compression,
+        },
         ..PollOptions::default()
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -72,16 +78,20 @@ async fn poll_command(args: PollArgs) -> anyhow::Result<()> {
 
 #[cfg(feature = "query")]
 async fn query_command(args: crate::options::QueryArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+
     use crate::query::{bind_parameters, format_batches, run_query};
 
     let LakeLocation::Local { dir } = &args.lake else {
-        bail!("{}: querying S3 lakes through Athena comes with the deployment; query a file:// lake", args.lake);
+        bail!(
+            "{}: querying S3 lakes through Athena comes with the deployment; query a file:// lake",
+            args.lake
+        );
     };
     let sql = match (&args.sql, &args.file) {
         (Some(sql), _) => sql.clone(),
-        (None, Some(path)) => {
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
-        }
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
         (None, None) => bail!("give the SQL, or --file"),
     };
     let sql = bind_parameters(&sql, &args.params)?;

@@ -66,7 +66,9 @@ pub enum BatchError {
     Writer(#[from] WriterError),
 }
 
-fn group_by_date<T>(items: impl IntoIterator<Item = (NaiveDate, T)>) -> BTreeMap<NaiveDate, Vec<T>> {
+fn group_by_date<T>(
+    items: impl IntoIterator<Item = (NaiveDate, T)>,
+) -> BTreeMap<NaiveDate, Vec<T>> {
     let mut groups: BTreeMap<NaiveDate, Vec<T>> = BTreeMap::new();
     for (date, item) in items {
         groups.entry(date).or_default().push(item);
@@ -103,7 +105,11 @@ pub fn process_batch(
             }
         };
         if let Err(e) = event.validate() {
-            quarantined.push(QuarantinedRecord::new(shard_id, record, format!("invalid event: {e}")));
+            quarantined.push(QuarantinedRecord::new(
+                shard_id,
+                record,
+                format!("invalid event: {e}"),
+            ));
             continue;
         }
         if already_committed(&event.event_id) || !seen_in_batch.insert(event.event_id) {
@@ -136,7 +142,8 @@ pub fn process_batch(
             rows: rows.len(),
         });
     }
-    for (date, rows) in group_by_date(quarantined.iter().map(|q| (q.arrival_time.date_naive(), q))) {
+    for (date, rows) in group_by_date(quarantined.iter().map(|q| (q.arrival_time.date_naive(), q)))
+    {
         output.files.push(OutputFile {
             key: data_file(QUARANTINE, date, &name, "jsonl"),
             bytes: quarantine::encode(&rows),
@@ -157,7 +164,8 @@ mod tests {
     fn event(line: u64, day: u32) -> SalesEvent {
         SalesEvent {
             event_id: sales_stream::event_id("t.csv", line),
-            event_time: NaiveDateTime::from_str(&format!("2011-12-{day:02}T10:00:00")).expect("time"),
+            event_time: NaiveDateTime::from_str(&format!("2011-12-{day:02}T10:00:00"))
+                .expect("time"),
             invoice_no: "1".into(),
             stock_code: "A".into(),
             description: None,
@@ -191,14 +199,33 @@ mod tests {
             record(60, codec::encode(&event(3, 1))), // committed by an earlier batch
         ];
         let committed = sales_stream::event_id("t.csv", 3);
-        let output = process_batch("shardId-000000000001", &records, |id| *id == committed, &BatchOptions::default())
-            .expect("processes");
+        let output = process_batch(
+            "shardId-000000000001",
+            &records,
+            |id| *id == committed,
+            &BatchOptions::default(),
+        )
+        .expect("processes");
         assert_eq!(
             output.counts,
-            BatchCounts { received: 6, accepted: 2, duplicates: 2, quarantined: 2 }
+            BatchCounts {
+                received: 6,
+                accepted: 2,
+                duplicates: 2,
+                quarantined: 2
+            }
         );
-        assert_eq!(output.last_sequence_number, Some(SequenceNumber::from_u64(60)));
-        assert_eq!(output.accepted_ids, vec![sales_stream::event_id("t.csv", 1), sales_stream::event_id("t.csv", 2)]);
+        assert_eq!(
+            output.last_sequence_number,
+            Some(SequenceNumber::from_u64(60))
+        );
+        assert_eq!(
+            output.accepted_ids,
+            vec![
+                sales_stream::event_id("t.csv", 1),
+                sales_stream::event_id("t.csv", 2)
+            ]
+        );
         let keys: Vec<&str> = output.files.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -218,7 +245,9 @@ mod tests {
 
     #[test]
     fn the_same_batch_gives_the_same_files() {
-        let records: Vec<_> = (0..50).map(|i| record(i * 10, codec::encode(&event(i, 1 + (i % 3) as u32)))).collect();
+        let records: Vec<_> = (0..50)
+            .map(|i| record(i * 10, codec::encode(&event(i, 1 + (i % 3) as u32))))
+            .collect();
         let a = process_batch("s", &records, |_| false, &BatchOptions::default()).expect("a");
         let b = process_batch("s", &records, |_| false, &BatchOptions::default()).expect("b");
         assert_eq!(a.files, b.files, "a retried batch overwrites its own files");

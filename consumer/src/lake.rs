@@ -51,7 +51,9 @@ impl LocalLake {
     fn path(&self, key: &str) -> Result<PathBuf, LakeError> {
         let valid = !key.is_empty()
             && !key.starts_with('/')
-            && key.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+            && key
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..");
         if !valid {
             return Err(LakeError::BadKey(key.to_owned()));
         }
@@ -59,14 +61,19 @@ impl LocalLake {
     }
 
     fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
-        let error = |action| move |source| LakeError::Io {
-            action,
-            path: path.to_owned(),
-            source,
+        let error = |action| {
+            move |source| LakeError::Io {
+                action,
+                path: path.to_owned(),
+                source,
+            }
         };
         let dir = path.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir).map_err(error("create directory for"))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         // A dot-prefixed temporary name: query engines skip hidden files while it exists.
         let temp = dir.join(format!(
             ".{name}.{}.{}.tmp",
@@ -117,8 +124,14 @@ mod tests {
         assert_eq!(lake.get("a/b.txt").await.expect("get"), None);
         lake.put("a/b.txt", b"one".to_vec()).await.expect("put");
         lake.put("a/b.txt", b"two".to_vec()).await.expect("put");
-        assert_eq!(lake.get("a/b.txt").await.expect("get"), Some(b"two".to_vec()));
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("a")).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(
+            lake.get("a/b.txt").await.expect("get"),
+            Some(b"two".to_vec())
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("a"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
         assert_eq!(names, ["b.txt"], "no temporary files are left behind");
     }
 
@@ -126,7 +139,10 @@ mod tests {
     async fn keys_cannot_escape_the_lake() {
         let lake = LocalLake::new("/tmp/lake");
         for key in ["", "/etc/passwd", "a/../../b", "a//b", "./a"] {
-            assert!(matches!(lake.put(key, vec![]).await, Err(LakeError::BadKey(_))), "{key}");
+            assert!(
+                matches!(lake.put(key, vec![]).await, Err(LakeError::BadKey(_))),
+                "{key}"
+            );
         }
     }
 }

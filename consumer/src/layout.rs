@@ -44,11 +44,22 @@ mod tests {
     #[test]
     fn partitions_are_zero_padded_by_date() {
         let date = NaiveDate::from_ymd_opt(2011, 1, 9).expect("date");
-        assert_eq!(partition_dir(DAILY_SALES, date), "daily_sales/year=2011/month=01/day=09");
         assert_eq!(
-            data_file(SALES_EVENTS, date, &batch_name("shardId-000000000003", "1234"), "parquet"),
+            partition_dir(DAILY_SALES, date),
+            "daily_sales/year=2011/month=01/day=09"
+        );
+        assert_eq!(
+            data_file(
+                SALES_EVENTS,
+                date,
+                &batch_name("shardId-000000000003", "1234"),
+                "parquet"
+            ),
             "sales_events/year=2011/month=01/day=09/shardId-000000000003-1234.parquet"
         );
-        assert_eq!(shard_state("demo", "shardId-000000000000"), "_state/demo/shardId-000000000000.json");
+        assert_eq!(
+            shard_state("demo", "shardId-000000000000"),
+            "_state/demo/shardId-000000000000.json"
+        );
     }
 }

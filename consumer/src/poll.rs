@@ -142,8 +142,10 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
     let mut workers = JoinSet::new();
     let shards = source.shard_ids();
     for shard_id in shards.clone() {
-        let (source, lake, options, stop) = (source.clone(), lake.clone(), options.clone(), stop.clone());
-        workers.spawn(async move { poll_shard(&*source, &*lake, &shard_id, &options, &stop).await });
+        let (source, lake, options, stop) =
+            (source.clone(), lake.clone(), options.clone(), stop.clone());
+        workers
+            .spawn(async move { poll_shard(&*source, &*lake, &shard_id, &options, &stop).await });
     }
     let mut summary = PollSummary {
         shards: shards.len(),
@@ -195,7 +197,8 @@ async fn poll_shard(
             continue;
         }
         // The batch step is CPU work (Parquet encoding): keep it off the async workers.
-        let (shard, batch_options, window) = (shard_id.to_owned(), options.batch.clone(), state.recent_ids);
+        let (shard, batch_options, window) =
+            (shard_id.to_owned(), options.batch.clone(), state.recent_ids);
         let (output, window) = tokio::task::spawn_blocking(move || {
             let output = process_batch(&shard, &records, |id| window.contains(id), &batch_options);
             (output, window)
@@ -218,7 +221,11 @@ async fn poll_shard(
         state.sequence_number = output.last_sequence_number;
         state.counts.add(&output.counts);
         state.batches += 1;
-        lake.put(&shard_state(&stream, shard_id), state.encode(&stream, shard_id)).await?;
+        lake.put(
+            &shard_state(&stream, shard_id),
+            state.encode(&stream, shard_id),
+        )
+        .await?;
         summary.batches += 1;
         summary.counts.add(&output.counts);
         tracing::info!(

@@ -62,7 +62,10 @@ mod tests {
         assert_eq!(q.data_text, None);
         let line = encode(&[&q]);
         let back: QuarantinedRecord = serde_json::from_slice(line.trim_ascii_end()).expect("json");
-        assert_eq!(STANDARD.decode(back.data_base64).expect("base64"), vec![0xff, b'{']);
+        assert_eq!(
+            STANDARD.decode(back.data_base64).expect("base64"),
+            vec![0xff, b'{']
+        );
         assert_eq!(back.reason, "not json");
     }
 }

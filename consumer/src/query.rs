@@ -10,7 +10,9 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::prelude::SessionContext;
 
 use crate::layout::{DAILY_SALES, SALES_EVENTS};
@@ -101,7 +103,12 @@ fn with_partition_columns(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-async fn register(ctx: &SessionContext, lake: &Path, table: &str, schema: SchemaRef) -> Result<(), QueryError> {
+async fn register(
+    ctx: &SessionContext,
+    lake: &Path,
+    table: &str,
+    schema: SchemaRef,
+) -> Result<(), QueryError> {
     let dir = lake.join(table);
     if !dir.is_dir() {
         // No data yet: an empty table with the same columns, so queries still plan.
@@ -143,7 +150,9 @@ pub fn format_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<S
         OutputFormat::Csv => {
             let mut out = Vec::new();
             {
-                let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out);
                 for batch in batches {
                     writer.write(batch)?;
                 }
@@ -168,14 +177,21 @@ mod tests {
     #[test]
     fn binds_parameters_as_quoted_literals() {
         let sql = "SELECT '?' AS q -- what?\nFROM t WHERE country = ? AND d BETWEEN ? AND ?";
-        let values = ["O'Brien Land".to_owned(), "2011-01-01".into(), "2011-01-31".into()];
+        let values = [
+            "O'Brien Land".to_owned(),
+            "2011-01-01".into(),
+            "2011-01-31".into(),
+        ];
         assert_eq!(
             bind_parameters(sql, &values).expect("binds"),
             "SELECT '?' AS q -- what?\nFROM t WHERE country = 'O''Brien Land' AND d BETWEEN '2011-01-01' AND '2011-01-31'"
         );
         assert!(matches!(
             bind_parameters(sql, &values[..1]),
-            Err(QueryError::Parameters { placeholders: 3, values: 1 })
+            Err(QueryError::Parameters {
+                placeholders: 3,
+                values: 1
+            })
         ));
     }
 }

@@ -125,7 +125,8 @@ impl ShardState {
             key: key.to_owned(),
             reason,
         };
-        let stored: StoredState = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let stored: StoredState =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
         if stored.format_version != FORMAT_VERSION {
             return Err(corrupt(format!("format version {}", stored.format_version)));
         }
@@ -178,7 +179,8 @@ mod tests {
         for n in 1..=5 {
             state.recent_ids.insert(id(n));
         }
-        state.sequence_number = SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898");
+        state.sequence_number =
+            SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898");
         state.counts.accepted = 5;
         state.batches = 2;
         let bytes = state.encode("demo", "shardId-000000000000");

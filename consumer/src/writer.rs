@@ -124,7 +124,8 @@ pub fn writer_properties(codec: Codec) -> WriterProperties {
 
 fn to_parquet(batch: &RecordBatch, codec: Codec) -> Result<Vec<u8>, WriterError> {
     let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(writer_properties(codec)))?;
+    let mut writer =
+        ArrowWriter::try_new(&mut bytes, batch.schema(), Some(writer_properties(codec)))?;
     writer.write(batch)?;
     writer.close()?;
     Ok(bytes)
@@ -147,7 +148,8 @@ fn days_since_epoch(date: NaiveDate) -> i32 {
 }
 
 fn money_builder(capacity: usize) -> Result<Decimal128Builder, WriterError> {
-    Ok(Decimal128Builder::with_capacity(capacity).with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)?)
+    Ok(Decimal128Builder::with_capacity(capacity)
+        .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)?)
 }
 
 /// The `sales_events` rows of one partition as a record batch.
@@ -168,7 +170,11 @@ pub fn sales_events_batch(rows: &[&AcceptedEvent]) -> Result<RecordBatch, Writer
     let mut arrival_time = TimestampMillisecondBuilder::with_capacity(n);
     for row in rows {
         let e = &row.event;
-        event_id.append_value(e.event_id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
+        event_id.append_value(
+            e.event_id
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        );
         event_time.append_value(e.event_time.and_utc().timestamp_millis());
         invoice_no.append_value(&e.invoice_no);
         stock_code.append_value(&e.stock_code);
@@ -271,8 +277,11 @@ mod tests {
         use arrow::array::RecordBatch;
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-        pub fn read_back(bytes: Vec<u8>) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) {
-            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).expect("parquet");
+        pub fn read_back(
+            bytes: Vec<u8>,
+        ) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) {
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+                .expect("parquet");
             let metadata = builder.metadata().as_ref().clone();
             let mut reader = builder.build().expect("reader");
             (reader.next().expect("a batch").expect("readable"), metadata)
@@ -294,55 +303,112 @@ mod tests {
                 source: format!("t.csv:{line}"),
             },
             shard_id: "shardId-000000000000".into(),
-            sequence_number: SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898").expect("seq"),
+            sequence_number: SequenceNumber::parse(
+                "49590338271490256608559692538361571095921575989136588898",
+            )
+            .expect("seq"),
             arrival_time: DateTime::from_timestamp_millis(1_700_000_000_000).expect("time"),
         }
     }
 
     #[test]
     fn sales_events_read_back_with_exact_types() {
-        let rows = [accepted(2, 6, "2.55", Some("HEART")), accepted(3, -1, "0.125", None)];
+        let rows = [
+            accepted(2, 6, "2.55", Some("HEART")),
+            accepted(3, -1, "0.125", None),
+        ];
         let refs: Vec<_> = rows.iter().collect();
-        let (batch, metadata) = read_back(encode_sales_events(&refs, Codec::Zstd).expect("encodes"));
+        let (batch, metadata) =
+            read_back(encode_sales_events(&refs, Codec::Zstd).expect("encodes"));
         assert_eq!(batch.schema(), sales_events_schema());
         assert_eq!(batch.num_rows(), 2);
-        let price = batch.column_by_name("unit_price").expect("column").as_primitive::<Decimal128Type>();
+        let price = batch
+            .column_by_name("unit_price")
+            .expect("column")
+            .as_primitive::<Decimal128Type>();
         assert_eq!((price.value(0), price.value(1)), (2_550, 125));
         assert_eq!(price.value_as_string(1), "0.125");
-        let description = batch.column_by_name("description").expect("column").as_string::<i32>();
+        let description = batch
+            .column_by_name("description")
+            .expect("column")
+            .as_string::<i32>();
         assert!(description.is_null(1));
-        let seq = batch.column_by_name("sequence_number").expect("column").as_string::<i32>();
-        assert_eq!(seq.value(0), "49590338271490256608559692538361571095921575989136588898");
-        let quantity = batch.column_by_name("quantity").expect("column").as_primitive::<Int64Type>();
+        let seq = batch
+            .column_by_name("sequence_number")
+            .expect("column")
+            .as_string::<i32>();
+        assert_eq!(
+            seq.value(0),
+            "49590338271490256608559692538361571095921575989136588898"
+        );
+        let quantity = batch
+            .column_by_name("quantity")
+            .expect("column")
+            .as_primitive::<Int64Type>();
         assert_eq!(quantity.value(1), -1);
         let column = metadata.row_group(0).column(0);
-        assert!(column.statistics().is_some(), "column statistics are written");
+        assert!(
+            column.statistics().is_some(),
+            "column statistics are written"
+        );
         assert!(matches!(column.compression(), Compression::ZSTD(_)));
     }
 
     #[test]
     fn daily_sales_read_back_with_exact_sums() {
-        let rows = [accepted(2, 6, "2.55", None), accepted(3, -2, "2.55", Some("X")), accepted(4, 3, "0.125", None)];
+        let rows = [
+            accepted(2, 6, "2.55", None),
+            accepted(3, -2, "2.55", Some("X")),
+            accepted(4, 3, "0.125", None),
+        ];
         let daily = aggregate(rows.iter().map(|r| &r.event));
         let refs: Vec<_> = daily.iter().collect();
-        let (batch, metadata) = read_back(encode_daily_sales(&refs, Codec::Snappy).expect("encodes"));
+        let (batch, metadata) =
+            read_back(encode_daily_sales(&refs, Codec::Snappy).expect("encodes"));
         assert_eq!(batch.schema(), daily_sales_schema());
-        let money = |name| batch.column_by_name(name).expect("column").as_primitive::<Decimal128Type>().value_as_string(0);
+        let money = |name| {
+            batch
+                .column_by_name(name)
+                .expect("column")
+                .as_primitive::<Decimal128Type>()
+                .value_as_string(0)
+        };
         assert_eq!(money("gross_revenue"), "15.675");
         assert_eq!(money("refunds"), "5.100");
         assert_eq!(money("net_revenue"), "10.575");
-        let date = batch.column_by_name("sale_date").expect("column").as_primitive::<Date32Type>();
-        assert_eq!(date.value_as_date(0).map(|d| d.to_string()).as_deref(), Some("2011-12-09"));
-        assert!(matches!(metadata.row_group(0).column(0).compression(), Compression::SNAPPY));
+        let date = batch
+            .column_by_name("sale_date")
+            .expect("column")
+            .as_primitive::<Date32Type>();
+        assert_eq!(
+            date.value_as_date(0).map(|d| d.to_string()).as_deref(),
+            Some("2011-12-09")
+        );
+        assert!(matches!(
+            metadata.row_group(0).column(0).compression(),
+            Compression::SNAPPY
+        ));
     }
 
     #[test]
     fn sums_that_do_not_fit_are_errors_not_wrapped() {
         let mut row = aggregate([&accepted(2, 1, "1", None).event])[0].clone();
         row.gross_revenue = MONEY_MAX_UNSCALED + 1;
-        assert!(matches!(encode_daily_sales(&[&row], Codec::Zstd), Err(WriterError::Overflow { column: "gross_revenue", .. })));
+        assert!(matches!(
+            encode_daily_sales(&[&row], Codec::Zstd),
+            Err(WriterError::Overflow {
+                column: "gross_revenue",
+                ..
+            })
+        ));
         row.gross_revenue = 0;
         row.units_sold = i128::from(i64::MAX) + 1;
-        assert!(matches!(encode_daily_sales(&[&row], Codec::Zstd), Err(WriterError::Overflow { column: "units_sold", .. })));
+        assert!(matches!(
+            encode_daily_sales(&[&row], Codec::Zstd),
+            Err(WriterError::Overflow {
+                column: "units_sold",
+                ..
+            })
+        ));
     }
 }

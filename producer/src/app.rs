@@ -33,7 +33,8 @@ fn generate_command(args: &GenerateArgs) -> anyhow::Result<()> {
     };
     match &args.output {
         Some(path) => {
-            let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let file =
+                File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
             let rows = generate(&options, BufWriter::new(file))
                 .with_context(|| format!("writing {}", path.display()))?;
             tracing::info!(rows, seed = args.seed, path = %path.display(), "generated");
@@ -64,11 +65,17 @@ fn send_command(options: SendOptions) -> anyhow::Result<()> {
     let reader = CsvReader::new(open_input(&input)?, options.delimiter)
         .with_context(|| format!("cannot read {}", input.display()))?;
     let columns = ColumnMap::from_header(reader.header(), &options.columns)?;
-    let source_id = options.source_id.unwrap_or_else(|| match input.file_name() {
-        Some(name) if input.as_os_str() != "-" => name.to_string_lossy().into_owned(),
-        _ => "stdin".to_owned(),
-    });
-    let parser = RowParser::new(columns, DateParser::new(options.date_format), source_id.clone());
+    let source_id = options
+        .source_id
+        .unwrap_or_else(|| match input.file_name() {
+            Some(name) if input.as_os_str() != "-" => name.to_string_lossy().into_owned(),
+            _ => "stdin".to_owned(),
+        });
+    let parser = RowParser::new(
+        columns,
+        DateParser::new(options.date_format),
+        source_id.clone(),
+    );
     let mut rejects = RejectsFile::new(
         options
             .rejects
@@ -86,10 +93,14 @@ fn send_command(options: SendOptions) -> anyhow::Result<()> {
             send_csv(reader, &parser, &mut stream, &mut rejects, &mut progress)?
         }
         (false, Some(StreamLocation::Kinesis { name })) => {
-            bail!("kinesis://{name}: this build streams to file:// only; Kinesis support comes next")
+            bail!(
+                "kinesis://{name}: this build streams to file:// only; Kinesis support comes next"
+            )
         }
         (false, None) => {
-            bail!("--stream is required: kinesis://NAME or file://DIR (or --dry-run to send nothing)")
+            bail!(
+                "--stream is required: kinesis://NAME or file://DIR (or --dry-run to send nothing)"
+            )
         }
     };
     print_summary(&input, &destination, &summary, &rejects)?;

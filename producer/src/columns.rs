@@ -111,7 +111,10 @@ pub enum HeaderError {
     #[error(
         "the header {header:?} has no column for {missing}; name it with --columns FIELD=HEADER"
     )]
-    Missing { header: Vec<String>, missing: String },
+    Missing {
+        header: Vec<String>,
+        missing: String,
+    },
     /// A `--columns` override names a header that is not there.
     #[error("--columns {field}={name}: the header has no column {name:?}")]
     UnknownColumn { field: Field, name: String },
@@ -133,7 +136,10 @@ pub struct ColumnMap {
 }
 
 impl ColumnMap {
-    pub fn from_header(header: &[String], overrides: &[ColumnOverride]) -> Result<Self, HeaderError> {
+    pub fn from_header(
+        header: &[String],
+        overrides: &[ColumnOverride],
+    ) -> Result<Self, HeaderError> {
         let normalised: Vec<String> = header.iter().map(|h| normalise(h)).collect();
         let mut indices = [None; 8];
         for (slot, field) in indices.iter_mut().zip(Field::ALL) {
@@ -192,8 +198,11 @@ mod tests {
 
     #[test]
     fn recognises_both_online_retail_headers() {
-        let one = header("InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country");
-        let two = header("Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country");
+        let one = header(
+            "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country",
+        );
+        let two =
+            header("Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country");
         for h in [one, two] {
             let map = ColumnMap::from_header(&h, &[]).expect("recognised");
             let row = header("536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom");
@@ -209,15 +218,29 @@ mod tests {
     fn other_layouts_are_mapped_by_name() {
         let h = header("Country,Sku,Qty,When,Amount,Order");
         let err = ColumnMap::from_header(&h, &[]).expect_err("not recognised");
-        assert!(err.to_string().contains("invoice_no, stock_code, quantity, invoice_date, unit_price"), "{err}");
-        let overrides: Vec<ColumnOverride> = ["stock_code=Sku", "quantity=Qty", "invoice_date=When", "unit_price=Amount", "invoice_no=Order"]
-            .iter()
-            .map(|s| s.parse().expect("override"))
-            .collect();
+        assert!(
+            err.to_string()
+                .contains("invoice_no, stock_code, quantity, invoice_date, unit_price"),
+            "{err}"
+        );
+        let overrides: Vec<ColumnOverride> = [
+            "stock_code=Sku",
+            "quantity=Qty",
+            "invoice_date=When",
+            "unit_price=Amount",
+            "invoice_no=Order",
+        ]
+        .iter()
+        .map(|s| s.parse().expect("override"))
+        .collect();
         let map = ColumnMap::from_header(&h, &overrides).expect("mapped");
         let row = header("France,22633,3,2011-01-02 10:00:00,1.25,A1");
         assert_eq!(map.get(&row, Field::StockCode), "22633");
-        assert_eq!(map.get(&row, Field::Description), "", "an absent optional column is empty");
+        assert_eq!(
+            map.get(&row, Field::Description),
+            "",
+            "an absent optional column is empty"
+        );
         assert!(matches!(
             ColumnMap::from_header(&h, &["country=Land".parse().expect("override")]),
             Err(HeaderError::UnknownColumn { .. })

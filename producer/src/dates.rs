@@ -105,22 +105,52 @@ mod tests {
     #[test]
     fn parses_every_documented_form() {
         let parser = DateParser::default();
-        assert_eq!(parser.parse("12/1/2010 8:26"), Some(at(2010, 12, 1, 8, 26, 0)));
-        assert_eq!(parser.parse("12/1/10 8:26"), Some(at(2010, 12, 1, 8, 26, 0)));
-        assert_eq!(parser.parse("12-01-11 08:33"), Some(at(2011, 12, 1, 8, 33, 0)));
-        assert_eq!(parser.parse("11/25/11 11:02"), Some(at(2011, 11, 25, 11, 2, 0)));
-        assert_eq!(parser.parse("2010-12-01 08:26:00"), Some(at(2010, 12, 1, 8, 26, 0)));
-        assert_eq!(parser.parse("2010-12-01T08:26:00"), Some(at(2010, 12, 1, 8, 26, 0)));
+        assert_eq!(
+            parser.parse("12/1/2010 8:26"),
+            Some(at(2010, 12, 1, 8, 26, 0))
+        );
+        assert_eq!(
+            parser.parse("12/1/10 8:26"),
+            Some(at(2010, 12, 1, 8, 26, 0))
+        );
+        assert_eq!(
+            parser.parse("12-01-11 08:33"),
+            Some(at(2011, 12, 1, 8, 33, 0))
+        );
+        assert_eq!(
+            parser.parse("11/25/11 11:02"),
+            Some(at(2011, 11, 25, 11, 2, 0))
+        );
+        assert_eq!(
+            parser.parse("2010-12-01 08:26:00"),
+            Some(at(2010, 12, 1, 8, 26, 0))
+        );
+        assert_eq!(
+            parser.parse("2010-12-01T08:26:00"),
+            Some(at(2010, 12, 1, 8, 26, 0))
+        );
         assert_eq!(parser.parse(" 2011-01-02 "), Some(at(2011, 1, 2, 0, 0, 0)));
-        assert_eq!(parser.parse("1/2/99 23:59"), Some(at(1999, 1, 2, 23, 59, 0)));
+        assert_eq!(
+            parser.parse("1/2/99 23:59"),
+            Some(at(1999, 1, 2, 23, 59, 0))
+        );
     }
 
     #[test]
     fn refuses_what_is_not_a_timestamp() {
         let parser = DateParser::default();
         for bad in [
-            "", "yesterday", "13/1/2010 8:26", "2/30/2010 8:26", "12/1/2010 25:00", "12/1/2010 8:61",
-            "12/1 8:26", "12/1/2010/5 8:26", "12/1/20100 8:26", "2010-12-01 08:26:00:00", "1/2/123 1:00",
+            "",
+            "yesterday",
+            "13/1/2010 8:26",
+            "2/30/2010 8:26",
+            "12/1/2010 25:00",
+            "12/1/2010 8:61",
+            "12/1 8:26",
+            "12/1/2010/5 8:26",
+            "12/1/20100 8:26",
+            "2010-12-01 08:26:00:00",
+            "1/2/123 1:00",
         ] {
             assert_eq!(parser.parse(bad), None, "{bad:?}");
         }
@@ -129,7 +159,10 @@ mod tests {
     #[test]
     fn an_explicit_format_overrides_detection() {
         let parser = DateParser::new(Some("%d/%m/%Y %H:%M".into()));
-        assert_eq!(parser.parse("01/12/2010 08:26"), Some(at(2010, 12, 1, 8, 26, 0)));
+        assert_eq!(
+            parser.parse("01/12/2010 08:26"),
+            Some(at(2010, 12, 1, 8, 26, 0))
+        );
         assert_eq!(parser.parse("12/31/2010 08:26"), None);
         let dates_only = DateParser::new(Some("%Y%m%d".into()));
         assert_eq!(dates_only.parse("20101201"), Some(at(2010, 12, 1, 0, 0, 0)));

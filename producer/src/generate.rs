@@ -30,7 +30,14 @@ impl Default for GenerateOptions {
 }
 
 const HEADER: [&str; 8] = [
-    "InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country",
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
 ];
 
 /// Countries and their weights, roughly as in the real data set (mostly the United Kingdom).
@@ -50,15 +57,26 @@ const COUNTRIES: [(&str, u32); 12] = [
 ];
 
 const ADJECTIVES: [&str; 12] = [
-    "WHITE", "RED", "VINTAGE", "REGENCY", "PINK", "BLUE", "GREEN", "GLASS", "WOODEN", "JUMBO", "SMALL", "HANGING",
+    "WHITE", "RED", "VINTAGE", "REGENCY", "PINK", "BLUE", "GREEN", "GLASS", "WOODEN", "JUMBO",
+    "SMALL", "HANGING",
 ];
 const NOUNS: [&str; 12] = [
-    "HEART T-LIGHT HOLDER", "METAL LANTERN", "COAT HANGER", "HOT WATER BOTTLE", "TEACUP AND SAUCER",
-    "LUNCH BAG", "ALARM CLOCK", "CAKE CASES", "NESTING BOXES", "PARTY BUNTING", "DOORMAT", "STORAGE JAR",
+    "HEART T-LIGHT HOLDER",
+    "METAL LANTERN",
+    "COAT HANGER",
+    "HOT WATER BOTTLE",
+    "TEACUP AND SAUCER",
+    "LUNCH BAG",
+    "ALARM CLOCK",
+    "CAKE CASES",
+    "NESTING BOXES",
+    "PARTY BUNTING",
+    "DOORMAT",
+    "STORAGE JAR",
 ];
 const PRICES: [&str; 16] = [
-    "0.29", "0.39", "0.42", "0.55", "0.65", "0.85", "1.25", "1.65", "1.95", "2.10", "2.55", "2.95", "3.39",
-    "4.95", "7.65", "12.75",
+    "0.29", "0.39", "0.42", "0.55", "0.65", "0.85", "1.25", "1.65", "1.95", "2.10", "2.55", "2.95",
+    "3.39", "4.95", "7.65", "12.75",
 ];
 const QUANTITIES: [i64; 10] = [1, 2, 3, 4, 6, 8, 10, 12, 24, 48];
 
@@ -109,8 +127,16 @@ fn catalogue(rng: &mut ChaCha8Rng) -> Vec<Product> {
                 // Some real descriptions carry commas, so the file needs quoting.
                 description.push_str(", SET OF 3");
             }
-            let price = if rng.random_bool(0.02) { "0.125" } else { PRICES[rng.random_range(0..PRICES.len())] };
-            Product { code, description, price }
+            let price = if rng.random_bool(0.02) {
+                "0.125"
+            } else {
+                PRICES[rng.random_range(0..PRICES.len())]
+            };
+            Product {
+                code,
+                description,
+                price,
+            }
         })
         .collect()
 }
@@ -143,11 +169,17 @@ pub fn generate(options: &GenerateOptions, output: impl Write) -> io::Result<u64
     while written < options.rows {
         time += Duration::minutes(rng.random_range(1..25));
         if time.hour() >= 20 {
-            time = (time.date() + Duration::days(1)).and_hms_opt(8, 0, 0).unwrap_or(time);
+            time = (time.date() + Duration::days(1))
+                .and_hms_opt(8, 0, 0)
+                .unwrap_or(time);
         }
         let date = format!("{}", time.format("%-m/%-d/%Y %-H:%M"));
         let customer = &customers[rng.random_range(0..customers.len())];
-        let customer_id = if rng.random_bool(0.2) { String::new() } else { customer.id.to_string() };
+        let customer_id = if rng.random_bool(0.2) {
+            String::new()
+        } else {
+            customer.id.to_string()
+        };
         let kind = rng.random_range(0..10_000);
         invoice += 1;
         if kind < 300 {
@@ -161,17 +193,56 @@ pub fn generate(options: &GenerateOptions, output: impl Write) -> io::Result<u64
                     (p.code.clone(), p.description.clone(), p.price)
                 };
                 let quantity = (-QUANTITIES[rng.random_range(0..QUANTITIES.len())]).to_string();
-                line([&number, &code, &description, &quantity, &date, price, &customer_id, customer.country], &mut out, &mut written)?;
+                line(
+                    [
+                        &number,
+                        &code,
+                        &description,
+                        &quantity,
+                        &date,
+                        price,
+                        &customer_id,
+                        customer.country,
+                    ],
+                    &mut out,
+                    &mut written,
+                )?;
             }
         } else if kind < 450 {
             // A stock write-off: negative quantity, price 0, no customer, often no description.
             let p = &products[rng.random_range(0..products.len())];
             let description = if rng.random_bool(0.6) { "" } else { "damaged" };
             let quantity = (-rng.random_range(1..100)).to_string();
-            line([&invoice.to_string(), &p.code, description, &quantity, &date, "0", "", "United Kingdom"], &mut out, &mut written)?;
+            line(
+                [
+                    &invoice.to_string(),
+                    &p.code,
+                    description,
+                    &quantity,
+                    &date,
+                    "0",
+                    "",
+                    "United Kingdom",
+                ],
+                &mut out,
+                &mut written,
+            )?;
         } else if kind < 470 {
             // A bad-debt adjustment: a negative price, which the producer rejects.
-            line([&format!("A{invoice}"), "B", "Adjust bad debt", "1", &date, "-11062.06", "", "United Kingdom"], &mut out, &mut written)?;
+            line(
+                [
+                    &format!("A{invoice}"),
+                    "B",
+                    "Adjust bad debt",
+                    "1",
+                    &date,
+                    "-11062.06",
+                    "",
+                    "United Kingdom",
+                ],
+                &mut out,
+                &mut written,
+            )?;
         } else if kind < 480 {
             line(["", "", "", "", "", "", "", ""], &mut out, &mut written)?;
         } else {
@@ -182,10 +253,23 @@ pub fn generate(options: &GenerateOptions, output: impl Write) -> io::Result<u64
                     (c.to_owned(), d.to_owned(), p)
                 } else {
                     let p = &products[rng.random_range(0..products.len())];
-                    (p.code.clone(), p.description.clone(), if rng.random_bool(0.005) { "0" } else { p.price })
+                    (
+                        p.code.clone(),
+                        p.description.clone(),
+                        if rng.random_bool(0.005) { "0" } else { p.price },
+                    )
                 };
                 let quantity = QUANTITIES[rng.random_range(0..QUANTITIES.len())].to_string();
-                let fields = [number.as_str(), &code, &description, &quantity, &date, price, &customer_id, customer.country];
+                let fields = [
+                    number.as_str(),
+                    &code,
+                    &description,
+                    &quantity,
+                    &date,
+                    price,
+                    &customer_id,
+                    customer.country,
+                ];
                 line(fields, &mut out, &mut written)?;
                 if rng.random_bool(0.007) {
                     // The same line twice: two sale lines, both kept.
@@ -204,7 +288,11 @@ mod tests {
 
     fn text(rows: u64, seed: u64) -> String {
         let mut out = Vec::new();
-        let options = GenerateOptions { rows, seed, ..Default::default() };
+        let options = GenerateOptions {
+            rows,
+            seed,
+            ..Default::default()
+        };
         assert_eq!(generate(&options, &mut out).expect("generates"), rows);
         String::from_utf8(out).expect("utf-8")
     }
@@ -215,19 +303,35 @@ mod tests {
         assert_eq!(a, text(2_000, 7));
         assert_ne!(a, text(2_000, 8));
         assert_eq!(a.lines().count(), 2_001);
-        assert!(a.starts_with("InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\r\n"));
+        assert!(a.starts_with(
+            "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\r\n"
+        ));
     }
 
     #[test]
     fn carries_the_real_quirks() {
         let data = text(20_000, 1);
         let lines: Vec<&str> = data.lines().collect();
-        assert!(lines.iter().any(|l| l.starts_with('C') && l.contains(",-")), "cancellations");
-        assert!(lines.iter().any(|l| l.contains(",0,,United Kingdom")), "write-offs");
+        assert!(
+            lines.iter().any(|l| l.starts_with('C') && l.contains(",-")),
+            "cancellations"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains(",0,,United Kingdom")),
+            "write-offs"
+        );
         assert!(lines.iter().any(|l| l.contains(",POST,")), "service codes");
-        assert!(lines.iter().any(|l| l.contains(",-11062.06,")), "a negative price to reject");
+        assert!(
+            lines.iter().any(|l| l.contains(",-11062.06,")),
+            "a negative price to reject"
+        );
         assert!(lines.contains(&",,,,,,,"), "all-empty rows");
-        assert!(lines.windows(2).any(|w| w[0] == w[1] && !w[0].starts_with(',')), "repeated lines");
+        assert!(
+            lines
+                .windows(2)
+                .any(|w| w[0] == w[1] && !w[0].starts_with(',')),
+            "repeated lines"
+        );
         let countries = COUNTRIES.iter().filter(|(c, _)| data.contains(c)).count();
         assert!(countries >= 8, "{countries} countries");
         let days: std::collections::HashSet<&str> = lines[1..]

@@ -78,6 +78,8 @@ fn parse_delimiter(text: &str) -> Result<u8, String> {
     match text {
         "tab" | "\\t" | "\t" => Ok(b'\t'),
         _ if text.len() == 1 && text.is_ascii() => Ok(text.as_bytes()[0]),
-        _ => Err(format!("expected one ASCII character or `tab`, got {text:?}")),
+        _ => Err(format!(
+            "expected one ASCII character or `tab`, got {text:?}"
+        )),
     }
 }

@@ -20,21 +20,27 @@ impl Progress {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed_precise} {human_pos} rows ({per_sec}) {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template(
+                    "{spinner} {elapsed_precise} {human_pos} rows ({per_sec}) {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
         let now = Instant::now();
-        Self { bar, started: now, last_log: now }
+        Self {
+            bar,
+            started: now,
+            last_log: now,
+        }
     }
 
     pub fn update(&mut self, rows: u64, message: impl FnOnce() -> String) {
         match &self.bar {
             Some(bar) => {
                 bar.set_position(rows);
-                if rows % 4096 == 0 {
+                if rows.is_multiple_of(4096) {
                     bar.set_message(message());
                 }
             }

@@ -236,7 +236,10 @@ mod tests {
             b"InvoiceNo,StockCode,Description\r\n536365,85123A,\"WHITE, HANGING \"\"HEART\"\"\"\r\n536366,22633,HAND WARMER\r\n",
         );
         assert_eq!(header, ["InvoiceNo", "StockCode", "Description"]);
-        assert_eq!(fields(&lines[0]), ["536365", "85123A", "WHITE, HANGING \"HEART\""]);
+        assert_eq!(
+            fields(&lines[0]),
+            ["536365", "85123A", "WHITE, HANGING \"HEART\""]
+        );
         assert_eq!(fields(&lines[1]), ["536366", "22633", "HAND WARMER"]);
         match &lines[0] {
             Line::Record(r) => {

@@ -37,7 +37,8 @@ impl RejectsFile {
                 if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent)?;
                 }
-                let mut writer = csv::Writer::from_writer(BufWriter::new(File::create(&self.path)?));
+                let mut writer =
+                    csv::Writer::from_writer(BufWriter::new(File::create(&self.path)?));
                 writer.write_record(["line", "reason", "raw"])?;
                 self.writer.insert(writer)
             }

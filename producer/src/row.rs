@@ -57,8 +57,8 @@ fn customer_id(text: &str) -> Option<String> {
     let id = match text.split_once('.') {
         Some((whole, fraction))
             if !whole.is_empty()
-            && whole.bytes().all(|b| b.is_ascii_digit())
-            && fraction.bytes().all(|b| b == b'0') =>
+                && whole.bytes().all(|b| b.is_ascii_digit())
+                && fraction.bytes().all(|b| b == b'0') =>
         {
             whole
         }
@@ -169,8 +169,9 @@ mod tests {
 
     #[test]
     fn a_plain_sale() {
-        let event = parse("536365,85123A,WHITE HANGING HEART ,6,12/1/2010 8:26,2.55,17850,United Kingdom")
-            .expect("valid");
+        let event =
+            parse("536365,85123A,WHITE HANGING HEART ,6,12/1/2010 8:26,2.55,17850,United Kingdom")
+                .expect("valid");
         assert_eq!(event.event_id, event_id("sales.csv", 7));
         assert_eq!(event.source, "sales.csv:7");
         assert_eq!(event.stock_code, "85123A");
@@ -182,22 +183,43 @@ mod tests {
 
     #[test]
     fn real_quirks_are_sales_not_errors() {
-        let cancellation =
-            parse("C536379,D,Discount,-1,12/1/2010 9:41,27.50,14527,United Kingdom").expect("valid");
-        assert_eq!((cancellation.invoice_no.as_str(), cancellation.quantity), ("C536379", -1));
-        let write_off = parse("536414,22139,,-56,12/1/2010 11:52,0,,United Kingdom").expect("valid");
+        let cancellation = parse("C536379,D,Discount,-1,12/1/2010 9:41,27.50,14527,United Kingdom")
+            .expect("valid");
+        assert_eq!(
+            (cancellation.invoice_no.as_str(), cancellation.quantity),
+            ("C536379", -1)
+        );
+        let write_off =
+            parse("536414,22139,,-56,12/1/2010 11:52,0,,United Kingdom").expect("valid");
         assert_eq!(write_off.description, None);
         assert_eq!(write_off.customer_id, None);
         assert!(write_off.unit_price.is_zero());
-        for (text, expected) in [("NA", None), ("17850.0", Some("17850")), (" 12583 ", Some("12583"))] {
+        for (text, expected) in [
+            ("NA", None),
+            ("17850.0", Some("17850")),
+            (" 12583 ", Some("12583")),
+        ] {
             let row = format!("536370,POST,POSTAGE,3,12/1/2010 8:45,18,{text},France");
-            assert_eq!(parse(&row).expect("valid").customer_id.as_deref(), expected, "{text}");
+            assert_eq!(
+                parse(&row).expect("valid").customer_id.as_deref(),
+                expected,
+                "{text}"
+            );
         }
         for code in ["M", "BANK CHARGES", "POST", "00123"] {
             let row = format!("536370,{code},X,1,12/1/2010 8:45,1,12583,France");
-            assert_eq!(parse(&row).expect("valid").stock_code, code, "codes stay strings");
+            assert_eq!(
+                parse(&row).expect("valid").stock_code,
+                code,
+                "codes stay strings"
+            );
         }
-        assert_eq!(parse("1,A,B,6.0,12/1/2010 8:45,1,2,France").expect("valid").quantity, 6);
+        assert_eq!(
+            parse("1,A,B,6.0,12/1/2010 8:45,1,2,France")
+                .expect("valid")
+                .quantity,
+            6
+        );
         let three_places = parse("1,A,B,6,12/1/2010 8:45,0.125,2,France").expect("valid");
         assert_eq!(three_places.unit_price.to_string(), "0.125");
     }
@@ -206,15 +228,39 @@ mod tests {
     fn each_reject_reason() {
         assert_eq!(
             parse("1,A,B,6,12/1/2010 8:45,1,2"),
-            Err(RejectReason::ColumnCount { expected: 8, found: 7 })
+            Err(RejectReason::ColumnCount {
+                expected: 8,
+                found: 7
+            })
         );
-        assert_eq!(parse(" ,A,B,6,12/1/2010 8:45,1,2,France"), Err(RejectReason::EmptyField(Field::InvoiceNo)));
-        assert_eq!(parse("1,,B,6,12/1/2010 8:45,1,2,France"), Err(RejectReason::EmptyField(Field::StockCode)));
-        assert_eq!(parse("1,A,B,6,12/1/2010 8:45,1,2,"), Err(RejectReason::EmptyField(Field::Country)));
-        assert_eq!(parse("1,A,B,six,12/1/2010 8:45,1,2,France"), Err(RejectReason::BadQuantity("six".into())));
-        assert_eq!(parse("1,A,B,6.5,12/1/2010 8:45,1,2,France"), Err(RejectReason::BadQuantity("6.5".into())));
-        assert_eq!(parse("1,A,B,6,12/1/2010 8:45,£1,2,France"), Err(RejectReason::BadPrice("£1".into())));
-        assert_eq!(parse("1,A,B,6,someday,1,2,France"), Err(RejectReason::BadDate("someday".into())));
+        assert_eq!(
+            parse(" ,A,B,6,12/1/2010 8:45,1,2,France"),
+            Err(RejectReason::EmptyField(Field::InvoiceNo))
+        );
+        assert_eq!(
+            parse("1,,B,6,12/1/2010 8:45,1,2,France"),
+            Err(RejectReason::EmptyField(Field::StockCode))
+        );
+        assert_eq!(
+            parse("1,A,B,6,12/1/2010 8:45,1,2,"),
+            Err(RejectReason::EmptyField(Field::Country))
+        );
+        assert_eq!(
+            parse("1,A,B,six,12/1/2010 8:45,1,2,France"),
+            Err(RejectReason::BadQuantity("six".into()))
+        );
+        assert_eq!(
+            parse("1,A,B,6.5,12/1/2010 8:45,1,2,France"),
+            Err(RejectReason::BadQuantity("6.5".into()))
+        );
+        assert_eq!(
+            parse("1,A,B,6,12/1/2010 8:45,£1,2,France"),
+            Err(RejectReason::BadPrice("£1".into()))
+        );
+        assert_eq!(
+            parse("1,A,B,6,someday,1,2,France"),
+            Err(RejectReason::BadDate("someday".into()))
+        );
         assert!(matches!(
             parse("A563186,B,Adjust bad debt,1,8/12/2011 14:51,-11062.06,,United Kingdom"),
             Err(RejectReason::Invalid(EventError::NegativePrice(_)))
@@ -223,7 +269,9 @@ mod tests {
             parse("1,A,B,6,12/1/2010 8:45,0.0001,2,France"),
             Err(RejectReason::Invalid(EventError::PriceTooPrecise(_)))
         ));
-        let message = parse("1,A,B,6,12/1/2010 8:45,1.2345,2,France").expect_err("rejected").to_string();
+        let message = parse("1,A,B,6,12/1/2010 8:45,1.2345,2,France")
+            .expect_err("rejected")
+            .to_string();
         assert_eq!(message, "unit price 1.2345 has more than 3 decimal places");
     }
 }

@@ -21,9 +21,14 @@ pub enum SendError {
     Read(#[from] ReadError),
     /// The rejects file could not be written (rows are never dropped without it).
     #[error("writing the rejects file {path}: {source}")]
-    Rejects { path: String, source: std::io::Error },
+    Rejects {
+        path: String,
+        source: std::io::Error,
+    },
     /// The stream did not take a batch. Rows before `acknowledged_rows` are safely sent.
-    #[error("sending to the stream failed after {acknowledged_rows} rows were acknowledged: {source}")]
+    #[error(
+        "sending to the stream failed after {acknowledged_rows} rows were acknowledged: {source}"
+    )]
     Sink {
         acknowledged_rows: u64,
         source: SinkError,
@@ -80,10 +85,11 @@ pub fn send_csv<R: BufRead>(
         if batch.entries.is_empty() {
             return Ok(());
         }
-        sink.put_records(&batch.entries).map_err(|source| SendError::Sink {
-            acknowledged_rows: batch.rows_before,
-            source,
-        })?;
+        sink.put_records(&batch.entries)
+            .map_err(|source| SendError::Sink {
+                acknowledged_rows: batch.rows_before,
+                source,
+            })?;
         summary.events_sent += batch.entries.len() as u64;
         summary.records += batch.entries.len() as u64;
         summary.bytes += batch.bytes as u64;
@@ -122,7 +128,10 @@ pub fn send_csv<R: BufRead>(
             },
         }
         progress.update(summary.rows_read, || {
-            format!("{} sent, {} rejected", summary.events_sent, summary.rejected)
+            format!(
+                "{} sent, {} rejected",
+                summary.events_sent, summary.rejected
+            )
         });
     }
     flush(&mut batch, &mut summary)?;

@@ -19,7 +19,10 @@ const MAX_DECIMAL_18_3_UNSCALED: i128 = 999_999_999_999_999_999;
 ///
 /// Streaming the same file twice yields the same ids, which is what lets the consumer count it once.
 pub fn event_id(source_id: &str, line: u64) -> Uuid {
-    Uuid::new_v5(&EVENT_ID_NAMESPACE, format!("{source_id}:{line}").as_bytes())
+    Uuid::new_v5(
+        &EVENT_ID_NAMESPACE,
+        format!("{source_id}:{line}").as_bytes(),
+    )
 }
 
 /// One sales line on the stream. Field names and formats are the wire contract (DESIGN.md).
@@ -149,16 +152,25 @@ mod tests {
     fn validation_rejects_what_the_lake_cannot_hold() {
         let mut event = sample();
         event.unit_price = Decimal::from_str("-1.00").expect("valid");
-        assert!(matches!(event.validate(), Err(EventError::NegativePrice(_))));
+        assert!(matches!(
+            event.validate(),
+            Err(EventError::NegativePrice(_))
+        ));
         event.unit_price = Decimal::from_str("1.0001").expect("valid");
-        assert!(matches!(event.validate(), Err(EventError::PriceTooPrecise(_))));
+        assert!(matches!(
+            event.validate(),
+            Err(EventError::PriceTooPrecise(_))
+        ));
         event = sample();
         event.country = "  ".into();
         assert_eq!(event.validate(), Err(EventError::EmptyField("country")));
         event = sample();
         event.quantity = i64::MAX;
         event.unit_price = Decimal::from(1_000);
-        assert!(matches!(event.validate(), Err(EventError::AmountOutOfRange { .. })));
+        assert!(matches!(
+            event.validate(),
+            Err(EventError::AmountOutOfRange { .. })
+        ));
         event = sample();
         event.unit_price = Decimal::ZERO;
         assert_eq!(event.validate(), Ok(()));

@@ -21,8 +21,8 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::shard::{HashKeyRange, ShardId, hash_key};
 use crate::SequenceNumber;
+use crate::shard::{HashKeyRange, ShardId, hash_key};
 
 const DESCRIPTION_FILE: &str = "stream.json";
 const ENTRY_HEADER_LEN: usize = 8;
@@ -242,8 +242,7 @@ impl LocalStream {
     pub fn put_records(&self, entries: &[PutEntry]) -> Result<Vec<PutResult>> {
         let mut by_shard: HashMap<&str, Vec<usize>> = HashMap::new();
         for (index, entry) in entries.iter().enumerate() {
-            if entry.partition_key.is_empty() || entry.partition_key.len() > MAX_PARTITION_KEY_LEN
-            {
+            if entry.partition_key.is_empty() || entry.partition_key.len() > MAX_PARTITION_KEY_LEN {
                 return Err(LocalStreamError::RecordTooLarge(format!(
                     "partition key must be 1 to {MAX_PARTITION_KEY_LEN} bytes"
                 )));
@@ -287,10 +286,7 @@ impl LocalStream {
             .open(&path)
             .map_err(io_error("open", &path))?;
         file.lock().map_err(io_error("lock", &path))?;
-        let length = file
-            .metadata()
-            .map_err(io_error("stat", &path))?
-            .len();
+        let length = file.metadata().map_err(io_error("stat", &path))?.len();
         let mut ends = self.known_ends.lock().unwrap_or_else(|e| e.into_inner());
         let known = ends.get(shard_id).copied().unwrap_or(0);
         let mut end = length;
@@ -307,7 +303,8 @@ impl LocalStream {
             offsets.push(end + buffer.len() as u64);
             write_entry(&mut buffer, arrival, entry);
         }
-        file.write_all(&buffer).map_err(io_error("append to", &path))?;
+        file.write_all(&buffer)
+            .map_err(io_error("append to", &path))?;
         file.sync_data().map_err(io_error("sync", &path))?;
         ends.insert(shard_id.to_owned(), end + buffer.len() as u64);
         Ok(offsets)
@@ -367,7 +364,8 @@ impl LocalStream {
         // Walks entry headers only; the bodies are skipped with a seek.
         loop {
             let mut header = [0_u8; ENTRY_HEADER_LEN];
-            if read_full(&mut reader, &mut header).map_err(io_error("read", &path))? < header.len() {
+            if read_full(&mut reader, &mut header).map_err(io_error("read", &path))? < header.len()
+            {
                 break;
             }
             let body_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
@@ -434,7 +432,7 @@ fn read_entry(
         path: path.to_owned(),
         offset,
     };
-    if body_len < BODY_FIXED_LEN || body_len > BODY_FIXED_LEN + MAX_RECORD_BYTES {
+    if !(BODY_FIXED_LEN..=BODY_FIXED_LEN + MAX_RECORD_BYTES).contains(&body_len) {
         return Err(corrupt());
     }
     let mut body = vec![0_u8; body_len];
@@ -459,7 +457,10 @@ fn read_entry(
         data,
         approximate_arrival: DateTime::from_timestamp_millis(arrival).unwrap_or_default(),
     };
-    Ok(Some((record, offset + (ENTRY_HEADER_LEN + body_len) as u64)))
+    Ok(Some((
+        record,
+        offset + (ENTRY_HEADER_LEN + body_len) as u64,
+    )))
 }
 
 /// The end of the last whole, intact entry at or after `from` (an entry boundary).
@@ -508,7 +509,11 @@ mod tests {
             let records = stream
                 .read(shard, &StartingPosition::TrimHorizon, usize::MAX)
                 .expect("read");
-            assert!(records.windows(2).all(|w| w[0].sequence_number < w[1].sequence_number));
+            assert!(
+                records
+                    .windows(2)
+                    .all(|w| w[0].sequence_number < w[1].sequence_number)
+            );
             for record in &records {
                 assert_eq!(stream.shard_for(&record.partition_key), shard);
                 let i: usize = record.partition_key["key-".len()..].parse().expect("index");
@@ -534,7 +539,12 @@ mod tests {
         let after = StartingPosition::AfterSequenceNumber(first[3].sequence_number.clone());
         let rest = stream.read(&shard, &after, 100).expect("read");
         let data: Vec<_> = rest.iter().map(|r| r.data.clone()).collect();
-        assert_eq!(data, (4..10).map(|i| i.to_string().into_bytes()).collect::<Vec<_>>());
+        assert_eq!(
+            data,
+            (4..10)
+                .map(|i| i.to_string().into_bytes())
+                .collect::<Vec<_>>()
+        );
         assert_eq!(
             stream.latest_sequence_number(&shard).expect("latest"),
             Some(rest[5].sequence_number.clone())

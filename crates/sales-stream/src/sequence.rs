@@ -19,7 +19,9 @@ impl SequenceNumber {
             return None;
         }
         let trimmed = text.trim_start_matches('0');
-        Some(Self(if trimmed.is_empty() { "0" } else { trimmed }.to_owned()))
+        Some(Self(
+            if trimmed.is_empty() { "0" } else { trimmed }.to_owned(),
+        ))
     }
 
     pub fn from_u64(value: u64) -> Self {

@@ -95,15 +95,24 @@ mod tests {
         let mut counts = [0_u32; 4];
         for i in 0..4_000 {
             let key = hash_key(&format!("event-{i}"));
-            let shard = ranges.iter().position(|r| r.contains(key)).expect("covered");
+            let shard = ranges
+                .iter()
+                .position(|r| r.contains(key))
+                .expect("covered");
             counts[shard] += 1;
         }
-        assert!(counts.iter().all(|&n| (800..1200).contains(&n)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&n| (800..1200).contains(&n)),
+            "{counts:?}"
+        );
     }
 
     #[test]
     fn serialises_keys_as_decimal_strings() {
         let json = serde_json::to_string(&HashKeyRange::split_evenly(1)[0]).expect("json");
-        assert!(json.contains("\"340282366920938463463374607431768211455\""), "{json}");
+        assert!(
+            json.contains("\"340282366920938463463374607431768211455\""),
+            "{json}"
+        );
     }
 }

@@ -1,0 +1,61 @@
+# sales-lake: CSV sales → stream → Parquet lake → SQL.   `make help` lists the targets.
+
+CARGO       ?= cargo
+TARGET_DIR  := $(or $(CARGO_TARGET_DIR),target)
+DEBUG_BIN   := $(TARGET_DIR)/debug
+PYTHON3     ?= python3
+VENV        := .venv
+SHARED_DATA ?= $(abspath ../shared/data)
+DEMO_DIR    := .lake-demo
+DEMO_ROWS   ?= 100000
+BENCH_ROWS  ?= 500000
+
+.DEFAULT_GOAL := help
+.PHONY: help build demo test lint unit e2e bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+build: ## Build the producer and consumer
+	$(CARGO) build -p producer -p consumer
+
+demo: build ## Generate sales, stream them, consume them into a local lake, query it (no AWS)
+	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	@echo "==> 1/4 generating $(DEMO_ROWS) rows of Online-Retail-like sales: $(DEMO_DIR)/sales.csv"
+	$(DEBUG_BIN)/producer generate --rows $(DEMO_ROWS) --seed 42 --output $(DEMO_DIR)/sales.csv
+	@echo "==> 2/4 streaming them to the embedded stream $(DEMO_DIR)/stream (4 shards)"
+	$(DEBUG_BIN)/producer --input $(DEMO_DIR)/sales.csv --stream file://./$(DEMO_DIR)/stream --rejects $(DEMO_DIR)/sales.rejects.csv
+	@echo "==> 3/4 consuming the stream into the Parquet lake $(DEMO_DIR)/lake"
+	$(DEBUG_BIN)/consumer poll --stream file://./$(DEMO_DIR)/stream --lake file://./$(DEMO_DIR)/lake --until-drained
+	@echo "==> 4/4 queries/daily_sales_by_country.sql for United Kingdom, 2010-12-01 to 2010-12-10"
+	$(DEBUG_BIN)/consumer query --lake file://./$(DEMO_DIR)/lake --file queries/daily_sales_by_country.sql \
+		--param 'United Kingdom' --param 2010-12-01 --param 2010-12-10
+	@echo "==> and queries/top_products_by_country.sql, first rows"
+	$(DEBUG_BIN)/consumer query --lake file://./$(DEMO_DIR)/lake --file queries/top_products_by_country.sql | head -14
+	@echo "Done. Try your own SQL: $(DEBUG_BIN)/consumer query --lake $(DEMO_DIR)/lake \"SELECT ...\""
+
+test: lint unit e2e ## Run every check and test (installs what the tests need)
+
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit: ## Rust unit and integration tests
+	$(CARGO) test --workspace --all-targets
+
+$(VENV)/.installed: tests/requirements.txt
+	$(PYTHON3) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+e2e: build $(VENV)/.installed ## End-to-end tests: real binaries, real samples, DuckDB as the independent reader
+	@test -d "$(SHARED_DATA)/online-retail-samples" || { echo "missing $(SHARED_DATA)/online-retail-samples (set SHARED_DATA)"; exit 1; }
+	cd tests/e2e && BIN_DIR=$(abspath $(DEBUG_BIN)) SHARED_DATA=$(SHARED_DATA) ../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+bench: ## Throughput and memory figures (release build, $(BENCH_ROWS) generated rows)
+	$(CARGO) build --release -p producer -p consumer -p bench
+	$(TARGET_DIR)/release/bench --rows $(BENCH_ROWS) --bin-dir $(TARGET_DIR)/release
+
+clean: ## Remove build output, the demo lake and the test venv
+	$(CARGO) clean
+	rm -rf $(DEMO_DIR) $(VENV)

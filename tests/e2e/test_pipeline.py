@@ -1,0 +1,177 @@
+"""End to end: real CSV exports through the real producer and consumer binaries, the lake read
+back by DuckDB and compared with totals DuckDB computes straight from the source CSV."""
+
+import json
+import struct
+import zlib
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, ROOT, SAMPLES, consume, produce, run
+from reference import assert_same_totals, connect, lake_totals, reference_totals
+
+REAL_SAMPLES = [
+    pytest.param("prasad4edu-DSDoc/Online Retail.csv", ",", "utf-8", id="comma-crlf-blank-rows"),
+    pytest.param("allgaetan-aws-cloud/test.csv", ";", "utf-8", id="semicolon-repeated-rows"),
+    pytest.param("Ahmed-878-Ghazaly-s-Public-Repo-/Online_Retail.csv", ",", "latin-1", id="latin1-two-date-forms"),
+]
+
+
+def data_lines(path):
+    """Physical data lines, as a user counts them: every line after the header."""
+    return len(Path(path).read_bytes().splitlines()) - 1
+
+
+def lake_events(con, lake):
+    return con.execute(
+        "SELECT count(*), count(DISTINCT event_id) FROM read_parquet($g, hive_partitioning = true)",
+        {"g": f"{lake}/sales_events/*/*/*/*.parquet"},
+    ).fetchone()
+
+
+@pytest.mark.parametrize("relative, delim, encoding", REAL_SAMPLES)
+def test_real_sample_totals_match_the_source(work, relative, delim, encoding):
+    source = SAMPLES / relative
+    assert source.is_file(), f"missing sample {source}"
+    stream, lake = work / "stream", work / "lake"
+    sent = produce(source, stream, work)
+    assert sent["rows_read"] == data_lines(source)
+    assert sent["rows_read"] == sent["events_sent"] + sent["rejected"] + sent["blank"]
+    consumed = consume(stream, lake, work)
+    counts = consumed["counts"]
+    assert counts["received"] == sent["events_sent"]
+    assert counts["accepted"] + counts["duplicates"] + counts["quarantined"] == counts["received"]
+
+    con = connect()
+    assert lake_events(con, lake) == (sent["events_sent"], sent["events_sent"])
+    assert_same_totals(reference_totals(con, source, delim, encoding), lake_totals(con, lake))
+    # Partitions are the sale's own date.
+    misplaced = con.execute(
+        """SELECT count(*) FROM read_parquet($g, hive_partitioning = true)
+           WHERE year <> year(sale_date) OR month <> month(sale_date) OR day <> day(sale_date)""",
+        {"g": f"{lake}/daily_sales/*/*/*/*.parquet"},
+    ).fetchone()[0]
+    assert misplaced == 0
+
+
+def test_streaming_the_same_file_twice_changes_no_total(work):
+    source = SAMPLES / "allgaetan-aws-cloud/test.csv"
+    stream, lake = work / "stream", work / "lake"
+    first = produce(source, stream, work)
+    consume(stream, lake, work, "--batch-size", "700")
+    produce(source, stream, work)
+    second = consume(stream, lake, work, "--batch-size", "700")
+    assert second["counts"]["received"] == first["events_sent"]
+    assert second["counts"]["duplicates"] == first["events_sent"]
+    assert second["counts"]["accepted"] == 0
+    con = connect()
+    assert lake_events(con, lake) == (first["events_sent"], first["events_sent"])
+    assert_same_totals(reference_totals(con, source, ";"), lake_totals(con, lake))
+
+
+def test_generated_data_with_rejects_accounts_for_every_row(work):
+    source = work / "generated.csv"
+    run(BIN / "producer", "generate", "--rows", "30000", "--seed", "3", "--output", source)
+    stream, lake = work / "stream", work / "lake"
+    sent = produce(source, stream, work, "--shards", "3")
+    assert sent["rows_read"] == data_lines(source) == 30000
+    assert sent["rejected"] > 0 and sent["blank"] > 0
+    assert sent["rows_read"] == sent["events_sent"] + sent["rejected"] + sent["blank"]
+    # Every reject names its line, and its raw text is that line of the file.
+    lines = source.read_text().splitlines()
+    con = connect()
+    rejects = con.execute("SELECT line, reason, raw FROM read_csv($p, all_varchar = true)", {"p": str(work / "rejects.csv")}).fetchall()
+    assert len(rejects) == sent["rejected"]
+    for line, reason, raw in rejects:
+        assert lines[int(line) - 1] == raw
+        assert reason.startswith("negative unit price"), reason
+    consume(stream, lake, work)
+    assert_same_totals(reference_totals(con, source), lake_totals(con, lake))
+
+
+def append_raw_record(stream, shard, partition_key, data):
+    """Appends one record to an embedded stream's log, written from its documented format
+    independently of our Rust code: u32 length | u32 CRC-32 | i64 arrival ms | u16 key length | key | data."""
+    key = partition_key.encode()
+    body = struct.pack("<qH", 1_323_400_000_000, len(key)) + key + data
+    with open(stream / f"{shard}.log", "ab") as log:
+        log.write(struct.pack("<II", len(body), zlib.crc32(body)) + body)
+
+
+def test_malformed_records_are_quarantined_with_their_reason(work):
+    source = SAMPLES / "prasad4edu-DSDoc/Online Retail.csv"
+    stream, lake = work / "stream", work / "lake"
+    sent = produce(source, stream, work, "--shards", "1")
+    append_raw_record(stream, "shardId-000000000000", "poison", b"{\"event_id\": 42}")
+    append_raw_record(stream, "shardId-000000000000", "poison", b"\xff\xfe not json")
+    consumed = consume(stream, lake, work)
+    assert consumed["counts"]["quarantined"] == 2
+    assert consumed["counts"]["accepted"] == sent["events_sent"]
+    quarantined = [json.loads(line) for f in sorted(lake.glob("quarantine/year=*/month=*/day=*/*.jsonl")) for line in f.read_text().splitlines()]
+    assert len(quarantined) == 2
+    assert all(q["reason"].startswith("not a sales event") for q in quarantined)
+    assert quarantined[0]["data_text"] == "{\"event_id\": 42}"
+    assert quarantined[1]["data_text"] is None and quarantined[1]["data_base64"]
+
+
+def normal(value):
+    """Numbers compare by value (JSON may carry decimals as numbers or strings), the rest as text."""
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return str(value)
+
+
+def test_the_query_files_give_the_same_answer_locally_and_in_duckdb(work):
+    source = SAMPLES / "Ahmed-878-Ghazaly-s-Public-Repo-/Online_Retail.csv"
+    stream, lake = work / "stream", work / "lake"
+    produce(source, stream, work)
+    consume(stream, lake, work)
+    con = connect()
+    con.execute(f"CREATE VIEW daily_sales AS SELECT * FROM read_parquet('{lake}/daily_sales/*/*/*/*.parquet', hive_partitioning = true)")
+    cases = [
+        ("daily_sales_by_country.sql", ["United Kingdom", "2011-11-28", "2011-12-05"]),
+        ("top_products_by_country.sql", []),
+    ]
+    for name, params in cases:
+        sql = (ROOT / "queries" / name).read_text()
+        args = [BIN / "consumer", "query", "--lake", f"file://{lake}", "--file", ROOT / "queries" / name, "--format", "json"]
+        for p in params:
+            args += ["--param", p]
+        ours = [json.loads(line) for line in run(*args).stdout.splitlines() if line.strip()]
+        cursor = con.execute(sql, params)
+        columns = [d[0] for d in cursor.description]
+        theirs = [dict(zip(columns, row)) for row in cursor.fetchall()]
+        assert len(ours) == len(theirs) > 0, name
+
+        for a, b in zip(ours, theirs):
+            assert {k: normal(v) for k, v in a.items()} == {k: normal(v) for k, v in b.items()}, name
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["producer", "--input", "no-such.csv", "--stream", "file://s"], "cannot open input no-such.csv"),
+        (["producer", "--input", "x.csv", "--stream", "sqs://q"], "unsupported stream location"),
+        (["producer", "--input", "-", "--stream", "file://s", "--shards", "0"], "0 is not in 1..=1024"),
+        (["consumer", "poll", "--stream", "file://no-stream-here", "--lake", "lake", "--until-drained"], "no stream at no-stream-here"),
+        (["consumer", "query", "--lake", "no-lake-here", "SELECT 1"], "no lake at no-lake-here"),
+        (["consumer", "query", "--lake", ".", "SELEC nonsense"], "error"),
+        (["consumer", "query", "--lake", ".", "SELECT ?"], "1 `?` parameters but 0 values"),
+    ],
+)
+def test_bad_input_gets_one_clear_error(work, args, message):
+    result = run(BIN / args[0], *args[1:], check=False, cwd=work)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert "panicked" not in result.stderr and "RUST_BACKTRACE" not in result.stderr
+
+
+def test_a_file_with_the_wrong_header_is_refused_clearly(work):
+    bad = work / "bad.csv"
+    bad.write_text("a,b,c\n1,2,3\n")
+    result = run(BIN / "producer", "--input", bad, "--stream", f"file://{work / 's'}", check=False)
+    assert result.returncode == 1
+    assert "has no column for invoice_no" in result.stderr and "--columns" in result.stderr
