@@ -39,6 +39,8 @@ test: lint unit e2e ## Run every check and test (installs what the tests need)
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@# The lean build (no SQL engine), as the Lambda and the bench use it.
+	$(CARGO) clippy -p consumer --no-default-features -- -D warnings
 
 unit: ## Rust unit and integration tests
 	$(CARGO) test --workspace --all-targets
@@ -53,7 +55,9 @@ e2e: build $(VENV)/.installed ## End-to-end tests: real binaries, real samples, 
 	cd tests/e2e && BIN_DIR=$(abspath $(DEBUG_BIN)) SHARED_DATA=$(SHARED_DATA) ../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 bench: ## Throughput and memory figures (release build, $(BENCH_ROWS) generated rows)
-	$(CARGO) build --release -p producer -p consumer -p bench
+	$(CARGO) build --release -p producer -p bench
+	@# The bench drives `consumer poll` only: the SQL engine is left out of this release build.
+	$(CARGO) build --release -p consumer --no-default-features
 	$(TARGET_DIR)/release/bench --rows $(BENCH_ROWS) --bin-dir $(TARGET_DIR)/release
 
 clean: ## Remove build output, the demo lake and the test venv
