@@ -2,9 +2,10 @@
 //! cores (no I/O), end-to-end throughput of the real binaries through a file:// stream and lake,
 //! peak memory, and bytes per row on the stream.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -25,21 +26,9 @@ struct Args {
     batch_size: usize,
 }
 
-/// Peak resident memory of the finished child processes, in MiB.
-#[allow(unsafe_code)]
-fn children_peak_mib() -> f64 {
-    // SAFETY: getrusage only writes into the zeroed struct we own.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
-    };
-    usage.ru_maxrss as f64 / 1024.0
-}
-
-/// This process's peak resident memory, in MiB.
-fn own_peak_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A process's peak resident memory (`VmHWM`), in MiB.
+fn peak_mib(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -49,21 +38,34 @@ fn own_peak_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-fn run(bin: &Path, args: &[&str]) -> anyhow::Result<f64> {
+/// Runs a binary to completion; returns its wall time and peak memory. The peak is sampled from
+/// `/proc` while it runs: `getrusage(RUSAGE_CHILDREN)` would count the parent's pages at exec.
+fn run(bin: &Path, args: &[&str]) -> anyhow::Result<(f64, f64)> {
     let started = Instant::now();
-    let output = Command::new(bin)
+    let mut child = Command::new(bin)
         .args(args)
         .env("RUST_LOG", "warn")
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("running {}", bin.display()))?;
-    if !output.status.success() {
-        bail!(
-            "{} failed: {}",
-            bin.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
+    let pid = child.id().to_string();
+    let mut peak = 0.0_f64;
+    let status = loop {
+        peak = peak.max(peak_mib(&pid));
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    if !status.success() {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            pipe.read_to_string(&mut stderr)?;
+        }
+        bail!("{} failed: {stderr}", bin.display());
     }
-    Ok(started.elapsed().as_secs_f64())
+    Ok((started.elapsed().as_secs_f64(), peak))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -142,7 +144,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "bench process peak memory:             {:>10.1} MiB",
-        own_peak_mib()
+        peak_mib("self")
     );
     drop(records);
 
@@ -153,7 +155,7 @@ fn main() -> anyhow::Result<()> {
     let stream = format!("file://{}", dir.path().join("stream").display());
     let lake = format!("file://{}", dir.path().join("lake").display());
     let rejects = dir.path().join("rejects.csv");
-    let producer_wall = run(
+    let (producer_wall, producer_peak) = run(
         &args.bin_dir.join("producer"),
         &[
             "--input",
@@ -164,9 +166,8 @@ fn main() -> anyhow::Result<()> {
             &rejects.to_string_lossy(),
         ],
     )?;
-    let producer_peak = children_peak_mib();
     let batch_size = args.batch_size.to_string();
-    let consumer_wall = run(
+    let (consumer_wall, consumer_peak) = run(
         &args.bin_dir.join("consumer"),
         &[
             "poll",
@@ -199,9 +200,6 @@ fn main() -> anyhow::Result<()> {
         "stream log bytes per row:              {:>10.1} B",
         stream_bytes as f64 / rows as f64
     );
-    println!(
-        "peak memory: producer {producer_peak:.1} MiB, producer+consumer max {:.1} MiB",
-        children_peak_mib()
-    );
+    println!("peak memory: producer {producer_peak:.1} MiB, consumer {consumer_peak:.1} MiB");
     Ok(())
 }
