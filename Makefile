@@ -17,7 +17,9 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 build: ## Build the producer and consumer
-	$(CARGO) build -p producer -p consumer
+	@# --all-targets resolves features as `cargo test` does, so tests and binaries share one
+	@# build of the dependencies instead of compiling DataFusion twice.
+	$(CARGO) build --workspace --all-targets
 
 demo: build ## Generate sales, stream them, consume them into a local lake, query it (no AWS)
 	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
