@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::NaiveDate;
-use sales_stream::{SequenceNumber, StreamRecord, codec};
+use sales_stream::{Payload, SequenceNumber, StreamRecord, codec, unpack};
 use uuid::Uuid;
 
 use crate::aggregate::{DailySales, aggregate};
@@ -28,9 +28,15 @@ pub struct OutputFile {
     pub rows: usize,
 }
 
-/// What happened to the records of a batch. `received = accepted + duplicates + quarantined`.
+/// What happened to the events of a batch. `received = accepted + duplicates + quarantined`.
+///
+/// Counts are of events: an aggregated record counts once per event it carries (or once, as
+/// quarantined, when it cannot be unpacked).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchCounts {
+    /// Stream records in the batch, plain or aggregated.
+    #[serde(default)]
+    pub records: u64,
     pub received: u64,
     pub accepted: u64,
     /// Events whose id was already committed or already seen earlier in the batch.
@@ -40,6 +46,7 @@ pub struct BatchCounts {
 
 impl BatchCounts {
     pub fn add(&mut self, other: &BatchCounts) {
+        self.records += other.records;
         self.received += other.received;
         self.accepted += other.accepted;
         self.duplicates += other.duplicates;
@@ -96,33 +103,51 @@ pub fn process_batch(
     let mut accepted = Vec::with_capacity(records.len());
     let mut quarantined = Vec::new();
     for record in records {
-        output.counts.received += 1;
-        let event = match codec::decode(&record.data) {
-            Ok(event) => event,
+        output.counts.records += 1;
+        let payload = match unpack(&record.data) {
+            Ok(payload) => payload,
             Err(e) => {
+                output.counts.received += 1;
                 quarantined.push(QuarantinedRecord::new(shard_id, record, e.to_string()));
                 continue;
             }
         };
-        if let Err(e) = event.validate() {
-            quarantined.push(QuarantinedRecord::new(
-                shard_id,
-                record,
-                format!("invalid event: {e}"),
-            ));
-            continue;
+        let parts: Vec<(Option<usize>, &str, &[u8])> = match &payload {
+            Payload::Single(data) => vec![(None, record.partition_key.as_str(), data)],
+            Payload::Aggregated(users) => users
+                .iter()
+                .enumerate()
+                .map(|(i, user)| (Some(i), user.partition_key.as_str(), user.data.as_slice()))
+                .collect(),
+        };
+        for (sub_record, partition_key, data) in parts {
+            output.counts.received += 1;
+            let quarantine = |reason: String| {
+                QuarantinedRecord::part(shard_id, record, sub_record, partition_key, data, reason)
+            };
+            let event = match codec::decode(data) {
+                Ok(event) => event,
+                Err(e) => {
+                    quarantined.push(quarantine(e.to_string()));
+                    continue;
+                }
+            };
+            if let Err(e) = event.validate() {
+                quarantined.push(quarantine(format!("invalid event: {e}")));
+                continue;
+            }
+            if already_committed(&event.event_id) || !seen_in_batch.insert(event.event_id) {
+                output.counts.duplicates += 1;
+                continue;
+            }
+            output.accepted_ids.push(event.event_id);
+            accepted.push(AcceptedEvent {
+                event,
+                shard_id: shard_id.to_owned(),
+                sequence_number: record.sequence_number.clone(),
+                arrival_time: record.approximate_arrival,
+            });
         }
-        if already_committed(&event.event_id) || !seen_in_batch.insert(event.event_id) {
-            output.counts.duplicates += 1;
-            continue;
-        }
-        output.accepted_ids.push(event.event_id);
-        accepted.push(AcceptedEvent {
-            event,
-            shard_id: shard_id.to_owned(),
-            sequence_number: record.sequence_number.clone(),
-            arrival_time: record.approximate_arrival,
-        });
     }
     output.counts.accepted = accepted.len() as u64;
     output.counts.quarantined = quarantined.len() as u64;
@@ -209,6 +234,7 @@ mod tests {
         assert_eq!(
             output.counts,
             BatchCounts {
+                records: 6,
                 received: 6,
                 accepted: 2,
                 duplicates: 2,
@@ -241,6 +267,54 @@ mod tests {
         assert_eq!(quarantine.lines().count(), 2);
         assert!(quarantine.contains("not a sales event"), "{quarantine}");
         assert!(quarantine.contains("negative unit price"), "{quarantine}");
+    }
+
+    #[test]
+    fn unpacks_aggregated_records_event_by_event() {
+        let mut aggregator = sales_stream::Aggregator::new();
+        for (key, data) in [
+            ("a", codec::encode(&event(1, 1))),
+            ("b", b"{broken".to_vec()),
+            ("c", codec::encode(&event(2, 1))),
+        ] {
+            aggregator.push(key.into(), data);
+        }
+        let compressed = aggregator.finish(sales_stream::Compression::Zstd);
+        aggregator.push("d".into(), codec::encode(&event(3, 1)));
+        let mut corrupt = aggregator.finish(sales_stream::Compression::None);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 1;
+        let records = vec![
+            record(10, codec::encode(&event(2, 1))),
+            record(20, compressed),
+            record(30, corrupt),
+        ];
+        let output =
+            process_batch("s", &records, |_| false, &BatchOptions::default()).expect("processes");
+        assert_eq!(
+            output.counts,
+            BatchCounts {
+                records: 3,
+                received: 5,
+                accepted: 2,
+                duplicates: 1,
+                quarantined: 2
+            }
+        );
+        let quarantine = output
+            .files
+            .iter()
+            .find(|f| f.key.starts_with(QUARANTINE))
+            .expect("quarantine file");
+        let lines: Vec<QuarantinedRecord> = String::from_utf8_lossy(&quarantine.bytes)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(lines[0].sub_record, Some(1));
+        assert_eq!(lines[0].partition_key, "b");
+        assert_eq!(lines[0].data_text.as_deref(), Some("{broken"));
+        assert_eq!(lines[1].sub_record, None);
+        assert!(lines[1].reason.contains("digest"), "{}", lines[1].reason);
     }
 
     #[test]

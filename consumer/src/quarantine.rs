@@ -12,6 +12,9 @@ pub struct QuarantinedRecord {
     pub shard_id: String,
     pub sequence_number: String,
     pub partition_key: String,
+    /// For an event inside an aggregated record, its position there (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_record: Option<usize>,
     pub arrival_time: DateTime<Utc>,
     pub reason: String,
     /// The record's data, when it is UTF-8 text.
@@ -21,15 +24,36 @@ pub struct QuarantinedRecord {
 }
 
 impl QuarantinedRecord {
+    /// A whole stream record.
     pub fn new(shard_id: &str, record: &StreamRecord, reason: String) -> Self {
+        Self::part(
+            shard_id,
+            record,
+            None,
+            &record.partition_key,
+            &record.data,
+            reason,
+        )
+    }
+
+    /// One event of a stream record: the record itself, or one user record of an aggregate.
+    pub fn part(
+        shard_id: &str,
+        record: &StreamRecord,
+        sub_record: Option<usize>,
+        partition_key: &str,
+        data: &[u8],
+        reason: String,
+    ) -> Self {
         Self {
             shard_id: shard_id.to_owned(),
             sequence_number: record.sequence_number.to_string(),
-            partition_key: record.partition_key.clone(),
+            partition_key: partition_key.to_owned(),
+            sub_record,
             arrival_time: record.approximate_arrival,
             reason,
-            data_text: String::from_utf8(record.data.clone()).ok(),
-            data_base64: STANDARD.encode(&record.data),
+            data_text: std::str::from_utf8(data).ok().map(str::to_owned),
+            data_base64: STANDARD.encode(data),
         }
     }
 }

@@ -1,12 +1,15 @@
 //! What the producer and the consumer must agree on.
 //!
 //! - [`SalesEvent`]: one sales line as it travels on the stream, and the rules that make it valid.
-//! - [`codec`]: the bytes of a stream record (one JSON event per record).
+//! - [`codec`]: the bytes of one event (a JSON object).
+//! - [`aggregation`]: many events in one record (the KPL aggregated-record format, optionally
+//!   zstd-compressed), and unpacking any record into its events.
 //! - [`SequenceNumber`] and [`HashKeyRange`]: Kinesis' ordering and shard assignment, reproduced
 //!   exactly so that the embedded stream behaves like the real one.
 //! - [`LocalStream`]: the embedded `file://` stream, one append-only log per shard.
 //! - [`StreamLocation`] and [`LakeLocation`]: the URLs users type.
 
+pub mod aggregation;
 pub mod codec;
 mod event;
 mod local_stream;
@@ -14,6 +17,7 @@ mod location;
 mod sequence;
 mod shard;
 
+pub use aggregation::{AggregationError, Aggregator, Compression, Payload, UserRecord, unpack};
 pub use codec::DecodeError;
 pub use event::{EVENT_ID_NAMESPACE, EventError, MAX_PRICE_SCALE, SalesEvent, event_id};
 pub use local_stream::{

@@ -217,6 +217,15 @@ impl LocalStream {
         self.description.shards.iter().map(|s| s.shard_id.as_str())
     }
 
+    /// Each shard's hash key range, in shard order.
+    pub fn hash_key_ranges(&self) -> Vec<HashKeyRange> {
+        self.description
+            .shards
+            .iter()
+            .map(|s| s.hash_key_range)
+            .collect()
+    }
+
     /// The shard a partition key is assigned to.
     pub fn shard_for(&self, partition_key: &str) -> &str {
         let key = hash_key(partition_key);
