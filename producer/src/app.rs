@@ -4,24 +4,31 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
-use anyhow::{Context, bail};
-use sales_stream::{LocalStream, StreamLocation};
+use std::process::ExitCode;
+use std::sync::Arc;
 
+use anyhow::{Context, bail};
+use flate2::bufread::MultiGzDecoder;
+use sales_stream::{HashKeyRange, LocalStream, StreamLocation};
+
+use crate::batcher::Packing;
 use crate::columns::ColumnMap;
 use crate::dates::DateParser;
 use crate::generate::{GenerateOptions, generate};
+use crate::kinesis::KinesisSink;
 use crate::options::{Cli, Command, GenerateArgs, SendOptions};
 use crate::progress::Progress;
 use crate::reader::CsvReader;
 use crate::rejects::RejectsFile;
+use crate::retry::RetryPolicy;
 use crate::row::RowParser;
-use crate::send::{Summary, send_csv};
+use crate::send::{self, Summary, send_csv};
 use crate::sink::DryRun;
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Some(Command::Generate(args)) => generate_command(&args),
-        None => send_command(cli.send),
+        Some(Command::Generate(args)) => generate_command(&args).map(|()| ExitCode::SUCCESS),
+        None => send_command(cli.send).await,
     }
 }
 
@@ -47,18 +54,34 @@ fn generate_command(args: &GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
-    if path.as_os_str() == "-" {
-        return Ok(Box::new(io::stdin().lock()));
+/// The gzip magic number (RFC 1952): gzip input is recognised by content, not by name, so a
+/// piped `.csv.gz` works too.
+const GZIP_MAGIC: [u8; 2] = [0x1F, 0x8B];
+
+fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
+    let mut input: Box<dyn BufRead + Send> = if path.as_os_str() == "-" {
+        Box::new(BufReader::with_capacity(1 << 20, io::stdin()))
+    } else {
+        let file =
+            File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
+        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+            bail!("input {} is a directory, not a CSV file", path.display());
+        }
+        Box::new(BufReader::with_capacity(1 << 20, file))
+    };
+    let head = input
+        .fill_buf()
+        .with_context(|| format!("cannot read input {}", path.display()))?;
+    if head.starts_with(&GZIP_MAGIC) {
+        input = Box::new(BufReader::with_capacity(
+            1 << 20,
+            MultiGzDecoder::new(input),
+        ));
     }
-    let file = File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
-    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        bail!("input {} is a directory, not a CSV file", path.display());
-    }
-    Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
+    Ok(input)
 }
 
-fn send_command(options: SendOptions) -> anyhow::Result<()> {
+async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
     let Some(input) = options.input else {
         bail!("--input is required: a CSV file, or - for standard input (see producer --help)");
     };
@@ -76,26 +99,59 @@ fn send_command(options: SendOptions) -> anyhow::Result<()> {
         DateParser::new(options.date_format),
         source_id.clone(),
     );
-    let mut rejects = RejectsFile::new(
+    let rejects = RejectsFile::new(
         options
             .rejects
             .unwrap_or_else(|| format!("{source_id}.rejects.csv").into()),
     );
-    let mut progress = Progress::new(true);
-    let destination = match &options.stream {
-        Some(stream) if !options.dry_run => stream.to_string(),
-        _ => "nowhere (dry run)".to_owned(),
+    let mut send = send::SendOptions {
+        retry: RetryPolicy {
+            max_attempts: options.max_attempts,
+            ..RetryPolicy::default()
+        },
+        max_in_flight: options.max_in_flight as usize,
+        rows_per_s: options.rate,
+        shard_limit: options.shard_limit,
+        skip_rows: options.skip_rows,
+        ..send::SendOptions::default()
     };
-    let summary = match (options.dry_run, options.stream) {
-        (true, _) => send_csv(reader, &parser, &mut DryRun, &mut rejects, &mut progress)?,
+    let packing = |shards: Vec<HashKeyRange>| {
+        if options.aggregate {
+            Packing::Aggregated {
+                shards,
+                target_bytes: options.aggregate_bytes as usize,
+                compression: options.compression.into(),
+            }
+        } else {
+            Packing::Plain
+        }
+    };
+    let progress = Progress::new(true);
+    let (destination, result) = match (options.dry_run, options.stream) {
+        (true, stream) => {
+            // A dry run packs as a stream of --shards shards would (or the named local one).
+            let shards = match &stream {
+                Some(StreamLocation::Local { dir }) if dir.join("stream.json").exists() => {
+                    LocalStream::open(dir)?.hash_key_ranges()
+                }
+                _ => HashKeyRange::split_evenly(options.shards),
+            };
+            send.packing = packing(shards);
+            let sent = send_csv(reader, parser, Arc::new(DryRun), rejects, &send, progress);
+            ("nothing (dry run)".to_owned(), sent.await)
+        }
         (false, Some(StreamLocation::Local { dir })) => {
-            let mut stream = LocalStream::open_or_create(&dir, options.shards)?;
-            send_csv(reader, &parser, &mut stream, &mut rejects, &mut progress)?
+            let stream = LocalStream::open_or_create(&dir, options.shards)?;
+            send.packing = packing(stream.hash_key_ranges());
+            let destination = format!("file://{}", dir.display());
+            let sent = send_csv(reader, parser, Arc::new(stream), rejects, &send, progress);
+            (destination, sent.await)
         }
         (false, Some(StreamLocation::Kinesis { name })) => {
-            bail!(
-                "kinesis://{name}: this build streams to file:// only; Kinesis support comes next"
-            )
+            let (sink, shards) = KinesisSink::connect(&name).await?;
+            send.packing = packing(shards);
+            let sent = send_csv(reader, parser, Arc::new(sink), rejects, &send, progress);
+            (format!("kinesis://{name}"), sent.await)
         }
         (false, None) => {
             bail!(
@@ -103,12 +159,21 @@ fn send_command(options: SendOptions) -> anyhow::Result<()> {
             )
         }
     };
+    let (summary, rejects) = result?;
     print_summary(&input, &destination, &summary, &rejects)?;
     if let Some(path) = options.summary_json {
         let json = serde_json::to_vec_pretty(&summary).context("encoding the summary")?;
         std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(())
+    if summary.interrupted {
+        eprintln!(
+            "interrupted: rows 1 to {0} are settled; resume with --skip-rows {0}",
+            summary.resume_after
+        );
+        // 128 + SIGINT, as shells report a command stopped by Ctrl-C.
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_summary(
@@ -118,7 +183,11 @@ fn print_summary(
     rejects: &RejectsFile,
 ) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
-    writeln!(
+    // Only an interrupted run leaves events unsent; they lie after the resume point.
+    let unsent = summary
+        .rows_read
+        .saturating_sub(summary.events_sent + summary.rejected + summary.blank);
+    write!(
         out,
         "{} -> {destination}: {} rows read = {} events sent + {} rejected + {} blank",
         input.display(),
@@ -127,12 +196,21 @@ fn print_summary(
         summary.rejected,
         summary.blank
     )?;
+    if unsent > 0 {
+        write!(out, " + {unsent} not sent")?;
+    }
+    if summary.rows_skipped > 0 {
+        write!(out, " (after {} rows skipped)", summary.rows_skipped)?;
+    }
+    writeln!(out)?;
     writeln!(
         out,
-        "  {} records, {} bytes ({:.0} B/event), {:.2} s, {:.0} rows/s",
+        "  {} records, {} bytes ({:.1} B/event), {} retries ({} records resent), {:.2} s, {:.0} rows/s",
         summary.records,
         summary.bytes,
         summary.bytes as f64 / summary.events_sent.max(1) as f64,
+        summary.retries,
+        summary.records_resent,
         summary.elapsed_s,
         summary.rows_per_s()
     )?;

@@ -2,27 +2,41 @@
 //! deterministic id, writes the rows it cannot accept to a rejects file, and streams the events.
 //!
 //! The core ([`CsvReader`], [`ColumnMap`], [`DateParser`], [`RowParser`]) is pure and
-//! synchronous; streams sit behind [`RecordSink`].
+//! synchronous, and so is [`Batcher`], which packs events into `PutRecords` requests (plain or
+//! aggregated). Streams sit behind [`RecordSink`]; [`send_csv`] sends with several requests in
+//! flight, resends failed entries by index under one [`RetryPolicy`], and tracks the resume point.
 //!
 //! [`SalesEvent`]: sales_stream::SalesEvent
 
+pub mod acks;
 pub mod app;
+pub mod batcher;
 pub mod columns;
 pub mod dates;
 pub mod generate;
+pub mod kinesis;
 pub mod options;
 pub mod progress;
 pub mod reader;
 pub mod rejects;
+pub mod retry;
 pub mod row;
 pub mod send;
 pub mod sink;
+pub mod throttle;
 
+pub use batcher::{
+    Batcher, BatcherError, DEFAULT_AGGREGATE_BYTES, MAX_BYTES_PER_PUT, MAX_RECORD_BYTES,
+    MAX_RECORDS_PER_PUT, Packing, PutBatch,
+};
 pub use columns::{ColumnMap, ColumnOverride, Field, HeaderError};
 pub use dates::DateParser;
 pub use generate::{GenerateOptions, generate};
+pub use kinesis::{KinesisError, KinesisSink};
 pub use reader::{CsvReader, Line, RawRecord, ReadError};
 pub use rejects::RejectsFile;
+pub use retry::RetryPolicy;
 pub use row::{RejectReason, RowParser};
-pub use send::{SendError, Summary, send_csv};
-pub use sink::{DryRun, MAX_BYTES_PER_PUT, MAX_RECORDS_PER_PUT, RecordSink, SinkError};
+pub use send::{SendError, SendOptions, StreamFailure, Summary, send_csv};
+pub use sink::{DryRun, EntryFailure, RecordSink, SinkError};
+pub use throttle::Throttle;

@@ -4,15 +4,16 @@ use clap::Parser;
 use producer::options::Cli;
 use tracing_subscriber::EnvFilter;
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
-    match producer::app::run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    match producer::app::run(Cli::parse()).await {
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

@@ -26,6 +26,16 @@ pub enum Line {
     Record(RawRecord),
 }
 
+impl Line {
+    /// The physical line it starts on (the header is line 1).
+    pub fn line(&self) -> u64 {
+        match self {
+            Self::Blank { line } => *line,
+            Self::Record(record) => record.line,
+        }
+    }
+}
+
 /// A record as read, before any validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord {

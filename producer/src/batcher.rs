@@ -1,0 +1,323 @@
+//! Events in, `PutRecords` requests out: one record per event, or events packed per shard into
+//! aggregated records. Pure and synchronous; the sender does the I/O.
+
+use std::time::{Duration, Instant};
+
+use sales_stream::{Aggregator, Compression, HashKeyRange, PutEntry, hash_key};
+
+/// Kinesis `PutRecords` takes at most 500 records per request.
+pub const MAX_RECORDS_PER_PUT: usize = 500;
+/// Kinesis `PutRecords` takes at most 5 MiB per request (data plus partition keys).
+pub const MAX_BYTES_PER_PUT: usize = 5 * 1024 * 1024;
+/// Kinesis takes records of at most 1 MiB (data plus partition key).
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Default size of an aggregated record before compression. The KPL's own default is 50 KiB;
+/// 64 KiB compresses a little better and keeps a Lambda batch of 100 records far below the
+/// 6 MB invocation payload limit.
+pub const DEFAULT_AGGREGATE_BYTES: usize = 64 * 1024;
+/// A request that is not full is sent anyway once it is this old (at the next row), so a slow
+/// input (`--rate`, a pipe) still flows.
+pub const MAX_LINGER: Duration = Duration::from_millis(500);
+
+/// How events become records.
+#[derive(Debug, Clone)]
+pub enum Packing {
+    /// One record per event, partition key = event id.
+    Plain,
+    /// Events of the same shard packed into KPL aggregated records.
+    Aggregated {
+        /// The stream's open shards' hash key ranges: an aggregate only holds events of one
+        /// shard, so every event lands where its own partition key would have put it.
+        shards: Vec<HashKeyRange>,
+        /// Uncompressed size an aggregated record is closed at.
+        target_bytes: usize,
+        compression: Compression,
+    },
+}
+
+/// One `PutRecords` request, and the input rows each of its records carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutBatch {
+    pub entries: Vec<PutEntry>,
+    /// Rows of entry `i`: `rows[row_starts[i]..row_starts[i + 1]]` (the last runs to the end).
+    rows: Vec<u64>,
+    row_starts: Vec<usize>,
+    /// Data plus partition key bytes: what Kinesis counts against the limits.
+    pub bytes: usize,
+}
+
+impl PutBatch {
+    /// The input rows (1-based data row numbers) that entry `index` carries.
+    pub fn rows_of(&self, index: usize) -> &[u64] {
+        let start = self.row_starts[index];
+        let end = self
+            .row_starts
+            .get(index + 1)
+            .copied()
+            .unwrap_or(self.rows.len());
+        &self.rows[start..end]
+    }
+
+    pub fn events(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn fits(&self, entry_bytes: usize) -> bool {
+        self.entries.len() < MAX_RECORDS_PER_PUT && self.bytes + entry_bytes <= MAX_BYTES_PER_PUT
+    }
+
+    fn push(&mut self, entry: PutEntry, rows: &[u64]) {
+        self.bytes += entry_bytes(&entry);
+        self.row_starts.push(self.rows.len());
+        self.rows.extend_from_slice(rows);
+        self.entries.push(entry);
+    }
+}
+
+/// What a record costs against the shard and request limits.
+pub fn entry_bytes(entry: &PutEntry) -> usize {
+    entry.data.len() + entry.partition_key.len()
+}
+
+/// Why an event cannot be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum BatcherError {
+    /// One event alone is bigger than a Kinesis record may be.
+    #[error("row {row}: the event is {bytes} bytes, over the {MAX_RECORD_BYTES}-byte record limit")]
+    EventTooLarge { row: u64, bytes: usize },
+}
+
+#[derive(Debug)]
+struct ShardBucket {
+    aggregator: Aggregator,
+    rows: Vec<u64>,
+}
+
+/// Turns events into full `PutRecords` batches.
+#[derive(Debug)]
+pub struct Batcher {
+    packing: Packing,
+    buckets: Vec<ShardBucket>,
+    open: PutBatch,
+    opened_at: Option<Instant>,
+}
+
+impl Batcher {
+    pub fn new(packing: Packing) -> Self {
+        let shards = match &packing {
+            Packing::Plain => 0,
+            Packing::Aggregated { shards, .. } => shards.len(),
+        };
+        Self {
+            packing,
+            buckets: (0..shards)
+                .map(|_| ShardBucket {
+                    aggregator: Aggregator::new(),
+                    rows: Vec::new(),
+                })
+                .collect(),
+            open: PutBatch::default(),
+            opened_at: None,
+        }
+    }
+
+    /// Adds the event of `row`; returns a batch when one is full.
+    pub fn push(
+        &mut self,
+        row: u64,
+        partition_key: String,
+        data: Vec<u8>,
+    ) -> Result<Option<PutBatch>, BatcherError> {
+        let bytes = data.len() + partition_key.len();
+        if bytes > MAX_RECORD_BYTES {
+            return Err(BatcherError::EventTooLarge { row, bytes });
+        }
+        let Packing::Aggregated {
+            shards,
+            target_bytes,
+            compression,
+        } = &self.packing
+        else {
+            return Ok(self.add(
+                PutEntry {
+                    partition_key,
+                    data,
+                },
+                &[row],
+            ));
+        };
+        let key = hash_key(&partition_key);
+        let shard = shards.iter().position(|r| r.contains(key)).unwrap_or(0);
+        let bucket = &mut self.buckets[shard];
+        let mut ready = None;
+        let limit = (*target_bytes).min(MAX_RECORD_BYTES - partition_key.len());
+        if !bucket.aggregator.is_empty()
+            && bucket.aggregator.size_with(&partition_key, data.len()) > limit
+        {
+            let (entry, rows) = close(bucket, *compression);
+            ready = self.add(entry, &rows);
+        }
+        let bucket = &mut self.buckets[shard];
+        bucket.aggregator.push(partition_key, data);
+        bucket.rows.push(row);
+        Ok(ready)
+    }
+
+    fn add(&mut self, entry: PutEntry, rows: &[u64]) -> Option<PutBatch> {
+        let mut ready = None;
+        if !self.open.fits(entry_bytes(&entry)) {
+            ready = self.take_open();
+        }
+        self.opened_at.get_or_insert_with(Instant::now);
+        self.open.push(entry, rows);
+        ready
+    }
+
+    fn take_open(&mut self) -> Option<PutBatch> {
+        self.opened_at = None;
+        (!self.open.entries.is_empty()).then(|| std::mem::take(&mut self.open))
+    }
+
+    /// Everything buffered, if the open batch has waited longer than [`MAX_LINGER`]; aggregates
+    /// still filling are closed too, so a slow input does not sit in them.
+    pub fn take_if_stale(&mut self) -> Vec<PutBatch> {
+        match self.opened_at {
+            Some(at) if at.elapsed() >= MAX_LINGER => self.finish(),
+            Some(_) => Vec::new(),
+            None => {
+                // Aggregates age with the open batch: its clock starts when one starts filling.
+                if self.buckets.iter().any(|b| !b.aggregator.is_empty()) {
+                    self.opened_at = Some(Instant::now());
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Closes every aggregate and returns the remaining batches.
+    pub fn finish(&mut self) -> Vec<PutBatch> {
+        let mut batches = Vec::new();
+        if let Packing::Aggregated { compression, .. } = self.packing {
+            for shard in 0..self.buckets.len() {
+                if self.buckets[shard].aggregator.is_empty() {
+                    continue;
+                }
+                let (entry, rows) = close(&mut self.buckets[shard], compression);
+                batches.extend(self.add(entry, &rows));
+            }
+        }
+        batches.extend(self.take_open());
+        batches
+    }
+}
+
+fn close(bucket: &mut ShardBucket, compression: Compression) -> (PutEntry, Vec<u64>) {
+    let partition_key = bucket
+        .aggregator
+        .partition_key()
+        .unwrap_or_default()
+        .to_owned();
+    let data = bucket.aggregator.finish(compression);
+    (
+        PutEntry {
+            partition_key,
+            data,
+        },
+        std::mem::take(&mut bucket.rows),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sales_stream::{Payload, unpack};
+
+    fn key(i: u64) -> String {
+        sales_stream::event_id("t.csv", i).to_string()
+    }
+
+    fn drain(batcher: &mut Batcher, rows: u64, size: usize) -> Vec<PutBatch> {
+        let mut batches = Vec::new();
+        for row in 1..=rows {
+            batches.extend(batcher.push(row, key(row), vec![b'x'; size]).expect("fits"));
+        }
+        batches.extend(batcher.finish());
+        batches
+    }
+
+    #[test]
+    fn plain_batches_stay_within_put_records_limits() {
+        let batches = drain(&mut Batcher::new(Packing::Plain), 1_234, 10);
+        assert_eq!(
+            batches.iter().map(|b| b.entries.len()).collect::<Vec<_>>(),
+            [500, 500, 234]
+        );
+        assert_eq!(batches[1].rows_of(0), [501]);
+        assert_eq!(batches[0].bytes, 500 * (36 + 10));
+
+        let big = drain(&mut Batcher::new(Packing::Plain), 30, 400 * 1024);
+        assert!(big.iter().all(|b| b.bytes <= MAX_BYTES_PER_PUT));
+        assert_eq!(big.iter().map(PutBatch::events).sum::<usize>(), 30);
+    }
+
+    #[test]
+    fn aggregates_hold_one_shard_each_and_every_row_once() {
+        let shards = HashKeyRange::split_evenly(4);
+        let mut batcher = Batcher::new(Packing::Aggregated {
+            shards: shards.clone(),
+            target_bytes: 4096,
+            compression: Compression::None,
+        });
+        let batches = drain(&mut batcher, 2_000, 100);
+        let mut seen = Vec::new();
+        for batch in &batches {
+            for (i, entry) in batch.entries.iter().enumerate() {
+                assert!(entry.data.len() <= 4096);
+                let Payload::Aggregated(users) = unpack(&entry.data).expect("unpacks") else {
+                    panic!("plain record");
+                };
+                let shard_of = |k: &str| shards.iter().position(|r| r.contains(hash_key(k)));
+                let shard = shard_of(&entry.partition_key);
+                assert!(users.iter().all(|u| shard_of(&u.partition_key) == shard));
+                let rows = batch.rows_of(i);
+                assert_eq!(rows.len(), users.len());
+                for (row, user) in rows.iter().zip(&users) {
+                    assert_eq!(user.partition_key, key(*row));
+                }
+                seen.extend_from_slice(rows);
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=2_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn refuses_an_event_over_the_record_limit() {
+        let mut batcher = Batcher::new(Packing::Plain);
+        let error = batcher
+            .push(7, key(7), vec![0; MAX_RECORD_BYTES])
+            .expect_err("too large");
+        assert!(matches!(error, BatcherError::EventTooLarge { row: 7, .. }));
+    }
+
+    #[test]
+    fn a_slow_input_is_flushed_after_the_linger_time() {
+        let mut batcher = Batcher::new(Packing::Aggregated {
+            shards: HashKeyRange::split_evenly(2),
+            target_bytes: DEFAULT_AGGREGATE_BYTES,
+            compression: Compression::Zstd,
+        });
+        assert!(
+            batcher
+                .push(1, key(1), b"{}".to_vec())
+                .expect("fits")
+                .is_none()
+        );
+        assert!(batcher.take_if_stale().is_empty(), "starts the clock");
+        std::thread::sleep(MAX_LINGER);
+        let batches = batcher.take_if_stale();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].rows_of(0), [1]);
+        assert!(batcher.finish().is_empty());
+    }
+}
