@@ -6,6 +6,8 @@ DEBUG_BIN   := $(TARGET_DIR)/debug
 PYTHON3     ?= python3
 VENV        := .venv
 SHARED_DATA ?= $(abspath ../shared/data)
+TOOLS       := .tools
+KINESALITE  := $(TOOLS)/node_modules/.bin/kinesalite
 DEMO_DIR    := .lake-demo
 DEMO_ROWS   ?= 100000
 BENCH_ROWS  ?= 500000
@@ -52,16 +54,25 @@ $(VENV)/.installed: tests/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
-e2e: build $(VENV)/.installed ## End-to-end tests: real binaries, real samples, DuckDB as the independent reader
-	@test -d "$(SHARED_DATA)/online-retail-samples" || { echo "missing $(SHARED_DATA)/online-retail-samples (set SHARED_DATA)"; exit 1; }
-	cd tests/e2e && BIN_DIR=$(abspath $(DEBUG_BIN)) SHARED_DATA=$(SHARED_DATA) ../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+# The Kinesis emulator, from npm, pinned by tests/emulators/package-lock.json.
+$(KINESALITE): tests/emulators/package.json tests/emulators/package-lock.json
+	mkdir -p $(TOOLS)
+	cp tests/emulators/package.json tests/emulators/package-lock.json $(TOOLS)/
+	cd $(TOOLS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
-bench: ## Throughput and memory figures (release build, $(BENCH_ROWS) generated rows)
+e2e: build $(VENV)/.installed $(KINESALITE) ## End-to-end tests: real binaries, real samples, a Kinesis emulator, DuckDB as the independent reader
+	@test -d "$(SHARED_DATA)/online-retail-samples" || { echo "missing $(SHARED_DATA)/online-retail-samples (set SHARED_DATA)"; exit 1; }
+	@# The tests start the emulator on 127.0.0.1 themselves and stop it when they end.
+	cd tests/e2e && BIN_DIR=$(abspath $(DEBUG_BIN)) SHARED_DATA=$(SHARED_DATA) KINESALITE=$(abspath $(KINESALITE)) \
+		../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+bench: $(KINESALITE) ## Throughput and memory figures (release build, $(BENCH_ROWS) generated rows)
 	$(CARGO) build --release -p producer -p bench
 	@# The bench drives `consumer poll` only: the SQL engine is left out of this release build.
 	$(CARGO) build --release -p consumer --no-default-features
-	$(TARGET_DIR)/release/bench --rows $(BENCH_ROWS) --bin-dir $(TARGET_DIR)/release
+	$(TARGET_DIR)/release/bench --rows $(BENCH_ROWS) --bin-dir $(TARGET_DIR)/release --kinesalite $(KINESALITE)
 
 clean: ## Remove build output, the demo lake and the test venv
 	$(CARGO) clean
-	rm -rf $(DEMO_DIR) $(VENV)
+	rm -rf $(DEMO_DIR) $(VENV) $(TOOLS)

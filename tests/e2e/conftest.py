@@ -37,3 +37,77 @@ def consume(stream, lake, workdir, *extra):
 @pytest.fixture
 def work(tmp_path):
     return tmp_path
+
+
+# --- Kinesis: a real emulator (kinesalite) on 127.0.0.1, started once per test session ---------
+
+KINESALITE = os.environ.get("KINESALITE", str(ROOT / ".tools" / "node_modules" / ".bin" / "kinesalite"))
+# Fake credentials: the emulator checks their form, never their value.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIDTESTTESTTESTTEST",
+    "AWS_SECRET_ACCESS_KEY": "test-secret",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
+# Streams stay CREATING this long, as on AWS, so a test can see a stream that is not ACTIVE yet.
+CREATE_STREAM_MS = 1500
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, timeout=30.0):
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def kinesalite():
+    """The Kinesis emulator's endpoint URL. Installed by `make e2e` (npm ci into .tools)."""
+    if not Path(KINESALITE).exists():
+        raise AssertionError(f"kinesalite is not installed at {KINESALITE}: run the tests with `make test`")
+    port = free_port()
+    process = subprocess.Popen(
+        [KINESALITE, "--port", str(port), "--host", "127.0.0.1", "--createStreamMs", str(CREATE_STREAM_MS),
+         "--deleteStreamMs", "0", "--updateStreamMs", "0", "--shardLimit", "1000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def kinesis(kinesalite):
+    import boto3
+
+    return boto3.client(
+        "kinesis", endpoint_url=kinesalite, region_name=AWS_ENV["AWS_REGION"],
+        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"], aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def producer_env(endpoint, **extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENV, AWS_ENDPOINT_URL=endpoint, RUST_LOG="warn")
+    env.update(extra)
+    return env

@@ -31,17 +31,19 @@ def lake_events(con, lake):
     ).fetchone()
 
 
+@pytest.mark.parametrize("packing", [[], ["--aggregate"]], ids=["plain", "aggregated"])
 @pytest.mark.parametrize("relative, delim, encoding", REAL_SAMPLES)
-def test_real_sample_totals_match_the_source(work, relative, delim, encoding):
+def test_real_sample_totals_match_the_source(work, relative, delim, encoding, packing):
     source = SAMPLES / relative
     assert source.is_file(), f"missing sample {source}"
     stream, lake = work / "stream", work / "lake"
-    sent = produce(source, stream, work)
+    sent = produce(source, stream, work, *packing)
     assert sent["rows_read"] == data_lines(source)
     assert sent["rows_read"] == sent["events_sent"] + sent["rejected"] + sent["blank"]
     consumed = consume(stream, lake, work)
     counts = consumed["counts"]
     assert counts["received"] == sent["events_sent"]
+    assert counts["records"] == sent["records"]
     assert counts["accepted"] + counts["duplicates"] + counts["quarantined"] == counts["received"]
 
     con = connect()
