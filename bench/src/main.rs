@@ -24,6 +24,12 @@ struct Args {
     /// Records per consumer batch.
     #[arg(long, default_value_t = 10_000)]
     batch_size: usize,
+    /// The Kinesis emulator to stream into (kinesalite's executable); `make bench` installs it.
+    #[arg(long)]
+    kinesalite: PathBuf,
+    /// Shards of the emulator streams.
+    #[arg(long, default_value_t = 4)]
+    shards: i32,
 }
 
 /// A process's peak resident memory (`VmHWM`), in MiB.
@@ -40,10 +46,11 @@ fn peak_mib(pid: &str) -> f64 {
 
 /// Runs a binary to completion; returns its wall time and peak memory. The peak is sampled from
 /// `/proc` while it runs: `getrusage(RUSAGE_CHILDREN)` would count the parent's pages at exec.
-fn run(bin: &Path, args: &[&str]) -> anyhow::Result<(f64, f64)> {
+fn run(bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<(f64, f64)> {
     let started = Instant::now();
     let mut child = Command::new(bin)
         .args(args)
+        .envs(envs.iter().copied())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -165,6 +172,7 @@ fn main() -> anyhow::Result<()> {
             "--rejects",
             &rejects.to_string_lossy(),
         ],
+        &[],
     )?;
     let batch_size = args.batch_size.to_string();
     let (consumer_wall, consumer_peak) = run(
@@ -179,6 +187,7 @@ fn main() -> anyhow::Result<()> {
             "--batch-size",
             &batch_size,
         ],
+        &[],
     )?;
     let stream_bytes: u64 = std::fs::read_dir(dir.path().join("stream"))?
         .filter_map(|e| e.ok()?.metadata().ok())
@@ -201,5 +210,122 @@ fn main() -> anyhow::Result<()> {
         stream_bytes as f64 / rows as f64
     );
     println!("peak memory: producer {producer_peak:.1} MiB, consumer {consumer_peak:.1} MiB");
+
+    kinesis_figures(&args, &input, dir.path())
+}
+
+/// Fake credentials for the emulator, which checks their form only.
+const EMULATOR_ENV: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "AKIDBENCHBENCHBENCH0"),
+    ("AWS_SECRET_ACCESS_KEY", "bench"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+/// Stops the emulator when the bench ends, however it ends.
+struct Emulator(std::process::Child);
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The producer binary into a Kinesis emulator, plain and aggregated: rows/s, bytes per row on
+/// the wire, and what one shard could carry under both of its write limits.
+fn kinesis_figures(args: &Args, input: &Path, dir: &Path) -> anyhow::Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let _emulator = Emulator(
+        Command::new(&args.kinesalite)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--host",
+                "127.0.0.1",
+                "--createStreamMs",
+                "0",
+                "--shardLimit",
+                "100",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", args.kinesalite.display()))?,
+    );
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let client = runtime.block_on(async {
+        let config = aws_config::from_env()
+            .endpoint_url(&endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kinesis::config::Credentials::for_tests())
+            .load()
+            .await;
+        aws_sdk_kinesis::Client::new(&config)
+    });
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "kinesalite did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut env: Vec<(&str, &str)> = EMULATOR_ENV.to_vec();
+    env.push(("AWS_ENDPOINT_URL", &endpoint));
+    println!(
+        "into Kinesis (kinesalite on 127.0.0.1, {} shards, producer binary):",
+        args.shards
+    );
+    for (stream, name, extra) in [
+        ("bench-plain", "plain", &[][..]),
+        ("bench-zstd", "aggregated (KPL, zstd)", &["--aggregate"][..]),
+        (
+            "bench-kpl",
+            "aggregated (KPL, uncompressed)",
+            &["--aggregate", "--compression", "none"][..],
+        ),
+    ] {
+        runtime.block_on(
+            client
+                .create_stream()
+                .stream_name(stream)
+                .shard_count(args.shards)
+                .send(),
+        )?;
+        let summary_path = dir.join(format!("{stream}.json"));
+        let mut producer_args = vec![
+            "--input".to_owned(),
+            input.to_string_lossy().into_owned(),
+            "--stream".to_owned(),
+            format!("kinesis://{stream}"),
+            "--rejects".to_owned(),
+            dir.join("rejects.csv").to_string_lossy().into_owned(),
+            "--summary-json".to_owned(),
+            summary_path.to_string_lossy().into_owned(),
+        ];
+        producer_args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let producer_args: Vec<&str> = producer_args.iter().map(String::as_str).collect();
+        let (wall, peak) = run(&args.bin_dir.join("producer"), &producer_args, &env)?;
+        let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary_path)?)?;
+        let number = |key: &str| summary[key].as_f64().unwrap_or(0.0);
+        let (rows, events, records, bytes) = (
+            number("rows_read"),
+            number("events_sent"),
+            number("records"),
+            number("bytes"),
+        );
+        let bytes_per_row = bytes / events.max(1.0);
+        let rows_per_record = events / records.max(1.0);
+        let per_shard = (1000.0 * rows_per_record).min(1_048_576.0 / bytes_per_row);
+        println!(
+            "  {name:<31} {:>8.0} rows/s, {bytes_per_row:>6.1} B/row on the wire, {rows_per_record:>6.1} rows/record, \
+             {per_shard:>6.0} rows per shard-second, peak {peak:.1} MiB",
+            rows / wall
+        );
+    }
     Ok(())
 }

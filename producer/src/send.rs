@@ -188,7 +188,9 @@ where
         acks: Mutex::new(Acks::resuming_after(options.skip_rows)),
         ..Shared::default()
     });
-    let (batches, requests) = mpsc::channel(options.max_in_flight.max(1) * 2);
+    // One request ready per request in flight: enough to keep them busy, and a bound on memory
+    // (a request is up to 5 MiB).
+    let (batches, requests) = mpsc::channel(options.max_in_flight.max(1));
     let reading = {
         let shared = Arc::clone(&shared);
         let batcher = Batcher::new(options.packing.clone());
