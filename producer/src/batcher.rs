@@ -9,8 +9,7 @@ use sales_stream::{Aggregator, Compression, HashKeyRange, PutEntry, hash_key};
 pub const MAX_RECORDS_PER_PUT: usize = 500;
 /// Kinesis `PutRecords` takes at most 5 MiB per request (data plus partition keys).
 pub const MAX_BYTES_PER_PUT: usize = 5 * 1024 * 1024;
-/// Kinesis takes records of at most 1 MiB (data plus partition key).
-pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+pub use sales_stream::MAX_RECORD_BYTES;
 /// Default size of an aggregated record before compression. The KPL's own default is 50 KiB;
 /// 64 KiB compresses a little better and keeps a Lambda batch of 100 records far below the
 /// 6 MB invocation payload limit.

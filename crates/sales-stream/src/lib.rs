@@ -21,7 +21,8 @@ pub use aggregation::{AggregationError, Aggregator, Compression, Payload, UserRe
 pub use codec::DecodeError;
 pub use event::{EVENT_ID_NAMESPACE, EventError, MAX_PRICE_SCALE, SalesEvent, event_id};
 pub use local_stream::{
-    LocalStream, LocalStreamError, PutEntry, PutResult, StartingPosition, StreamRecord,
+    LocalStream, LocalStreamError, MAX_PARTITION_KEY_LEN, MAX_RECORD_BYTES, PutEntry, PutResult,
+    StartingPosition, StreamRecord,
 };
 pub use location::{LakeLocation, LocationError, StreamLocation};
 pub use sequence::SequenceNumber;
