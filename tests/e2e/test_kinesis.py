@@ -206,6 +206,12 @@ def test_rate_limits_are_held(kinesis, kinesalite, work):
     # 3,066 rows at 1,000/s with one second of burst: at least two seconds.
     assert summary["elapsed_s"] >= 1.9, summary
 
+    # One shard's limits with plain records: 1,000 records/s binds the same way.
+    stream = unique("shard-limit")
+    create_stream(kinesis, stream, 1)
+    summary, _ = produce_to_kinesis(SAMPLE, stream, kinesalite, work, "--shard-limit", 1)
+    assert summary["elapsed_s"] >= 1.9, summary
+
 
 def test_gzip_and_stdin_inputs_send_the_same_events(work):
     plain = generated(work, 5_000, seed=9)
