@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use flate2::bufread::MultiGzDecoder;
-use sales_stream::{HashKeyRange, LocalStream, StreamLocation};
+use sales_stream::{HashKeyRange, LocalStream, LocalStreamError, StreamLocation};
 
 use crate::batcher::Packing;
 use crate::columns::ColumnMap;
@@ -131,9 +131,13 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
         (true, stream) => {
             // A dry run packs as a stream of --shards shards would (or the named local one).
             let shards = match &stream {
-                Some(StreamLocation::Local { dir }) if dir.join("stream.json").exists() => {
-                    LocalStream::open(dir)?.hash_key_ranges()
-                }
+                Some(StreamLocation::Local { dir }) => match LocalStream::open(dir) {
+                    Ok(existing) => existing.hash_key_ranges(),
+                    Err(LocalStreamError::NotFound(_)) => {
+                        HashKeyRange::split_evenly(options.shards)
+                    }
+                    Err(e) => return Err(e.into()),
+                },
                 _ => HashKeyRange::split_evenly(options.shards),
             };
             send.packing = packing(shards);

@@ -14,7 +14,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 use sales_stream::{HashKeyRange, PutEntry};
 
-use crate::retry::{Retry, RetryPolicy, classify_code};
+use crate::retry::{Retry, RetryPolicy, classify_code, with_retries};
 use crate::sink::{EntryFailure, RecordSink, SinkError};
 
 /// Connecting takes at most this long: an unreachable endpoint is reported, not waited on.
@@ -88,11 +88,15 @@ impl KinesisSink {
             client: Client::new(&config),
             stream: stream.to_owned(),
         };
+        let setup_policy = RetryPolicy {
+            max_attempts: SETUP_ATTEMPTS,
+            ..RetryPolicy::default()
+        };
         let describe_error = |source| KinesisError::Describe {
             stream: stream.to_owned(),
             source,
         };
-        let status = with_retries(|| async {
+        let status = with_retries(&setup_policy, SinkError::retry, || async {
             let summary = sink
                 .client
                 .describe_stream_summary()
@@ -127,7 +131,7 @@ impl KinesisSink {
                 });
             }
         }
-        let shards = with_retries(|| sink.open_shards())
+        let shards = with_retries(&setup_policy, SinkError::retry, || sink.open_shards())
             .await
             .map_err(describe_error)?;
         Ok((sink, shards))
@@ -171,29 +175,6 @@ impl KinesisSink {
         }
         ranges.sort_by_key(|r| r.starting_hash_key);
         Ok(ranges)
-    }
-}
-
-/// Runs a setup call with a few quick retries of transient failures.
-async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, SinkError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, SinkError>>,
-{
-    let policy = RetryPolicy {
-        max_attempts: SETUP_ATTEMPTS,
-        ..RetryPolicy::default()
-    };
-    let mut attempt = 0;
-    loop {
-        match call().await {
-            Err(e) if e.retry() == Retry::Transient && policy.allows(attempt + 1) => {
-                attempt += 1;
-                let wait = policy.backoff(attempt, &mut rand::rng());
-                tokio::time::sleep(wait).await;
-            }
-            other => return other,
-        }
     }
 }
 

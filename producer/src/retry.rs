@@ -46,6 +46,31 @@ impl RetryPolicy {
     }
 }
 
+/// Runs `call` until it succeeds, fails for good (as `retry_of` judges), or `policy` gives up,
+/// sleeping the policy's backoff between attempts. For whole calls; `PutRecords`, whose entries
+/// fail one by one, keeps its own loop in `send.rs` on the same policy.
+pub async fn with_retries<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    retry_of: impl Fn(&E) -> Retry,
+    mut call: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(e) if retry_of(&e) == Retry::Transient && policy.allows(attempt + 1) => {
+                attempt += 1;
+                let wait = policy.backoff(attempt, &mut rand::rng());
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whether a failure is worth another try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -94,6 +119,37 @@ mod tests {
         }
         assert!(policy.allows(9));
         assert!(!policy.allows(10));
+    }
+
+    #[tokio::test]
+    async fn whole_calls_are_retried_while_transient_and_within_the_budget() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        };
+        let calls = std::cell::Cell::new(0);
+        let result: Result<(), Retry> = with_retries(
+            &policy,
+            |r| *r,
+            || {
+                calls.set(calls.get() + 1);
+                async { Err(Retry::Transient) }
+            },
+        )
+        .await;
+        assert_eq!((result, calls.get()), (Err(Retry::Transient), 3));
+        calls.set(0);
+        let result: Result<(), Retry> = with_retries(
+            &policy,
+            |r| *r,
+            || {
+                calls.set(calls.get() + 1);
+                async { Err(Retry::Permanent) }
+            },
+        )
+        .await;
+        assert_eq!((result, calls.get()), (Err(Retry::Permanent), 1));
     }
 
     #[test]
