@@ -14,8 +14,10 @@ pub use sales_stream::MAX_RECORD_BYTES;
 /// 64 KiB compresses a little better and keeps a Lambda batch of 100 records far below the
 /// 6 MB invocation payload limit.
 pub const DEFAULT_AGGREGATE_BYTES: usize = 64 * 1024;
-/// A request that is not full is sent anyway once it is this old (at the next row), so a slow
-/// input (`--rate`, a pipe) still flows.
+/// The longest an event waits in a filling aggregate or request before it is sent anyway (checked
+/// at the next row), so a slow input (`--rate`, a pipe) still flows. Like the KPL's
+/// `RecordMaxBufferedTime`, the clock is the oldest event's: only aggregates that old are closed
+/// early, so a fast input still packs full ones.
 pub const MAX_LINGER: Duration = Duration::from_millis(500);
 
 /// How events become records.
@@ -90,6 +92,8 @@ pub enum BatcherError {
 struct ShardBucket {
     aggregator: Aggregator,
     rows: Vec<u64>,
+    /// When its oldest event arrived.
+    since: Option<Instant>,
 }
 
 /// Turns events into full `PutRecords` batches.
@@ -98,7 +102,8 @@ pub struct Batcher {
     packing: Packing,
     buckets: Vec<ShardBucket>,
     open: PutBatch,
-    opened_at: Option<Instant>,
+    /// When the oldest event in `open` arrived.
+    open_since: Option<Instant>,
 }
 
 impl Batcher {
@@ -113,10 +118,11 @@ impl Batcher {
                 .map(|_| ShardBucket {
                     aggregator: Aggregator::new(),
                     rows: Vec::new(),
+                    since: None,
                 })
                 .collect(),
             open: PutBatch::default(),
-            opened_at: None,
+            open_since: None,
         }
     }
 
@@ -131,6 +137,7 @@ impl Batcher {
         if bytes > MAX_RECORD_BYTES {
             return Err(BatcherError::EventTooLarge { row, bytes });
         }
+        let now = Instant::now();
         let Packing::Aggregated {
             shards,
             target_bytes,
@@ -143,6 +150,7 @@ impl Batcher {
                     data,
                 },
                 &[row],
+                now,
             ));
         };
         let key = hash_key(&partition_key);
@@ -153,43 +161,59 @@ impl Batcher {
         if !bucket.aggregator.is_empty()
             && bucket.aggregator.size_with(&partition_key, data.len()) > limit
         {
-            let (entry, rows) = close(bucket, *compression);
-            ready = self.add(entry, &rows);
+            let (entry, rows, since) = close(bucket, *compression);
+            ready = self.add(entry, &rows, since);
         }
         let bucket = &mut self.buckets[shard];
         bucket.aggregator.push(partition_key, data);
         bucket.rows.push(row);
+        bucket.since.get_or_insert(now);
         Ok(ready)
     }
 
-    fn add(&mut self, entry: PutEntry, rows: &[u64]) -> Option<PutBatch> {
+    fn add(&mut self, entry: PutEntry, rows: &[u64], since: Instant) -> Option<PutBatch> {
         let mut ready = None;
         if !self.open.fits(entry_bytes(&entry)) {
             ready = self.take_open();
         }
-        self.opened_at.get_or_insert_with(Instant::now);
+        self.open_since = Some(self.open_since.map_or(since, |open| open.min(since)));
         self.open.push(entry, rows);
         ready
     }
 
     fn take_open(&mut self) -> Option<PutBatch> {
-        self.opened_at = None;
+        self.open_since = None;
         (!self.open.entries.is_empty()).then(|| std::mem::take(&mut self.open))
     }
 
-    /// Everything buffered, if the open batch has waited longer than [`MAX_LINGER`]; aggregates
-    /// still filling are closed too, so a slow input does not sit in them.
-    pub fn take_if_stale(&mut self) -> Vec<PutBatch> {
-        match self.opened_at {
-            Some(at) if at.elapsed() >= MAX_LINGER => self.finish(),
-            Some(_) => Vec::new(),
-            None => {
-                // Aggregates age with the open batch: its clock starts when one starts filling.
-                if self.buckets.iter().any(|b| !b.aggregator.is_empty()) {
-                    self.opened_at = Some(Instant::now());
+    /// What holds an event older than [`MAX_LINGER`] at `now`: such aggregates are closed, and
+    /// the request they land in is returned with the rest of its entries.
+    pub fn take_if_stale(&mut self, now: Instant) -> Vec<PutBatch> {
+        let stale = |since: Option<Instant>| {
+            since.is_some_and(|at| now.saturating_duration_since(at) >= MAX_LINGER)
+        };
+        let mut batches = Vec::new();
+        if let Packing::Aggregated { compression, .. } = self.packing {
+            for shard in 0..self.buckets.len() {
+                if stale(self.buckets[shard].since) {
+                    let (entry, rows, since) = close(&mut self.buckets[shard], compression);
+                    batches.extend(self.add(entry, &rows, since));
                 }
-                Vec::new()
             }
+        }
+        if stale(self.open_since) {
+            batches.extend(self.take_open());
+        }
+        batches
+    }
+
+    /// Stops the clocks for `pause`: time the caller spent waiting for the stream to take a
+    /// request is not time the input was slow, and closing aggregates early then would only
+    /// make more, smaller records exactly when the stream is the bottleneck.
+    pub fn postpone(&mut self, pause: Duration) {
+        let clocks = self.buckets.iter_mut().map(|b| &mut b.since);
+        for since in clocks.chain([&mut self.open_since]).flatten() {
+            *since += pause;
         }
     }
 
@@ -201,8 +225,8 @@ impl Batcher {
                 if self.buckets[shard].aggregator.is_empty() {
                     continue;
                 }
-                let (entry, rows) = close(&mut self.buckets[shard], compression);
-                batches.extend(self.add(entry, &rows));
+                let (entry, rows, since) = close(&mut self.buckets[shard], compression);
+                batches.extend(self.add(entry, &rows, since));
             }
         }
         batches.extend(self.take_open());
@@ -210,7 +234,7 @@ impl Batcher {
     }
 }
 
-fn close(bucket: &mut ShardBucket, compression: Compression) -> (PutEntry, Vec<u64>) {
+fn close(bucket: &mut ShardBucket, compression: Compression) -> (PutEntry, Vec<u64>, Instant) {
     let partition_key = bucket
         .aggregator
         .partition_key()
@@ -223,6 +247,7 @@ fn close(bucket: &mut ShardBucket, compression: Compression) -> (PutEntry, Vec<u
             data,
         },
         std::mem::take(&mut bucket.rows),
+        bucket.since.take().unwrap_or_else(Instant::now),
     )
 }
 
@@ -300,23 +325,63 @@ mod tests {
     }
 
     #[test]
-    fn a_slow_input_is_flushed_after_the_linger_time() {
+    fn only_aggregates_holding_an_event_past_the_linger_time_are_closed() {
+        let shards = HashKeyRange::split_evenly(2);
         let mut batcher = Batcher::new(Packing::Aggregated {
-            shards: HashKeyRange::split_evenly(2),
+            shards: shards.clone(),
             target_bytes: DEFAULT_AGGREGATE_BYTES,
             compression: Compression::Zstd,
         });
-        assert!(
-            batcher
-                .push(1, key(1), b"{}".to_vec())
-                .expect("fits")
-                .is_none()
-        );
-        assert!(batcher.take_if_stale().is_empty(), "starts the clock");
-        std::thread::sleep(MAX_LINGER);
-        let batches = batcher.take_if_stale();
+        let shard_of = |row: u64| shards.iter().position(|r| r.contains(hash_key(&key(row))));
+        let other = (2..)
+            .find(|&row| shard_of(row) != shard_of(1))
+            .expect("two shards");
+        let push = |batcher: &mut Batcher, row| {
+            let full = batcher.push(row, key(row), b"{}".to_vec()).expect("fits");
+            assert!(full.is_none());
+        };
+        push(&mut batcher, 1);
+        let between = Instant::now();
+        std::thread::sleep(Duration::from_millis(50));
+        push(&mut batcher, other);
+
+        assert!(batcher.take_if_stale(between).is_empty(), "nothing old yet");
+        let batches = batcher.take_if_stale(between + MAX_LINGER);
         assert_eq!(batches.len(), 1);
+        assert_eq!(
+            batches[0].entries.len(),
+            1,
+            "the younger aggregate keeps filling"
+        );
         assert_eq!(batches[0].rows_of(0), [1]);
+
+        batcher.postpone(MAX_LINGER);
+        let later = between + MAX_LINGER + Duration::from_millis(100);
+        assert!(
+            batcher.take_if_stale(later).is_empty(),
+            "time spent waiting does not count"
+        );
+        let batches = batcher.take_if_stale(later + MAX_LINGER);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].rows_of(0), [other]);
         assert!(batcher.finish().is_empty());
+    }
+
+    #[test]
+    fn a_plain_request_goes_once_its_first_event_is_stale() {
+        let mut batcher = Batcher::new(Packing::Plain);
+        let before = Instant::now();
+        for row in 1..=3 {
+            assert!(
+                batcher
+                    .push(row, key(row), b"{}".to_vec())
+                    .expect("fits")
+                    .is_none()
+            );
+        }
+        assert!(batcher.take_if_stale(before).is_empty());
+        let batches = batcher.take_if_stale(Instant::now() + MAX_LINGER);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].events(), 3);
     }
 }

@@ -260,8 +260,14 @@ fn read_rows<R: BufRead>(
         path: rejects.path().display().to_string(),
         source,
     };
-    // `false` once the dispatcher stopped taking batches.
-    let send = |batch: PutBatch| batches.blocking_send(batch).is_ok();
+    // `false` once the dispatcher stopped taking batches. Time spent blocked here is the
+    // stream's, not the input's, so it does not age the batcher's buffered events.
+    let send = |batcher: &mut Batcher, batch: PutBatch| {
+        let waiting = Instant::now();
+        let taken = batches.blocking_send(batch).is_ok();
+        batcher.postpone(waiting.elapsed());
+        taken
+    };
     let mut row = 0_u64;
     let mut open = true;
     while open && !shared.stopping() {
@@ -291,7 +297,7 @@ fn read_rows<R: BufRead>(
                     let full =
                         batcher.push(row, event.event_id.to_string(), codec::encode(&event))?;
                     if let Some(batch) = full {
-                        open = send(batch);
+                        open = send(&mut batcher, batch);
                     }
                 }
                 Err(reason) => {
@@ -303,8 +309,8 @@ fn read_rows<R: BufRead>(
                 }
             },
         }
-        for batch in batcher.take_if_stale() {
-            open = open && send(batch);
+        for batch in batcher.take_if_stale(Instant::now()) {
+            open = open && send(&mut batcher, batch);
         }
         progress.update(counts.rows_read, || {
             format!(
@@ -318,7 +324,7 @@ fn read_rows<R: BufRead>(
     }
     if open && !shared.stopping() {
         for batch in batcher.finish() {
-            if !send(batch) {
+            if !send(&mut batcher, batch) {
                 break;
             }
         }
