@@ -3,38 +3,25 @@
 //! The SDK's own retries are turned off: every retry decision (of whole requests and of single
 //! failed entries) is made in one place, [`crate::retry`], and counted in the summary.
 
-use std::time::Duration;
-
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::ProvideCredentials;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use sales_aws::{RetryConfig, error_chain};
 use sales_stream::{HashKeyRange, PutEntry};
 
 use crate::retry::{Retry, RetryPolicy, classify_code, with_retries};
 use crate::sink::{EntryFailure, RecordSink, SinkError};
 
-/// Connecting takes at most this long: an unreachable endpoint is reported, not waited on.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// One attempt of one request takes at most this long before it counts as failed.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Describing the stream at start is retried only briefly: a wrong endpoint should fail fast.
 const SETUP_ATTEMPTS: u32 = 3;
 
 /// Why the producer cannot start streaming to Kinesis.
 #[derive(Debug, thiserror::Error)]
 pub enum KinesisError {
-    /// No region in the environment, the profile or `--region`.
-    #[error("no AWS region configured: set AWS_REGION (or a region in your AWS profile)")]
-    NoRegion,
-    /// The credential chain found nothing usable.
-    #[error(
-        "no AWS credentials: {0}\n  set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or sign in with `aws sso login`"
-    )]
-    NoCredentials(String),
+    /// No region or no credentials.
+    #[error(transparent)]
+    Config(#[from] sales_aws::ConfigError),
     /// `DescribeStreamSummary` said the stream does not exist.
     #[error("Kinesis stream {stream} does not exist in {region}")]
     StreamMissing { stream: String, region: String },
@@ -62,28 +49,8 @@ impl KinesisSink {
     /// credentials and that the stream is ACTIVE, and returns the sink with the hash key ranges
     /// of the stream's open shards.
     pub async fn connect(stream: &str) -> Result<(Self, Vec<HashKeyRange>), KinesisError> {
-        let config = aws_config::from_env()
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .build(),
-            )
-            .load()
-            .await;
-        let region = config
-            .region()
-            .map(ToString::to_string)
-            .filter(|region| !region.is_empty())
-            .ok_or(KinesisError::NoRegion)?;
-        let credentials = config
-            .credentials_provider()
-            .ok_or_else(|| KinesisError::NoCredentials("no credential provider".into()))?;
-        credentials
-            .provide_credentials()
-            .await
-            .map_err(|e| KinesisError::NoCredentials(error_chain(&e)))?;
+        let config = sales_aws::load(RetryConfig::disabled()).await?;
+        let region = sales_aws::region(&config);
         let sink = Self {
             client: Client::new(&config),
             stream: stream.to_owned(),
@@ -176,21 +143,6 @@ impl KinesisSink {
         ranges.sort_by_key(|r| r.starting_hash_key);
         Ok(ranges)
     }
-}
-
-/// An error and its causes on one line, `outer: inner: root`. The SDK's own `Display` says only
-/// "dispatch failure"; the cause a user can act on ("Connection refused") is at the root.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let message = cause.to_string();
-        if !text.ends_with(&message) {
-            text = format!("{text}: {message}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Sorts an SDK error into "send again" or "give up", with a message a user can act on.
