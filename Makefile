@@ -8,12 +8,14 @@ VENV        := .venv
 SHARED_DATA ?= $(abspath ../shared/data)
 TOOLS       := .tools
 KINESALITE  := $(TOOLS)/node_modules/.bin/kinesalite
+LAMBDA_VENV := .tools/lambda-venv
+LAMBDA_ARCH ?= arm64
 DEMO_DIR    := .lake-demo
 DEMO_ROWS   ?= 100000
 BENCH_ROWS  ?= 500000
 
 .DEFAULT_GOAL := help
-.PHONY: help build demo test lint unit e2e bench clean
+.PHONY: help build demo test lint unit e2e bench lambda clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -61,9 +63,10 @@ $(KINESALITE): tests/emulators/package.json tests/emulators/package-lock.json
 	cd $(TOOLS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-e2e: build $(VENV)/.installed $(KINESALITE) ## End-to-end tests: real binaries, real samples, a Kinesis emulator, DuckDB as the independent reader
+e2e: build $(VENV)/.installed $(KINESALITE) ## End-to-end tests: real binaries, real samples, Kinesis and S3 emulators, the Lambda runtime API, DuckDB as the independent reader
 	@test -d "$(SHARED_DATA)/online-retail-samples" || { echo "missing $(SHARED_DATA)/online-retail-samples (set SHARED_DATA)"; exit 1; }
-	@# The tests start the emulator on 127.0.0.1 themselves and stop it when they end.
+	@# The tests start the emulators (kinesalite, moto, cargo lambda watch) on 127.0.0.1
+	@# themselves and stop them when they end.
 	cd tests/e2e && BIN_DIR=$(abspath $(DEBUG_BIN)) SHARED_DATA=$(SHARED_DATA) KINESALITE=$(abspath $(KINESALITE)) \
 		../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
@@ -72,6 +75,16 @@ bench: $(KINESALITE) ## Throughput and memory figures (release build, $(BENCH_RO
 	@# The bench drives `consumer poll` only: the SQL engine is left out of this release build.
 	$(CARGO) build --release -p consumer --no-default-features
 	$(TARGET_DIR)/release/bench --rows $(BENCH_ROWS) --bin-dir $(TARGET_DIR)/release --kinesalite $(KINESALITE)
+
+$(LAMBDA_VENV)/.installed: tests/lambda-build-requirements.txt
+	$(PYTHON3) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/lambda-build-requirements.txt
+	touch $@
+
+lambda: $(LAMBDA_VENV)/.installed ## Build the Lambda zip for provided.al2023 (LAMBDA_ARCH=arm64 or x86-64), without the SQL engine
+	PATH="$(abspath $(LAMBDA_VENV))/bin:$$PATH" cargo-lambda lambda build --release --$(LAMBDA_ARCH) \
+		--package consumer --bin consumer-lambda --no-default-features --output-format zip
+	@ls -l $(TARGET_DIR)/lambda/consumer-lambda/bootstrap.zip
 
 clean: ## Remove build output, the demo lake and the test venv
 	$(CARGO) clean

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, bail};
-use sales_stream::{LakeLocation, LocalStream, StreamLocation};
+use anyhow::Context;
+use sales_stream::{LocalStream, StreamLocation};
 
 use crate::batch::BatchOptions;
-use crate::lake::LocalLake;
+use crate::kinesis::KinesisSource;
+use crate::lake::LakeStore;
 use crate::options::{Cli, Command, PollArgs};
-use crate::poll::{PollOptions, poll};
+use crate::poll::{PollOptions, PollSummary, ShardSource, poll};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -20,41 +21,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn poll_command(args: PollArgs) -> anyhow::Result<()> {
-    let stream = match &args.stream {
-        StreamLocation::Local { dir } => Arc::new(LocalStream::open(dir)?),
+    let lake = Arc::new(
+        LakeStore::open(&args.lake)
+            .await
+            .with_context(|| format!("cannot open the lake {}", args.lake))?,
+    );
+    let summary = match &args.stream {
+        StreamLocation::Local { dir } => {
+            let stream = Arc::new(LocalStream::open(dir)?);
+            run_poll(stream, lake, &args).await?
+        }
         StreamLocation::Kinesis { name } => {
-            bail!(
-                "kinesis://{name}: this build reads file:// streams only; Kinesis support comes next"
-            )
+            let stream = Arc::new(KinesisSource::connect(name).await?);
+            run_poll(stream, lake, &args).await?
         }
     };
-    let lake = match &args.lake {
-        LakeLocation::Local { dir } => Arc::new(LocalLake::new(dir)),
-        LakeLocation::S3 { .. } => {
-            bail!(
-                "{}: this build writes file:// lakes only; S3 support comes next",
-                args.lake
-            )
-        }
-    };
-    let options = PollOptions {
-        batch_size: args.batch_size as usize,
-        until_drained: args.until_drained,
-        dedupe_window: args.dedupe_window,
-        batch: BatchOptions {
-            codec: args.compression,
-        },
-        ..PollOptions::default()
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("stopping after the batches in flight");
-            on_signal.store(true, Ordering::Relaxed);
-        }
-    });
-    let summary = poll(stream, lake, options, stop).await?;
     let c = &summary.counts;
     println!(
         "{} -> {}: {} records = {} accepted + {} duplicates + {} quarantined",
@@ -76,9 +57,37 @@ async fn poll_command(args: PollArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn run_poll<S: ShardSource>(
+    stream: Arc<S>,
+    lake: Arc<LakeStore>,
+    args: &PollArgs,
+) -> anyhow::Result<PollSummary> {
+    let options = PollOptions {
+        batch_size: args.batch_size as usize,
+        until_drained: args.until_drained,
+        dedupe_window: args.dedupe_window,
+        batch: BatchOptions {
+            codec: args.compression,
+        },
+        ..PollOptions::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("stopping after the batches in flight");
+            on_signal.store(true, Ordering::Relaxed);
+        }
+    });
+    Ok(poll(stream, lake, options, stop).await?)
+}
+
 #[cfg(feature = "query")]
 async fn query_command(args: crate::options::QueryArgs) -> anyhow::Result<()> {
     use std::io::Write;
+
+    use anyhow::bail;
+    use sales_stream::LakeLocation;
 
     use crate::query::{bind_parameters, format_batches, run_query};
 

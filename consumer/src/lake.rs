@@ -1,9 +1,14 @@
-//! The lake's storage: a narrow trait at the edge, with the local-directory implementation.
+//! The lake's storage: a narrow trait at the edge, the local-directory implementation, and
+//! [`LakeStore`], the lake a URL names (a directory or an S3 bucket).
 
 use std::future::Future;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use sales_stream::LakeLocation;
+
+use crate::s3::S3Lake;
 
 /// Why a lake operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +23,34 @@ pub enum LakeError {
     /// The key would leave the lake (`..`, an absolute path).
     #[error("invalid lake key {0:?}")]
     BadKey(String),
+    /// The bucket does not exist, or these credentials may not see it.
+    #[error("S3 bucket {bucket}: {reason}")]
+    Bucket { bucket: String, reason: String },
+    /// An S3 request failed after the SDK's retries.
+    #[error("{action} s3://{bucket}/{key}: {reason}")]
+    S3 {
+        action: &'static str,
+        bucket: String,
+        key: String,
+        reason: String,
+    },
+    /// No region or credentials for an S3 lake.
+    #[error(transparent)]
+    Config(#[from] sales_aws::ConfigError),
+}
+
+/// Checks that a key stays inside the lake: relative, no empty, `.` or `..` parts.
+pub fn check_key(key: &str) -> Result<&str, LakeError> {
+    let valid = !key.is_empty()
+        && !key.starts_with('/')
+        && key
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    if valid {
+        Ok(key)
+    } else {
+        Err(LakeError::BadKey(key.to_owned()))
+    }
 }
 
 /// Object storage for the lake: whole objects, written atomically.
@@ -49,15 +82,7 @@ impl LocalLake {
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, LakeError> {
-        let valid = !key.is_empty()
-            && !key.starts_with('/')
-            && key
-                .split('/')
-                .all(|part| !part.is_empty() && part != "." && part != "..");
-        if !valid {
-            return Err(LakeError::BadKey(key.to_owned()));
-        }
-        Ok(self.root.join(key))
+        Ok(self.root.join(check_key(key)?))
     }
 
     fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
@@ -109,6 +134,40 @@ impl Lake for LocalLake {
                 path,
                 source,
             }),
+        }
+    }
+}
+
+/// The lake a `--lake`/`LAKE_URL` names.
+#[derive(Debug)]
+pub enum LakeStore {
+    Local(LocalLake),
+    S3(S3Lake),
+}
+
+impl LakeStore {
+    /// Opens the lake at `location`; an S3 lake loads the AWS configuration and checks that the
+    /// bucket is there.
+    pub async fn open(location: &LakeLocation) -> Result<Self, LakeError> {
+        Ok(match location {
+            LakeLocation::Local { dir } => Self::Local(LocalLake::new(dir)),
+            LakeLocation::S3 { bucket, prefix } => Self::S3(S3Lake::connect(bucket, prefix).await?),
+        })
+    }
+}
+
+impl Lake for LakeStore {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
+        match self {
+            Self::Local(lake) => lake.put(key, bytes).await,
+            Self::S3(lake) => lake.put(key, bytes).await,
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
+        match self {
+            Self::Local(lake) => lake.get(key).await,
+            Self::S3(lake) => lake.get(key).await,
         }
     }
 }

@@ -3,24 +3,34 @@
 //!
 //! The core is pure and synchronous: [`process_batch`] turns a batch of stream records into the
 //! lake files to write ([`aggregate`], [`writer`], [`quarantine`]). The stream and the lake sit
-//! behind [`ShardSource`] and [`Lake`]; [`poll`] drives them.
+//! behind [`ShardSource`] and [`Lake`]; [`poll`] drives them as a long-lived poller, and
+//! [`function::handle`] as an AWS Lambda function on Kinesis events.
 
 pub mod aggregate;
 pub mod app;
 pub mod batch;
+pub mod commit;
+pub mod function;
+pub mod kinesis;
 pub mod lake;
 pub mod layout;
+pub mod metrics;
 pub mod options;
 pub mod poll;
 pub mod quarantine;
 #[cfg(feature = "query")]
 pub mod query;
+pub mod s3;
 pub mod state;
 pub mod writer;
 
 pub use aggregate::{DailyKey, DailySales};
 pub use batch::{BatchCounts, BatchError, BatchOptions, BatchOutput, OutputFile, process_batch};
-pub use lake::{Lake, LakeError, LocalLake};
-pub use poll::{PollError, PollOptions, PollSummary, ShardSource, poll};
+pub use commit::{CommitError, Committed, load_state, process_and_commit};
+pub use function::{FunctionConfig, InvocationReport, handle};
+pub use kinesis::KinesisSource;
+pub use lake::{Lake, LakeError, LakeStore, LocalLake};
+pub use poll::{PollError, PollOptions, PollSummary, ShardInfo, ShardRead, ShardSource, poll};
+pub use s3::S3Lake;
 pub use state::{DEFAULT_DEDUPE_WINDOW, IdWindow, ShardState};
 pub use writer::{Codec, WriterError, daily_sales_schema, sales_events_schema, writer_properties};

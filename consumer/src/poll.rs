@@ -1,23 +1,25 @@
 //! `consumer poll`: reads every shard of a stream in batches, runs the batch step, writes the
-//! files and commits each shard's position and ids.
+//! files and commits each shard's position and ids ([`crate::commit`]).
 //!
-//! Per batch: read after the committed position → [`process_batch`] → write every file → write
-//! the shard state. Files are named by (shard, first sequence number), so a batch retried after a
-//! crash before its commit rewrites the same objects, and the committed ids drop events that a
-//! producer re-sent in a later batch.
+//! Shards are read concurrently. A shard made by a split or merge is read only once its parents
+//! are read to their end, so events of one partition key stay in order across a reshard; when a
+//! shard ends, the stream's shards are listed again to find its children.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sales_stream::{LocalStream, LocalStreamError, StartingPosition, StreamRecord};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::batch::{BatchCounts, BatchError, BatchOptions, process_batch};
-use crate::lake::{Lake, LakeError};
-use crate::layout::shard_state;
-use crate::state::{DEFAULT_DEDUPE_WINDOW, ShardState, StateError};
+use crate::batch::{BatchCounts, BatchOptions};
+use crate::commit::{CommitError, load_state, process_and_commit};
+use crate::lake::Lake;
+use crate::state::DEFAULT_DEDUPE_WINDOW;
 
 /// Options of the poller.
 #[derive(Debug, Clone)]
@@ -48,34 +50,55 @@ impl Default for PollOptions {
 /// Why polling stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
-    /// Reading the stream failed.
+    /// Reading the embedded stream failed.
     #[error("reading the stream: {0}")]
     Stream(#[from] LocalStreamError),
-    /// Writing to or reading from the lake failed.
+    /// The stream cannot be read at all: no credentials, no such stream.
+    #[error("{0}")]
+    Setup(String),
+    /// A Kinesis request failed after the SDK's retries.
+    #[error("{operation} on Kinesis stream {stream}: {reason}")]
+    Kinesis {
+        operation: &'static str,
+        stream: String,
+        reason: String,
+    },
+    /// A batch could not be committed.
     #[error(transparent)]
-    Lake(#[from] LakeError),
-    /// A shard's state could not be read.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// The batch step failed.
-    #[error(transparent)]
-    Batch(#[from] BatchError),
+    Commit(#[from] CommitError),
     /// A shard's worker stopped unexpectedly.
     #[error("a shard worker failed: {0}")]
     Worker(String),
 }
 
+/// A shard and the shards it was split or merged from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub id: String,
+    pub parents: Vec<String>,
+}
+
+/// One read of a shard.
+#[derive(Debug, Clone, Default)]
+pub struct ShardRead {
+    /// Empty only when the shard is caught up.
+    pub records: Vec<StreamRecord>,
+    /// The shard is closed (split or merged) and these are its last records.
+    pub closed: bool,
+}
+
 /// A stream read shard by shard.
 pub trait ShardSource: Send + Sync + 'static {
     fn stream_name(&self) -> &str;
-    fn shard_ids(&self) -> Vec<String>;
-    /// Up to `limit` records after `position`; empty when caught up.
+    /// Every shard of the stream, open or closed, with its parents.
+    fn shards(&self) -> impl Future<Output = Result<Vec<ShardInfo>, PollError>> + Send;
+    /// Up to `limit` records after `position`.
     fn read(
         &self,
         shard_id: &str,
         position: &StartingPosition,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<StreamRecord>, PollError>> + Send;
+    ) -> impl Future<Output = Result<ShardRead, PollError>> + Send;
 }
 
 impl ShardSource for LocalStream {
@@ -83,8 +106,14 @@ impl ShardSource for LocalStream {
         self.name()
     }
 
-    fn shard_ids(&self) -> Vec<String> {
-        LocalStream::shard_ids(self).map(str::to_owned).collect()
+    async fn shards(&self) -> Result<Vec<ShardInfo>, PollError> {
+        Ok(self
+            .shard_ids()
+            .map(|id| ShardInfo {
+                id: id.to_owned(),
+                parents: Vec::new(),
+            })
+            .collect())
     }
 
     async fn read(
@@ -92,8 +121,42 @@ impl ShardSource for LocalStream {
         shard_id: &str,
         position: &StartingPosition,
         limit: usize,
-    ) -> Result<Vec<StreamRecord>, PollError> {
-        Ok(LocalStream::read(self, shard_id, position, limit)?)
+    ) -> Result<ShardRead, PollError> {
+        Ok(ShardRead {
+            records: LocalStream::read(self, shard_id, position, limit)?,
+            closed: false,
+        })
+    }
+}
+
+/// Which shards have stopped being read, and whether they were read to their end.
+#[derive(Debug, Default)]
+struct Lineage {
+    ended: Mutex<HashMap<String, bool>>,
+    changed: Notify,
+}
+
+impl Lineage {
+    fn end(&self, shard_id: &str, closed: bool) {
+        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        ended.insert(shard_id.to_owned(), closed);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until every parent has ended; `true` if all were read to their end, so the child
+    /// may be read.
+    async fn parents_done(&self, parents: &[String]) -> bool {
+        loop {
+            let mut changed = pin!(self.changed.notified());
+            changed.as_mut().enable();
+            {
+                let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+                if parents.iter().all(|p| ended.contains_key(p)) {
+                    return parents.iter().all(|p| ended[p]);
+                }
+            }
+            changed.await;
+        }
     }
 }
 
@@ -117,19 +180,8 @@ impl PollSummary {
     }
 }
 
-/// Reads the committed state of a shard, or a fresh one.
-pub async fn load_state(
-    lake: &impl Lake,
-    stream: &str,
-    shard_id: &str,
-    window: usize,
-) -> Result<ShardState, PollError> {
-    let key = shard_state(stream, shard_id);
-    Ok(match lake.get(&key).await? {
-        Some(bytes) => ShardState::decode(&key, &bytes, window)?,
-        None => ShardState::new(window),
-    })
-}
+/// A shard's worker's result: what it did, and whether it read the shard to its end.
+type ShardOutcome = (String, Result<(PollSummary, bool), PollError>);
 
 /// Polls every shard concurrently until drained (with `until_drained`) or until `stop` is set.
 pub async fn poll<S: ShardSource, L: Lake + 'static>(
@@ -139,47 +191,81 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
     stop: Arc<AtomicBool>,
 ) -> Result<PollSummary, PollError> {
     let started = Instant::now();
-    let mut workers = JoinSet::new();
-    let shards = source.shard_ids();
-    for shard_id in shards.clone() {
-        let (source, lake, options, stop) =
-            (source.clone(), lake.clone(), options.clone(), stop.clone());
-        workers
-            .spawn(async move { poll_shard(&*source, &*lake, &shard_id, &options, &stop).await });
-    }
-    let mut summary = PollSummary {
-        shards: shards.len(),
-        ..PollSummary::default()
-    };
+    let lineage = Arc::new(Lineage::default());
+    let mut workers: JoinSet<ShardOutcome> = JoinSet::new();
+    let mut started_shards = HashSet::new();
+    let mut summary = PollSummary::default();
     let mut first_error = None;
-    while let Some(joined) = workers.join_next().await {
-        match joined {
-            Ok(Ok(shard)) => summary.add(&shard),
-            Ok(Err(e)) => {
-                // One failing shard stops the others at their next batch boundary.
-                stop.store(true, Ordering::Relaxed);
-                first_error.get_or_insert(e);
+    let mut spawn_new = |shards: Vec<ShardInfo>, workers: &mut JoinSet<ShardOutcome>| {
+        let known: HashSet<String> = shards.iter().map(|s| s.id.clone()).collect();
+        for shard in shards {
+            if !started_shards.insert(shard.id.clone()) {
+                continue;
             }
-            Err(e) => {
-                stop.store(true, Ordering::Relaxed);
-                first_error.get_or_insert(PollError::Worker(e.to_string()));
-            }
+            // Parents past the retention period are gone from the listing: nothing to wait for.
+            let parents: Vec<String> = shard
+                .parents
+                .into_iter()
+                .filter(|p| known.contains(p))
+                .collect();
+            let (source, lake, options, stop, lineage) = (
+                source.clone(),
+                lake.clone(),
+                options.clone(),
+                stop.clone(),
+                lineage.clone(),
+            );
+            workers.spawn(async move {
+                let result = if lineage.parents_done(&parents).await {
+                    poll_shard(&*source, &*lake, &shard.id, &options, &stop).await
+                } else {
+                    Ok((PollSummary::default(), false))
+                };
+                lineage.end(&shard.id, matches!(result, Ok((_, true))));
+                (shard.id, result)
+            });
         }
+    };
+    spawn_new(source.shards().await?, &mut workers);
+    while let Some(joined) = workers.join_next().await {
+        let error = match joined {
+            Ok((_, Ok((shard, closed)))) => {
+                summary.add(&shard);
+                if !closed || stop.load(Ordering::Relaxed) {
+                    continue;
+                }
+                // A shard ended: its children may be new since the last listing.
+                match source.shards().await {
+                    Ok(shards) => {
+                        spawn_new(shards, &mut workers);
+                        continue;
+                    }
+                    Err(e) => e,
+                }
+            }
+            Ok((_, Err(e))) => e,
+            Err(e) => PollError::Worker(e.to_string()),
+        };
+        // One failing shard stops the others at their next batch boundary.
+        stop.store(true, Ordering::Relaxed);
+        first_error.get_or_insert(error);
     }
     if let Some(error) = first_error {
         return Err(error);
     }
+    summary.shards = started_shards.len();
     summary.elapsed_s = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
+/// Reads one shard batch by batch; `true` with the summary if the shard was read to its end.
 async fn poll_shard(
     source: &impl ShardSource,
     lake: &impl Lake,
     shard_id: &str,
     options: &PollOptions,
     stop: &AtomicBool,
-) -> Result<PollSummary, PollError> {
+) -> Result<(PollSummary, bool), PollError> {
     let stream = source.stream_name().to_owned();
     let mut state = load_state(lake, &stream, shard_id, options.dedupe_window).await?;
     let mut summary = PollSummary::default();
@@ -188,54 +274,41 @@ async fn poll_shard(
             Some(sequence) => StartingPosition::AfterSequenceNumber(sequence.clone()),
             None => StartingPosition::TrimHorizon,
         };
-        let records = source.read(shard_id, &position, options.batch_size).await?;
-        if records.is_empty() {
+        let read = source.read(shard_id, &position, options.batch_size).await?;
+        let caught_up = read.records.is_empty();
+        if !caught_up {
+            let committed = process_and_commit(
+                lake,
+                &stream,
+                shard_id,
+                &mut state,
+                read.records,
+                &options.batch,
+            )
+            .await?;
+            summary.batches += 1;
+            summary.files += committed.files;
+            summary.bytes += committed.bytes;
+            summary.counts.add(&committed.counts);
+            tracing::info!(
+                shard = shard_id,
+                received = committed.counts.received,
+                accepted = committed.counts.accepted,
+                duplicates = committed.counts.duplicates,
+                quarantined = committed.counts.quarantined,
+                "batch committed"
+            );
+        }
+        if read.closed {
+            tracing::info!(shard = shard_id, "shard read to its end");
+            return Ok((summary, true));
+        }
+        if caught_up {
             if options.until_drained {
                 break;
             }
             tokio::time::sleep(options.idle_wait).await;
-            continue;
         }
-        // The batch step is CPU work (Parquet encoding): keep it off the async workers.
-        let (shard, batch_options, window) =
-            (shard_id.to_owned(), options.batch.clone(), state.recent_ids);
-        let (output, window) = tokio::task::spawn_blocking(move || {
-            let output = process_batch(&shard, &records, |id| window.contains(id), &batch_options);
-            (output, window)
-        })
-        .await
-        .map_err(|e| PollError::Worker(e.to_string()))?;
-        state.recent_ids = window;
-        let output = output?;
-        for file in &output.files {
-            summary.bytes += file.bytes.len() as u64;
-        }
-        summary.files += output.files.len() as u64;
-        for file in output.files {
-            lake.put(&file.key, file.bytes).await?;
-        }
-        // Commit: only now are the batch's ids and position durable.
-        for id in &output.accepted_ids {
-            state.recent_ids.insert(*id);
-        }
-        state.sequence_number = output.last_sequence_number;
-        state.counts.add(&output.counts);
-        state.batches += 1;
-        lake.put(
-            &shard_state(&stream, shard_id),
-            state.encode(&stream, shard_id),
-        )
-        .await?;
-        summary.batches += 1;
-        summary.counts.add(&output.counts);
-        tracing::info!(
-            shard = shard_id,
-            received = output.counts.received,
-            accepted = output.counts.accepted,
-            duplicates = output.counts.duplicates,
-            quarantined = output.counts.quarantined,
-            "batch committed"
-        );
     }
-    Ok(summary)
+    Ok((summary, false))
 }

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,58 @@ def producer_env(endpoint, **extra):
     env.update(AWS_ENV, AWS_ENDPOINT_URL=endpoint, RUST_LOG="warn")
     env.update(extra)
     return env
+
+
+# --- S3: the moto server (from PyPI, in the test venv) on 127.0.0.1, once per test session ------
+
+BIN_PY = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def moto():
+    """The S3 emulator's endpoint URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [BIN_PY / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3(moto):
+    import boto3
+
+    return boto3.client(
+        "s3", endpoint_url=moto, region_name=AWS_ENV["AWS_REGION"],
+        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"], aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+@pytest.fixture
+def bucket(s3, request):
+    """A fresh bucket per test."""
+    import re
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") + f"-{free_port()}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def download_lake(s3, bucket, prefix, dest):
+    """Copies every object under s3://bucket/prefix to dest, for DuckDB to read."""
+    dest = Path(dest)
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            target = dest / key[len(prefix):].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, key, str(target))
+            keys.append(key)
+    return keys

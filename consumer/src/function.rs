@@ -1,0 +1,451 @@
+//! The Lambda function: a Kinesis event in, lake files and a partial-batch response out.
+//!
+//! [`handle`] is a plain async function over the [`Lake`] trait, so it is tested by calling it
+//! with fixture events. Per shard in the event: load the shard's state, skip records at or before
+//! its committed position (a redelivery), run the batch step, write the files and commit. A
+//! malformed record is quarantined and never fails the batch; only a failure to make the batch
+//! durable (S3 down or throttled past the SDK's retries) is reported, as the batch's first
+//! uncommitted sequence number, so Lambda retries from there (ReportBatchItemFailures) and
+//! checkpoints everything before it.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use sales_stream::{LakeLocation, SequenceNumber, StreamRecord};
+
+use crate::batch::{BatchCounts, BatchOptions};
+use crate::commit::{load_state, process_and_commit};
+use crate::lake::Lake;
+use crate::state::DEFAULT_DEDUPE_WINDOW;
+use crate::writer::Codec;
+
+/// The CloudWatch namespace of the function's metrics unless `METRICS_NAMESPACE` says otherwise.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "SalesLake";
+
+/// Why the function cannot start: its environment is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("{0} is not set: give the lake as s3://BUCKET/PREFIX (or file://DIR for local runs)")]
+    Missing(&'static str),
+    /// A variable is set to something unusable.
+    #[error("{name}={value:?}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Why an event could not be handled at all (as opposed to records that failed).
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// A record lacks what every Kinesis event record has.
+    #[error("record {index} of the event: {reason}")]
+    BadRecord { index: usize, reason: String },
+}
+
+/// The function's configuration, read once at cold start from the environment.
+#[derive(Debug, Clone)]
+pub struct FunctionConfig {
+    /// `LAKE_URL`, required.
+    pub lake: LakeLocation,
+    /// `CONSUMER_COMPRESSION`: zstd (default) or snappy.
+    pub batch: BatchOptions,
+    /// `CONSUMER_DEDUPE_WINDOW`: recent committed ids kept per shard.
+    pub dedupe_window: usize,
+    /// `METRICS_NAMESPACE`.
+    pub metrics_namespace: String,
+}
+
+impl FunctionConfig {
+    /// Reads the configuration through `var` (the process environment, or a map in tests).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let set = |name: &'static str| var(name).filter(|v| !v.trim().is_empty());
+        let invalid = |name, value: &str, reason: String| ConfigError::Invalid {
+            name,
+            value: value.to_owned(),
+            reason,
+        };
+        let lake_url = set("LAKE_URL").ok_or(ConfigError::Missing("LAKE_URL"))?;
+        let lake = lake_url.parse().map_err(|e: sales_stream::LocationError| {
+            invalid("LAKE_URL", &lake_url, e.to_string())
+        })?;
+        let codec = match set("CONSUMER_COMPRESSION") {
+            None => Codec::default(),
+            Some(value) => <Codec as clap::ValueEnum>::from_str(&value, true).map_err(|_| {
+                invalid("CONSUMER_COMPRESSION", &value, "use zstd or snappy".into())
+            })?,
+        };
+        let dedupe_window = match set("CONSUMER_DEDUPE_WINDOW") {
+            None => DEFAULT_DEDUPE_WINDOW,
+            Some(value) => value.trim().parse().map_err(|_| {
+                invalid(
+                    "CONSUMER_DEDUPE_WINDOW",
+                    &value,
+                    "a number of event ids".into(),
+                )
+            })?,
+        };
+        Ok(Self {
+            lake,
+            batch: BatchOptions { codec },
+            dedupe_window,
+            metrics_namespace: set("METRICS_NAMESPACE")
+                .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned()),
+        })
+    }
+}
+
+/// What one invocation did, for the logs and the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct InvocationReport {
+    pub streams: Vec<String>,
+    pub shards: usize,
+    pub counts: BatchCounts,
+    /// Records at or before a committed position: delivered again, skipped.
+    pub replayed: u64,
+    /// Records reported back to Lambda as not durably handled.
+    pub failed_records: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+}
+
+/// One shard's records of the event, in order.
+#[derive(Debug, Default)]
+struct ShardRecords {
+    records: Vec<StreamRecord>,
+}
+
+/// Handles one Kinesis event: the response lists the first sequence number of every shard whose
+/// batch could not be made durable (none on success).
+pub async fn handle(
+    event: KinesisEvent,
+    lake: &impl Lake,
+    config: &FunctionConfig,
+) -> Result<(KinesisEventResponse, InvocationReport), EventError> {
+    let started = Instant::now();
+    let mut groups: BTreeMap<(String, String), ShardRecords> = BTreeMap::new();
+    for (index, record) in event.records.into_iter().enumerate() {
+        let (stream, shard_id, record) =
+            stream_record(record).map_err(|reason| EventError::BadRecord { index, reason })?;
+        groups
+            .entry((stream, shard_id))
+            .or_default()
+            .records
+            .push(record);
+    }
+    let mut response = KinesisEventResponse::default();
+    let mut report = InvocationReport {
+        shards: groups.len(),
+        ..InvocationReport::default()
+    };
+    for ((stream, shard_id), group) in groups {
+        if !report.streams.contains(&stream) {
+            report.streams.push(stream.clone());
+        }
+        let total = group.records.len() as u64;
+        let first = group.records.first().map(|r| r.sequence_number.clone());
+        let outcome = async {
+            let mut state = load_state(lake, &stream, &shard_id, config.dedupe_window).await?;
+            process_and_commit(
+                lake,
+                &stream,
+                &shard_id,
+                &mut state,
+                group.records,
+                &config.batch,
+            )
+            .await
+        };
+        match outcome.await {
+            Ok(committed) => {
+                report.counts.add(&committed.counts);
+                report.replayed += committed.replayed;
+                report.files += committed.files;
+                report.bytes += committed.bytes;
+            }
+            Err(failure) => {
+                let error = failure.to_string();
+                tracing::error!(
+                    stream,
+                    shard = shard_id,
+                    error,
+                    "batch not committed; Lambda will retry it"
+                );
+                if let Some(first) = first {
+                    response.add_failure(first.as_str());
+                }
+                report.failed_records += total;
+            }
+        }
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok((response, report))
+}
+
+/// `(stream name, shard id, record)` of one event record.
+fn stream_record(record: KinesisEventRecord) -> Result<(String, String, StreamRecord), String> {
+    let arn = record.event_source_arn.ok_or("no eventSourceARN")?;
+    let stream = arn
+        .rsplit_once(":stream/")
+        .map(|(_, name)| name.to_owned())
+        .ok_or_else(|| format!("eventSourceARN {arn:?} is not a Kinesis stream's"))?;
+    let event_id = record.event_id.ok_or("no eventID")?;
+    let shard_id = event_id
+        .split_once(':')
+        .map(|(shard, _)| shard.to_owned())
+        .ok_or_else(|| format!("eventID {event_id:?} is not shardId:sequenceNumber"))?;
+    let kinesis = record.kinesis;
+    let sequence_number = SequenceNumber::parse(&kinesis.sequence_number).ok_or_else(|| {
+        format!(
+            "sequenceNumber {:?} is not a number",
+            kinesis.sequence_number
+        )
+    })?;
+    Ok((
+        stream,
+        shard_id,
+        StreamRecord {
+            sequence_number,
+            partition_key: kinesis.partition_key,
+            data: kinesis.data.0,
+            approximate_arrival: kinesis.approximate_arrival_timestamp.0,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use rust_decimal::Decimal;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::lake::{LakeError, LocalLake};
+
+    fn fixture(name: &str) -> String {
+        let path = format!(
+            "{}/../tests/fixtures/kinesis/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn batch() -> KinesisEvent {
+        serde_json::from_str(&fixture("batch.json")).expect("a Kinesis event")
+    }
+
+    fn expected() -> Value {
+        serde_json::from_str(&fixture("batch.expected.json")).expect("JSON")
+    }
+
+    fn config(dir: &std::path::Path) -> FunctionConfig {
+        FunctionConfig::from_env(|name| {
+            (name == "LAKE_URL").then(|| format!("file://{}", dir.display()))
+        })
+        .expect("config")
+    }
+
+    /// Sums every daily_sales file of the lake per "date|country|stock_code", as strings.
+    fn daily_sales(root: &std::path::Path) -> BTreeMap<String, BTreeMap<String, String>> {
+        let mut totals: BTreeMap<String, BTreeMap<&str, i128>> = BTreeMap::new();
+        let mut files = Vec::new();
+        let mut dirs = vec![root.join("daily_sales")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        for file in files {
+            let file = std::fs::File::open(file).expect("file");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .expect("parquet")
+                .build()
+                .expect("reader");
+            for batch in reader {
+                let batch = batch.expect("batch");
+                let column = |name: &str| batch.column_by_name(name).expect(name).clone();
+                let dates = column("sale_date");
+                let dates = dates.as_primitive::<Date32Type>();
+                let (countries, stocks) = (column("country"), column("stock_code"));
+                for row in 0..batch.num_rows() {
+                    let date = Date32Type::to_naive_date_opt(dates.value(row)).expect("a date");
+                    let key = format!(
+                        "{date}|{}|{}",
+                        countries.as_string::<i32>().value(row),
+                        stocks.as_string::<i32>().value(row)
+                    );
+                    let sums = totals.entry(key).or_default();
+                    for name in [
+                        "units_sold",
+                        "units_returned",
+                        "net_quantity",
+                        "order_lines",
+                    ] {
+                        let values = column(name);
+                        *sums.entry(name).or_default() +=
+                            i128::from(values.as_primitive::<Int64Type>().value(row));
+                    }
+                    for name in ["gross_revenue", "refunds", "net_revenue"] {
+                        let values = column(name);
+                        assert!(!values.is_null(row));
+                        *sums.entry(name).or_default() +=
+                            values.as_primitive::<Decimal128Type>().value(row);
+                    }
+                }
+            }
+        }
+        totals
+            .into_iter()
+            .map(|(key, sums)| {
+                let sums = sums
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let text = if name.contains("revenue") || name == "refunds" {
+                            Decimal::from_i128_with_scale(value, 3).to_string()
+                        } else {
+                            value.to_string()
+                        };
+                        (name.to_owned(), text)
+                    })
+                    .collect();
+                (key, sums)
+            })
+            .collect()
+    }
+
+    fn expected_daily_sales() -> BTreeMap<String, BTreeMap<String, String>> {
+        serde_json::from_value(expected()["daily_sales"].clone()).expect("totals")
+    }
+
+    fn expected_counts() -> BatchCounts {
+        serde_json::from_value(expected()["counts"].clone()).expect("counts")
+    }
+
+    #[tokio::test]
+    async fn a_batch_lands_in_the_lake_with_the_totals_computed_from_its_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let lake = LocalLake::new(dir.path());
+        let (response, report) = handle(batch(), &lake, &config).await.expect("handled");
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(report.counts, expected_counts());
+        assert_eq!(report.streams, ["sales-events"]);
+        assert_eq!(daily_sales(dir.path()), expected_daily_sales());
+        let quarantine = std::fs::read_dir(dir.path().join("quarantine/year=2010/month=12/day=01"))
+            .expect("quarantine partition by arrival date")
+            .count();
+        assert_eq!(quarantine, 1);
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_batch_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (config, lake) = (config(dir.path()), LocalLake::new(dir.path()));
+        handle(batch(), &lake, &config).await.expect("first");
+        let (response, report) = handle(batch(), &lake, &config).await.expect("again");
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(report.replayed, 6);
+        assert_eq!(report.counts, BatchCounts::default());
+        assert_eq!(daily_sales(dir.path()), expected_daily_sales());
+    }
+
+    /// A lake whose writes fail while `down` is set, like S3 throttling past every retry.
+    #[derive(Debug)]
+    struct FlakyLake {
+        inner: LocalLake,
+        down: AtomicBool,
+    }
+
+    impl Lake for FlakyLake {
+        async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
+            if self.down.load(Ordering::Relaxed) && !key.starts_with("sales_events") {
+                return Err(LakeError::S3 {
+                    action: "write",
+                    bucket: "lake".into(),
+                    key: key.into(),
+                    reason: "SlowDown: Please reduce your request rate.".into(),
+                });
+            }
+            self.inner.put(key, bytes).await
+        }
+
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
+            self.inner.get(key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lake_failure_fails_the_batch_from_its_first_record_and_the_retry_counts_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let lake = FlakyLake {
+            inner: LocalLake::new(dir.path()),
+            down: AtomicBool::new(true),
+        };
+        let (response, report) = handle(batch(), &lake, &config).await.expect("handled");
+        let failures: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(
+            failures,
+            [expected()["first_sequence_number"]
+                .as_str()
+                .map(str::to_owned)]
+        );
+        assert_eq!(report.failed_records, 6);
+
+        lake.down.store(false, Ordering::Relaxed);
+        let (response, report) = handle(batch(), &lake, &config).await.expect("retried");
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(report.counts, expected_counts());
+        assert_eq!(daily_sales(dir.path()), expected_daily_sales());
+    }
+
+    #[test]
+    fn configuration_errors_name_the_variable() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let missing = FunctionConfig::from_env(env(&[])).expect_err("no lake");
+        assert!(missing.to_string().contains("LAKE_URL is not set"));
+        let bad = FunctionConfig::from_env(env(&[("LAKE_URL", "ftp://x")])).expect_err("scheme");
+        assert!(bad.to_string().starts_with("LAKE_URL=\"ftp://x\""), "{bad}");
+        let bad = FunctionConfig::from_env(env(&[
+            ("LAKE_URL", "s3://bucket/lake"),
+            ("CONSUMER_COMPRESSION", "lz4"),
+        ]))
+        .expect_err("codec");
+        assert!(bad.to_string().contains("zstd or snappy"), "{bad}");
+        let config = FunctionConfig::from_env(env(&[
+            ("LAKE_URL", "s3://bucket/lake"),
+            ("CONSUMER_COMPRESSION", "SNAPPY"),
+            ("CONSUMER_DEDUPE_WINDOW", "1000"),
+        ]))
+        .expect("valid");
+        assert_eq!(config.batch.codec, Codec::Snappy);
+        assert_eq!(config.dedupe_window, 1000);
+        assert_eq!(config.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
+    }
+}

@@ -1,0 +1,255 @@
+//! Amazon Kinesis Data Streams behind [`ShardSource`]: the only file of the consumer that reads
+//! Kinesis.
+//!
+//! Each shard keeps its `GetRecords` iterator between reads, so a shard costs one
+//! `GetShardIterator` at start (and after an iterator expires) rather than one per batch. A
+//! closed shard (after a split or merge) ends when its iterator does; [`crate::poll`] then starts
+//! its children, whose parents it finished first.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::types::ShardIteratorType;
+use chrono::{DateTime, Utc};
+use sales_aws::{RetryConfig, error_chain};
+use sales_stream::{SequenceNumber, StartingPosition, StreamRecord};
+
+use crate::poll::{PollError, ShardInfo, ShardRead, ShardSource};
+
+/// `GetRecords` returns at most 10,000 records per call.
+pub const MAX_RECORDS_PER_GET: usize = 10_000;
+/// `GetRecords` is limited to 5 calls per second per shard: consecutive calls on one shard are
+/// spaced by at least this much.
+const GET_RECORDS_INTERVAL: Duration = Duration::from_millis(200);
+/// Attempts per Kinesis request, the first included; throttling
+/// (`ProvisionedThroughputExceededException`) is retried with backoff by the SDK's standard mode.
+const KINESIS_ATTEMPTS: u32 = 8;
+
+/// Where the next read of a shard continues.
+#[derive(Debug)]
+struct OpenIterator {
+    /// The position the iterator stands at, as the poller names it.
+    position: StartingPosition,
+    iterator: String,
+}
+
+/// A Kinesis stream read shard by shard.
+#[derive(Debug)]
+pub struct KinesisSource {
+    client: Client,
+    stream: String,
+    iterators: Mutex<HashMap<String, OpenIterator>>,
+}
+
+impl KinesisSource {
+    /// Loads the AWS configuration and checks that the stream exists.
+    pub async fn connect(stream: &str) -> Result<Self, PollError> {
+        let config = sales_aws::load(RetryConfig::standard().with_max_attempts(KINESIS_ATTEMPTS))
+            .await
+            .map_err(|e| PollError::Setup(e.to_string()))?;
+        let source = Self {
+            client: Client::new(&config),
+            stream: stream.to_owned(),
+            iterators: Mutex::new(HashMap::new()),
+        };
+        match source
+            .client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(source),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                Err(PollError::Setup(format!(
+                    "Kinesis stream {stream} does not exist in {}",
+                    sales_aws::region(&config)
+                )))
+            }
+            Err(e) => Err(kinesis_error("DescribeStreamSummary", stream, &e)),
+        }
+    }
+
+    async fn shard_iterator(
+        &self,
+        shard_id: &str,
+        position: &StartingPosition,
+    ) -> Result<String, PollError> {
+        let request = self
+            .client
+            .get_shard_iterator()
+            .stream_name(&self.stream)
+            .shard_id(shard_id);
+        let request = match position {
+            StartingPosition::TrimHorizon => {
+                request.shard_iterator_type(ShardIteratorType::TrimHorizon)
+            }
+            StartingPosition::AfterSequenceNumber(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(sequence.as_str()),
+        };
+        let output = request
+            .send()
+            .await
+            .map_err(|e| kinesis_error("GetShardIterator", &self.stream, &e))?;
+        output
+            .shard_iterator()
+            .map(str::to_owned)
+            .ok_or_else(|| PollError::Kinesis {
+                operation: "GetShardIterator",
+                stream: self.stream.clone(),
+                reason: format!("no iterator for {shard_id}"),
+            })
+    }
+
+    fn take_iterator(&self, shard_id: &str, position: &StartingPosition) -> Option<String> {
+        let mut iterators = self.iterators.lock().unwrap_or_else(|e| e.into_inner());
+        iterators
+            .remove(shard_id)
+            .filter(|open| &open.position == position)
+            .map(|open| open.iterator)
+    }
+
+    fn keep_iterator(&self, shard_id: &str, position: StartingPosition, iterator: String) {
+        let mut iterators = self.iterators.lock().unwrap_or_else(|e| e.into_inner());
+        iterators.insert(shard_id.to_owned(), OpenIterator { position, iterator });
+    }
+}
+
+impl ShardSource for KinesisSource {
+    fn stream_name(&self) -> &str {
+        &self.stream
+    }
+
+    async fn shards(&self) -> Result<Vec<ShardInfo>, PollError> {
+        let mut shards = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let request = match &next_token {
+                // ListShards takes the stream name or a token, never both.
+                Some(token) => self.client.list_shards().next_token(token),
+                None => self.client.list_shards().stream_name(&self.stream),
+            };
+            let page = request
+                .send()
+                .await
+                .map_err(|e| kinesis_error("ListShards", &self.stream, &e))?;
+            for shard in page.shards() {
+                shards.push(ShardInfo {
+                    id: shard.shard_id().to_owned(),
+                    parents: [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
+                        .into_iter()
+                        .flatten()
+                        .map(str::to_owned)
+                        .collect(),
+                });
+            }
+            next_token = page.next_token().map(str::to_owned);
+            if next_token.is_none() {
+                return Ok(shards);
+            }
+        }
+    }
+
+    async fn read(
+        &self,
+        shard_id: &str,
+        position: &StartingPosition,
+        limit: usize,
+    ) -> Result<ShardRead, PollError> {
+        let limit = limit.clamp(1, MAX_RECORDS_PER_GET) as i32;
+        let mut iterator = match self.take_iterator(shard_id, position) {
+            Some(iterator) => iterator,
+            None => self.shard_iterator(shard_id, position).await?,
+        };
+        loop {
+            let output = match self
+                .client
+                .get_records()
+                .shard_iterator(&iterator)
+                .limit(limit)
+                .send()
+                .await
+            {
+                Ok(output) => output,
+                // Iterators live five minutes; a slow batch (or a long idle wait) outlives one.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_expired_iterator_exception()) =>
+                {
+                    iterator = self.shard_iterator(shard_id, position).await?;
+                    continue;
+                }
+                Err(e) => return Err(kinesis_error("GetRecords", &self.stream, &e)),
+            };
+            let records = output
+                .records()
+                .iter()
+                .map(|record| stream_record(&self.stream, record))
+                .collect::<Result<Vec<_>, _>>()?;
+            let behind = output.millis_behind_latest().unwrap_or(0);
+            let Some(next) = output.next_shard_iterator().map(str::to_owned) else {
+                // The shard is closed and everything in it has been read.
+                return Ok(ShardRead {
+                    records,
+                    closed: true,
+                });
+            };
+            if records.is_empty() && behind > 0 {
+                // Kinesis can answer empty while records lie further on: keep going.
+                iterator = next;
+                tokio::time::sleep(GET_RECORDS_INTERVAL).await;
+                continue;
+            }
+            let after = match records.last() {
+                Some(last) => StartingPosition::AfterSequenceNumber(last.sequence_number.clone()),
+                None => position.clone(),
+            };
+            self.keep_iterator(shard_id, after, next);
+            return Ok(ShardRead {
+                records,
+                closed: false,
+            });
+        }
+    }
+}
+
+fn stream_record(
+    stream: &str,
+    record: &aws_sdk_kinesis::types::Record,
+) -> Result<StreamRecord, PollError> {
+    let sequence_number =
+        SequenceNumber::parse(record.sequence_number()).ok_or_else(|| PollError::Kinesis {
+            operation: "GetRecords",
+            stream: stream.to_owned(),
+            reason: format!("bad sequence number {:?}", record.sequence_number()),
+        })?;
+    let approximate_arrival = record
+        .approximate_arrival_timestamp()
+        .and_then(|t| DateTime::<Utc>::from_timestamp_millis(t.to_millis().ok()?))
+        .unwrap_or_else(Utc::now);
+    Ok(StreamRecord {
+        sequence_number,
+        partition_key: record.partition_key().unwrap_or_default().to_owned(),
+        data: record.data().as_ref().to_vec(),
+        approximate_arrival,
+    })
+}
+
+fn kinesis_error<E>(operation: &'static str, stream: &str, error: &SdkError<E>) -> PollError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let reason = match error.code() {
+        Some(code) => format!("{code}: {}", error.message().unwrap_or_default()),
+        None => error_chain(error),
+    };
+    PollError::Kinesis {
+        operation,
+        stream: stream.to_owned(),
+        reason,
+    }
+}
