@@ -8,8 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use base64::Engine;
 use clap::Parser;
-use consumer::{BatchOptions, process_batch};
+use consumer::{BatchOptions, FunctionConfig, LocalLake, handle, process_batch};
 use producer::{ColumnMap, CsvReader, DateParser, GenerateOptions, Line, RowParser, generate};
 use sales_stream::{SequenceNumber, StreamRecord, codec};
 
@@ -149,6 +150,7 @@ fn main() -> anyhow::Result<()> {
         "Parquet bytes per event (both tables): {:>10.1} B",
         parquet_bytes as f64 / records.len() as f64
     );
+    lambda_figure(&records)?;
     println!(
         "bench process peak memory:             {:>10.1} MiB",
         peak_mib("self")
@@ -327,5 +329,59 @@ fn kinesis_figures(args: &Args, input: &Path, dir: &Path) -> anyhow::Result<()> 
             rows / wall
         );
     }
+    Ok(())
+}
+
+/// The Lambda handler in process: a 10,000-record Kinesis event (as the event source mapping
+/// delivers it, base64 and all) → a local lake, warm (after a first event of the same shard).
+fn lambda_figure(records: &[StreamRecord]) -> anyhow::Result<()> {
+    const BATCH: usize = 10_000;
+    if records.len() < 2 * BATCH {
+        return Ok(());
+    }
+    let event = |records: &[StreamRecord], first_sequence: usize| {
+        let records: Vec<_> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let sequence = format!(
+                    "4965495021935837161708973510418742043149739061844{:07}",
+                    first_sequence + i
+                );
+                serde_json::json!({
+                    "kinesis": {
+                        "kinesisSchemaVersion": "1.0",
+                        "partitionKey": r.partition_key,
+                        "sequenceNumber": sequence,
+                        "data": base64::engine::general_purpose::STANDARD.encode(&r.data),
+                        "approximateArrivalTimestamp": 1_300_000_000.5,
+                    },
+                    "eventSource": "aws:kinesis",
+                    "eventID": format!("shardId-000000000000:{sequence}"),
+                    "eventSourceARN": "arn:aws:kinesis:eu-west-1:123456789012:stream/bench",
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({ "Records": records }))
+    };
+    let dir = tempfile::tempdir()?;
+    let lake = LocalLake::new(dir.path());
+    let config = FunctionConfig::from_env(|name| {
+        (name == "LAKE_URL").then(|| format!("file://{}", dir.path().display()))
+    })?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(handle(event(&records[..BATCH], 0)?, &lake, &config))?;
+    let second = event(&records[BATCH..2 * BATCH], BATCH)?;
+    let started = Instant::now();
+    let (response, report) = runtime.block_on(handle(second, &lake, &config))?;
+    let elapsed = started.elapsed();
+    if !response.batch_item_failures.is_empty() || report.counts.accepted != BATCH as u64 {
+        bail!("the Lambda handler did not accept the whole batch: {report:?}");
+    }
+    println!(
+        "Lambda handler, 10,000-record event:   {:>10.0} ms warm ({} files → local lake)",
+        elapsed.as_secs_f64() * 1000.0,
+        report.files
+    );
     Ok(())
 }

@@ -114,12 +114,6 @@ pub struct InvocationReport {
     pub duration_ms: u64,
 }
 
-/// One shard's records of the event, in order.
-#[derive(Debug, Default)]
-struct ShardRecords {
-    records: Vec<StreamRecord>,
-}
-
 /// Handles one Kinesis event: the response lists the first sequence number of every shard whose
 /// batch could not be made durable (none on success).
 pub async fn handle(
@@ -128,38 +122,36 @@ pub async fn handle(
     config: &FunctionConfig,
 ) -> Result<(KinesisEventResponse, InvocationReport), EventError> {
     let started = Instant::now();
-    let mut groups: BTreeMap<(String, String), ShardRecords> = BTreeMap::new();
+    // Records by (stream, shard), in order: one event source mapping batch is one shard's, but
+    // nothing here depends on that.
+    let mut groups: BTreeMap<(String, String), Vec<StreamRecord>> = BTreeMap::new();
     for (index, record) in event.records.into_iter().enumerate() {
         let (stream, shard_id, record) =
             stream_record(record).map_err(|reason| EventError::BadRecord { index, reason })?;
-        groups
-            .entry((stream, shard_id))
-            .or_default()
-            .records
-            .push(record);
+        groups.entry((stream, shard_id)).or_default().push(record);
     }
     let mut response = KinesisEventResponse::default();
     let mut report = InvocationReport {
         shards: groups.len(),
         ..InvocationReport::default()
     };
-    for ((stream, shard_id), group) in groups {
+    for ((stream, shard_id), records) in groups {
         if !report.streams.contains(&stream) {
             report.streams.push(stream.clone());
         }
-        let total = group.records.len() as u64;
-        let first = group.records.first().map(|r| r.sequence_number.clone());
+        let total = records.len() as u64;
+        // What Lambda is told to retry from: the first record after the committed position.
+        let mut first_uncommitted = records.first().map(|r| r.sequence_number.clone());
         let outcome = async {
             let mut state = load_state(lake, &stream, &shard_id, config.dedupe_window).await?;
-            process_and_commit(
-                lake,
-                &stream,
-                &shard_id,
-                &mut state,
-                group.records,
-                &config.batch,
-            )
-            .await
+            if let Some(committed) = &state.sequence_number {
+                first_uncommitted = records
+                    .iter()
+                    .map(|r| &r.sequence_number)
+                    .find(|sequence| *sequence > committed)
+                    .cloned();
+            }
+            process_and_commit(lake, &stream, &shard_id, &mut state, records, &config.batch).await
         };
         match outcome.await {
             Ok(committed) => {
@@ -176,7 +168,7 @@ pub async fn handle(
                     error,
                     "batch not committed; Lambda will retry it"
                 );
-                if let Some(first) = first {
+                if let Some(first) = &first_uncommitted {
                     response.add_failure(first.as_str());
                 }
                 report.failed_records += total;
@@ -415,6 +407,36 @@ mod tests {
         let (response, report) = handle(batch(), &lake, &config).await.expect("retried");
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(report.counts, expected_counts());
+        assert_eq!(daily_sales(dir.path()), expected_daily_sales());
+    }
+
+    #[tokio::test]
+    async fn a_failure_after_a_partial_redelivery_names_the_first_uncommitted_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let lake = FlakyLake {
+            inner: LocalLake::new(dir.path()),
+            down: AtomicBool::new(false),
+        };
+        let mut first_half = batch();
+        first_half.records.truncate(3);
+        handle(first_half, &lake, &config).await.expect("handled");
+
+        lake.down.store(true, Ordering::Relaxed);
+        let whole = batch();
+        let fourth = whole.records[3].kinesis.sequence_number.clone();
+        let (response, _) = handle(whole, &lake, &config).await.expect("handled");
+        let failures: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(failures, [Some(fourth)]);
+
+        lake.down.store(false, Ordering::Relaxed);
+        let (response, report) = handle(batch(), &lake, &config).await.expect("retried");
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(report.replayed, 3);
         assert_eq!(daily_sales(dir.path()), expected_daily_sales());
     }
 
