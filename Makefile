@@ -82,7 +82,7 @@ $(LAMBDA_VENV)/.installed: tests/lambda-build-requirements.txt
 	touch $@
 
 lambda: $(LAMBDA_VENV)/.installed ## Build the Lambda zip for provided.al2023 (LAMBDA_ARCH=arm64 or x86-64), without the SQL engine
-	PATH="$(abspath $(LAMBDA_VENV))/bin:$$PATH" cargo-lambda lambda build --release --$(LAMBDA_ARCH) \
+	PATH="$(abspath $(LAMBDA_VENV))/bin:$$PATH" cargo-lambda lambda build --profile lambda --$(LAMBDA_ARCH) \
 		--package consumer --bin consumer-lambda --no-default-features --output-format zip
 	@ls -l $(TARGET_DIR)/lambda/consumer-lambda/bootstrap.zip
 

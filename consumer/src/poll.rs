@@ -181,7 +181,21 @@ impl PollSummary {
 }
 
 /// A shard's worker's result: what it did, and whether it read the shard to its end.
-type ShardOutcome = (String, Result<(PollSummary, bool), PollError>);
+type ShardOutcome = Result<(PollSummary, bool), PollError>;
+
+/// Marks a shard as ended when its worker finishes, however it finishes (a panic included), so
+/// its children never wait for it forever.
+struct Ending {
+    lineage: Arc<Lineage>,
+    shard_id: String,
+    closed: bool,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        self.lineage.end(&self.shard_id, self.closed);
+    }
+}
 
 /// Polls every shard concurrently until drained (with `until_drained`) or until `stop` is set.
 pub async fn poll<S: ShardSource, L: Lake + 'static>(
@@ -216,20 +230,24 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
                 lineage.clone(),
             );
             workers.spawn(async move {
-                let result = if lineage.parents_done(&parents).await {
-                    poll_shard(&*source, &*lake, &shard.id, &options, &stop).await
-                } else {
-                    Ok((PollSummary::default(), false))
+                let mut ending = Ending {
+                    lineage: lineage.clone(),
+                    shard_id: shard.id.clone(),
+                    closed: false,
                 };
-                lineage.end(&shard.id, matches!(result, Ok((_, true))));
-                (shard.id, result)
+                if !lineage.parents_done(&parents).await {
+                    return Ok((PollSummary::default(), false));
+                }
+                let result = poll_shard(&*source, &*lake, &shard.id, &options, &stop).await;
+                ending.closed = matches!(result, Ok((_, true)));
+                result
             });
         }
     };
     spawn_new(source.shards().await?, &mut workers);
     while let Some(joined) = workers.join_next().await {
         let error = match joined {
-            Ok((_, Ok((shard, closed)))) => {
+            Ok(Ok((shard, closed))) => {
                 summary.add(&shard);
                 if !closed || stop.load(Ordering::Relaxed) {
                     continue;
@@ -243,7 +261,7 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
                     Err(e) => e,
                 }
             }
-            Ok((_, Err(e))) => e,
+            Ok(Err(e)) => e,
             Err(e) => PollError::Worker(e.to_string()),
         };
         // One failing shard stops the others at their next batch boundary.
@@ -311,4 +329,100 @@ async fn poll_shard(
         }
     }
     Ok((summary, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use sales_stream::SequenceNumber;
+
+    use super::*;
+    use crate::lake::LocalLake;
+
+    /// A stream of three shards: `p`, closed after two records, split into `a` and `b`.
+    /// Every read is logged, so the test sees in which order the shards were read.
+    #[derive(Debug, Default)]
+    struct SplitStream {
+        reads: Mutex<Vec<(String, usize)>>,
+    }
+
+    impl ShardSource for SplitStream {
+        fn stream_name(&self) -> &str {
+            "split"
+        }
+
+        async fn shards(&self) -> Result<Vec<ShardInfo>, PollError> {
+            let shard = |id: &str, parents: &[&str]| ShardInfo {
+                id: id.into(),
+                parents: parents.iter().map(|p| (*p).to_owned()).collect(),
+            };
+            Ok(vec![
+                shard("a", &["p"]),
+                shard("b", &["p"]),
+                shard("p", &[]),
+            ])
+        }
+
+        async fn read(
+            &self,
+            shard_id: &str,
+            position: &StartingPosition,
+            _limit: usize,
+        ) -> Result<ShardRead, PollError> {
+            // Parents are slow: a child read too early would be seen first.
+            if shard_id == "p" {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let next = match position {
+                StartingPosition::TrimHorizon => 1,
+                StartingPosition::AfterSequenceNumber(s) => s.as_u64().unwrap_or(0) + 1,
+            };
+            let last = if shard_id == "p" { 2 } else { 1 };
+            let records: Vec<_> = (next..=last)
+                .take(1)
+                .map(|n| StreamRecord {
+                    sequence_number: SequenceNumber::from_u64(n),
+                    partition_key: format!("{shard_id}{n}"),
+                    data: b"not an event".to_vec(),
+                    approximate_arrival: chrono::Utc::now(),
+                })
+                .collect();
+            let mut reads = self.reads.lock().unwrap_or_else(|e| e.into_inner());
+            reads.push((shard_id.to_owned(), records.len()));
+            Ok(ShardRead {
+                closed: shard_id == "p" && next > last,
+                records,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn children_are_read_only_after_their_parent_ended() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = Arc::new(SplitStream::default());
+        let options = PollOptions {
+            batch_size: 1,
+            until_drained: true,
+            ..PollOptions::default()
+        };
+        let summary = poll(
+            source.clone(),
+            Arc::new(LocalLake::new(dir.path())),
+            options,
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await
+        .expect("polled");
+        assert_eq!(summary.shards, 3);
+        assert_eq!(
+            summary.counts.quarantined, 4,
+            "p's two records, a's and b's"
+        );
+        let reads = source.reads.lock().expect("reads").clone();
+        let parent_last = reads.iter().rposition(|(s, _)| s == "p").expect("p read");
+        let child_first = reads
+            .iter()
+            .position(|(s, _)| s != "p")
+            .expect("children read");
+        assert!(parent_last < child_first, "{reads:?}");
+    }
 }
