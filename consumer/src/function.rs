@@ -107,7 +107,7 @@ pub struct InvocationReport {
     pub counts: BatchCounts,
     /// Records at or before a committed position: delivered again, skipped.
     pub replayed: u64,
-    /// Records reported back to Lambda as not durably handled.
+    /// Records Lambda will deliver again: those from the first reported failure on.
     pub failed_records: u64,
     pub files: u64,
     pub bytes: u64,
@@ -139,17 +139,17 @@ pub async fn handle(
         if !report.streams.contains(&stream) {
             report.streams.push(stream.clone());
         }
-        let total = records.len() as u64;
         // What Lambda is told to retry from: the first record after the committed position.
         let mut first_uncommitted = records.first().map(|r| r.sequence_number.clone());
+        let mut uncommitted = records.len() as u64;
         let outcome = async {
             let mut state = load_state(lake, &stream, &shard_id, config.dedupe_window).await?;
             if let Some(committed) = &state.sequence_number {
-                first_uncommitted = records
-                    .iter()
-                    .map(|r| &r.sequence_number)
-                    .find(|sequence| *sequence > committed)
-                    .cloned();
+                let mut after = records.iter().filter(|r| r.sequence_number > *committed);
+                first_uncommitted = after.next().map(|r| r.sequence_number.clone());
+                uncommitted = first_uncommitted
+                    .as_ref()
+                    .map_or(0, |_| 1 + after.count() as u64);
             }
             process_and_commit(lake, &stream, &shard_id, &mut state, records, &config.batch).await
         };
@@ -171,7 +171,7 @@ pub async fn handle(
                 if let Some(first) = &first_uncommitted {
                     response.add_failure(first.as_str());
                 }
-                report.failed_records += total;
+                report.failed_records += uncommitted;
             }
         }
     }
@@ -425,13 +425,17 @@ mod tests {
         lake.down.store(true, Ordering::Relaxed);
         let whole = batch();
         let fourth = whole.records[3].kinesis.sequence_number.clone();
-        let (response, _) = handle(whole, &lake, &config).await.expect("handled");
+        let (response, report) = handle(whole, &lake, &config).await.expect("handled");
         let failures: Vec<_> = response
             .batch_item_failures
             .iter()
             .map(|f| f.item_identifier.clone())
             .collect();
         assert_eq!(failures, [Some(fourth)]);
+        assert_eq!(
+            report.failed_records, 3,
+            "the three records after the commit"
+        );
 
         lake.down.store(false, Ordering::Relaxed);
         let (response, report) = handle(batch(), &lake, &config).await.expect("retried");
