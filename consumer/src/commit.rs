@@ -6,12 +6,16 @@
 //! because file names are deterministic per (shard, first sequence number); the state never
 //! points past records whose files are not written.
 
+use futures::{StreamExt, TryStreamExt};
 use sales_stream::StreamRecord;
 
 use crate::batch::{BatchCounts, BatchError, BatchOptions, process_batch};
 use crate::lake::{Lake, LakeError};
 use crate::layout::shard_state;
 use crate::state::{IdWindow, ShardState, StateError};
+
+/// Files of one batch written at the same time.
+const MAX_CONCURRENT_WRITES: usize = 16;
 
 /// Why a batch was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -90,9 +94,13 @@ pub async fn process_and_commit(
     let output = output?;
     committed.files = output.files.len() as u64;
     committed.bytes = output.files.iter().map(|f| f.bytes.len() as u64).sum();
-    for file in output.files {
-        lake.put(&file.key, file.bytes).await?;
-    }
+    // A batch spans many date partitions; its files are independent objects, so they are written
+    // side by side: on S3 each write is a round trip, and one after another they add up.
+    futures::stream::iter(output.files)
+        .map(|file| async move { lake.put(&file.key, file.bytes).await })
+        .buffer_unordered(MAX_CONCURRENT_WRITES)
+        .try_collect::<()>()
+        .await?;
     // Commit: only now are the batch's ids and position durable.
     for id in &output.accepted_ids {
         state.recent_ids.insert(*id);
