@@ -125,33 +125,20 @@ impl ShardSource for KinesisSource {
     }
 
     async fn shards(&self) -> Result<Vec<ShardInfo>, PollError> {
-        let mut shards = Vec::new();
-        let mut next_token: Option<String> = None;
-        loop {
-            let request = match &next_token {
-                // ListShards takes the stream name or a token, never both.
-                Some(token) => self.client.list_shards().next_token(token),
-                None => self.client.list_shards().stream_name(&self.stream),
-            };
-            let page = request
-                .send()
-                .await
-                .map_err(|e| kinesis_error("ListShards", &self.stream, &e))?;
-            for shard in page.shards() {
-                shards.push(ShardInfo {
-                    id: shard.shard_id().to_owned(),
-                    parents: [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
-                        .into_iter()
-                        .flatten()
-                        .map(str::to_owned)
-                        .collect(),
-                });
-            }
-            next_token = page.next_token().map(str::to_owned);
-            if next_token.is_none() {
-                return Ok(shards);
-            }
-        }
+        let shards = sales_aws::list_shards(&self.client, &self.stream)
+            .await
+            .map_err(|e| kinesis_error("ListShards", &self.stream, &e))?;
+        Ok(shards
+            .iter()
+            .map(|shard| ShardInfo {
+                id: shard.shard_id().to_owned(),
+                parents: [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
+                    .into_iter()
+                    .flatten()
+                    .map(str::to_owned)
+                    .collect(),
+            })
+            .collect())
     }
 
     async fn read(

@@ -106,40 +106,25 @@ impl KinesisSink {
 
     /// Hash key ranges of the shards that take writes (those without an ending sequence number).
     async fn open_shards(&self) -> Result<Vec<HashKeyRange>, SinkError> {
-        let mut ranges = Vec::new();
-        let mut next_token: Option<String> = None;
-        loop {
-            let request = match &next_token {
-                // ListShards takes the stream name or a token, never both.
-                Some(token) => self.client.list_shards().next_token(token),
-                None => self.client.list_shards().stream_name(&self.stream),
-            };
-            let page = request
-                .send()
-                .await
-                .map_err(|e| classify("ListShards", &e))?;
-            for shard in page.shards() {
-                let open = shard
+        let shards = sales_aws::list_shards(&self.client, &self.stream)
+            .await
+            .map_err(|e| classify("ListShards", &e))?;
+        let parse = |text: Option<&str>| text.and_then(|t| t.parse::<u128>().ok());
+        let mut ranges: Vec<_> = shards
+            .iter()
+            .filter(|shard| {
+                shard
                     .sequence_number_range()
-                    .is_none_or(|r| r.ending_sequence_number().is_none());
+                    .is_none_or(|r| r.ending_sequence_number().is_none())
+            })
+            .filter_map(|shard| {
                 let range = shard.hash_key_range();
-                let parse = |text: Option<&str>| text.and_then(|t| t.parse::<u128>().ok());
-                if let (true, Some(start), Some(end)) = (
-                    open,
-                    parse(range.map(|r| r.starting_hash_key())),
-                    parse(range.map(|r| r.ending_hash_key())),
-                ) {
-                    ranges.push(HashKeyRange {
-                        starting_hash_key: start,
-                        ending_hash_key: end,
-                    });
-                }
-            }
-            next_token = page.next_token().map(str::to_owned);
-            if next_token.is_none() {
-                break;
-            }
-        }
+                Some(HashKeyRange {
+                    starting_hash_key: parse(range.map(|r| r.starting_hash_key()))?,
+                    ending_hash_key: parse(range.map(|r| r.ending_hash_key()))?,
+                })
+            })
+            .collect();
         ranges.sort_by_key(|r| r.starting_hash_key);
         Ok(ranges)
     }

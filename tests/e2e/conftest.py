@@ -78,23 +78,26 @@ def wait_for_port(port, timeout=30.0):
     raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def kinesalite():
-    """The Kinesis emulator's endpoint URL. Installed by `make e2e` (npm ci into .tools)."""
-    if not Path(KINESALITE).exists():
-        raise AssertionError(f"kinesalite is not installed at {KINESALITE}: run the tests with `make test`")
-    port = free_port()
-    process = subprocess.Popen(
-        [KINESALITE, "--port", str(port), "--host", "127.0.0.1", "--createStreamMs", str(CREATE_STREAM_MS),
-         "--deleteStreamMs", "0", "--updateStreamMs", "0", "--shardLimit", "1000"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+def serve(command, port):
+    """Runs an emulator on 127.0.0.1:port for as long as the fixture lives; yields its URL."""
+    process = subprocess.Popen([str(c) for c in command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def kinesalite():
+    """The Kinesis emulator's endpoint URL. Installed by `make e2e` (npm ci into .tools)."""
+    if not Path(KINESALITE).exists():
+        raise AssertionError(f"kinesalite is not installed at {KINESALITE}: run the tests with `make test`")
+    port = free_port()
+    yield from serve([KINESALITE, "--port", str(port), "--host", "127.0.0.1", "--createStreamMs",
+                      str(CREATE_STREAM_MS), "--deleteStreamMs", "0", "--updateStreamMs", "0",
+                      "--shardLimit", "1000"], port)
 
 
 @pytest.fixture(scope="session")
@@ -123,16 +126,7 @@ BIN_PY = Path(sys.executable).parent
 def moto():
     """The S3 emulator's endpoint URL."""
     port = free_port()
-    process = subprocess.Popen(
-        [BIN_PY / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    yield from serve([BIN_PY / "moto_server", "-H", "127.0.0.1", "-p", str(port)], port)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,9 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::provider::ProvideCredentials;
+use aws_sdk_kinesis::error::SdkError;
+use aws_sdk_kinesis::operation::list_shards::ListShardsError;
+use aws_sdk_kinesis::types::Shard;
 
 pub use aws_config::retry::RetryConfig;
 
@@ -57,6 +60,28 @@ pub async fn load(retries: RetryConfig) -> Result<SdkConfig, ConfigError> {
 /// The region of a configuration [`load`] accepted.
 pub fn region(config: &SdkConfig) -> String {
     config.region().map(ToString::to_string).unwrap_or_default()
+}
+
+/// Every shard of a Kinesis stream, open and closed, over all pages of `ListShards`.
+pub async fn list_shards(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Result<Vec<Shard>, SdkError<ListShardsError>> {
+    let mut shards = Vec::new();
+    let mut next_token: Option<String> = None;
+    loop {
+        let request = match &next_token {
+            // ListShards takes the stream name or a token, never both.
+            Some(token) => client.list_shards().next_token(token),
+            None => client.list_shards().stream_name(stream),
+        };
+        let page = request.send().await?;
+        shards.extend_from_slice(page.shards());
+        next_token = page.next_token().map(str::to_owned);
+        if next_token.is_none() {
+            return Ok(shards);
+        }
+    }
 }
 
 /// An error and its causes on one line, `outer: inner: root`. The SDK's own `Display` says only
