@@ -356,6 +356,14 @@ mod tests {
         assert_eq!(daily_sales(dir.path()), expected_daily_sales());
     }
 
+    fn failed_items(response: &KinesisEventResponse) -> Vec<Option<String>> {
+        response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect()
+    }
+
     /// A lake whose writes fail while `down` is set, like S3 throttling past every retry.
     #[derive(Debug)]
     struct FlakyLake {
@@ -390,11 +398,7 @@ mod tests {
             down: AtomicBool::new(true),
         };
         let (response, report) = handle(batch(), &lake, &config).await.expect("handled");
-        let failures: Vec<_> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.clone())
-            .collect();
+        let failures = failed_items(&response);
         assert_eq!(
             failures,
             [expected()["first_sequence_number"]
@@ -426,11 +430,7 @@ mod tests {
         let whole = batch();
         let fourth = whole.records[3].kinesis.sequence_number.clone();
         let (response, report) = handle(whole, &lake, &config).await.expect("handled");
-        let failures: Vec<_> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.clone())
-            .collect();
+        let failures = failed_items(&response);
         assert_eq!(failures, [Some(fourth)]);
         assert_eq!(
             report.failed_records, 3,

@@ -14,7 +14,7 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use chrono::{DateTime, Utc};
-use sales_aws::{RetryConfig, error_chain};
+use sales_aws::{RetryConfig, sdk_error_reason};
 use sales_stream::{SequenceNumber, StartingPosition, StreamRecord};
 
 use crate::poll::{PollError, ShardInfo, ShardRead, ShardSource};
@@ -230,13 +230,9 @@ fn kinesis_error<E>(operation: &'static str, stream: &str, error: &SdkError<E>) 
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let reason = match error.code() {
-        Some(code) => format!("{code}: {}", error.message().unwrap_or_default()),
-        None => error_chain(error),
-    };
     PollError::Kinesis {
         operation,
         stream: stream.to_owned(),
-        reason,
+        reason: sdk_error_reason(error),
     }
 }

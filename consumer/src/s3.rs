@@ -7,7 +7,7 @@
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use sales_aws::{RetryConfig, error_chain};
+use sales_aws::{RetryConfig, error_chain, sdk_error_reason};
 
 use crate::lake::{Lake, LakeError, check_key};
 
@@ -76,15 +76,11 @@ impl S3Lake {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let reason = match error.code() {
-            Some(code) => format!("{code}: {}", error.message().unwrap_or_default()),
-            None => error_chain(error),
-        };
         LakeError::S3 {
             action,
             bucket: self.bucket.clone(),
             key: key.to_owned(),
-            reason,
+            reason: sdk_error_reason(error),
         }
     }
 }

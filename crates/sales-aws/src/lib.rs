@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::provider::ProvideCredentials;
-use aws_sdk_kinesis::error::SdkError;
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::operation::list_shards::ListShardsError;
 use aws_sdk_kinesis::types::Shard;
 
@@ -81,6 +81,19 @@ pub async fn list_shards(
         if next_token.is_none() {
             return Ok(shards);
         }
+    }
+}
+
+/// What went wrong with an SDK call, for a user: the service's `code: message` when it
+/// answered, else the cause chain ("Connection refused"). Any service's `SdkError` will do.
+pub fn sdk_error_reason<E, R>(error: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match error.code() {
+        Some(code) => format!("{code}: {}", error.message().unwrap_or_default()),
+        None => error_chain(error),
     }
 }
 
