@@ -7,25 +7,26 @@ use anyhow::Context;
 use sales_stream::{LocalStream, StreamLocation};
 
 use crate::batch::BatchOptions;
+use crate::compact::compact_day;
 use crate::kinesis::KinesisSource;
 use crate::lake::LakeStore;
-use crate::options::{Cli, Command, PollArgs};
+use crate::options::{Cli, Command, CompactArgs, PollArgs, StatusArgs};
 use crate::poll::{PollOptions, PollSummary, ShardSource, poll};
+use crate::state::shard_states;
+use crate::status::Status;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Poll(args) => poll_command(args).await,
+        Command::Compact(args) => compact_command(args).await,
+        Command::Status(args) => status_command(args).await,
         #[cfg(feature = "query")]
         Command::Query(args) => query_command(args).await,
     }
 }
 
 async fn poll_command(args: PollArgs) -> anyhow::Result<()> {
-    let lake = Arc::new(
-        LakeStore::open(&args.lake)
-            .await
-            .with_context(|| format!("cannot open the lake {}", args.lake))?,
-    );
+    let lake = Arc::new(open_lake(&args.lake).await?);
     let summary = match &args.stream {
         StreamLocation::Local { dir } => {
             let stream = Arc::new(LocalStream::open(dir)?);
@@ -42,17 +43,87 @@ async fn poll_command(args: PollArgs) -> anyhow::Result<()> {
         args.stream, args.lake, c.received, c.accepted, c.duplicates, c.quarantined
     );
     println!(
-        "  {} shards, {} batches, {} files, {} bytes, {:.2} s, {:.0} records/s",
+        "  {} shards, {} batches, {} files, {} bytes, {} conflicts, {:.2} s, {:.0} records/s",
         summary.shards,
         summary.batches,
         summary.files,
         summary.bytes,
+        summary.conflicts,
         summary.elapsed_s,
         c.received as f64 / summary.elapsed_s.max(1e-9)
     );
     if let Some(path) = args.summary_json {
         let json = serde_json::to_vec_pretty(&summary).context("encoding the summary")?;
         std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn open_lake(location: &sales_stream::LakeLocation) -> anyhow::Result<LakeStore> {
+    LakeStore::open(location)
+        .await
+        .with_context(|| format!("cannot open the lake {location}"))
+}
+
+async fn compact_command(args: CompactArgs) -> anyhow::Result<()> {
+    let lake = open_lake(&args.lake).await?;
+    let report = compact_day(&lake, args.day, args.compression)
+        .await
+        .with_context(|| format!("compacting {} of {}", args.day, args.lake))?;
+    if report.already_compacted {
+        println!("{}: already one file per table", args.day);
+    } else if report.files_in == 0 {
+        println!("{}: no files to compact", args.day);
+    } else {
+        println!(
+            "{}: {} files -> {}; {} events -> {} ({} duplicates dropped), {} daily_sales rows{}{}",
+            args.day,
+            report.files_in,
+            report.files_out,
+            report.events_in,
+            report.events_out,
+            report.duplicates,
+            report.daily_rows,
+            if report.resumed {
+                "; resumed a stopped compaction"
+            } else {
+                ""
+            },
+            if report.in_flight > 0 {
+                format!(
+                    "; {} files of batches in flight left alone",
+                    report.in_flight
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
+
+async fn status_command(args: StatusArgs) -> anyhow::Result<()> {
+    let lake = open_lake(&args.lake).await?;
+    let states = shard_states(&lake)
+        .await
+        .with_context(|| format!("reading the commit state of {}", args.lake))?;
+    let now = chrono::Utc::now();
+    let mut status = Status::new(states, now);
+    match &args.stream {
+        None => {}
+        Some(StreamLocation::Local { dir }) => {
+            status.measure_lag(&LocalStream::open(dir)?, now).await?;
+        }
+        Some(StreamLocation::Kinesis { name }) => {
+            status
+                .measure_lag(&KinesisSource::connect(name).await?, now)
+                .await?;
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", status.to_table());
     }
     Ok(())
 }
@@ -65,7 +136,7 @@ async fn run_poll<S: ShardSource>(
     let options = PollOptions {
         batch_size: args.batch_size as usize,
         until_drained: args.until_drained,
-        dedupe_window: args.dedupe_window,
+        window: args.window(),
         batch: BatchOptions {
             codec: args.compression,
         },

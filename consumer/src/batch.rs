@@ -10,7 +10,7 @@ use sales_stream::{Payload, SequenceNumber, StreamRecord, codec, unpack};
 use uuid::Uuid;
 
 use crate::aggregate::{DailySales, aggregate};
-use crate::layout::{DAILY_SALES, QUARANTINE, SALES_EVENTS, batch_name, data_file};
+use crate::layout::{DAILY_SALES, QUARANTINE, SALES_EVENTS, data_file};
 use crate::quarantine::{self, QuarantinedRecord};
 use crate::writer::{AcceptedEvent, Codec, WriterError, encode_daily_sales, encode_sales_events};
 
@@ -28,10 +28,12 @@ pub struct OutputFile {
     pub rows: usize,
 }
 
-/// What happened to the events of a batch. `received = accepted + duplicates + quarantined`.
+/// What happened to the records of a batch and to the events in them.
 ///
-/// Counts are of events: an aggregated record counts once per event it carries (or once, as
-/// quarantined, when it cannot be unpacked).
+/// `received = accepted + duplicates + quarantined` counts events: an aggregated record counts
+/// once per event it carries (or once, as quarantined, when it cannot be unpacked). Records
+/// delivered again at or before the committed position are not processed; they are counted as
+/// `replayed` (duplicates by sequence number) beside the `records` that were.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchCounts {
     /// Stream records in the batch, plain or aggregated.
@@ -42,6 +44,9 @@ pub struct BatchCounts {
     /// Events whose id was already committed or already seen earlier in the batch.
     pub duplicates: u64,
     pub quarantined: u64,
+    /// Records skipped because they were at or before the committed position.
+    #[serde(default)]
+    pub replayed: u64,
 }
 
 impl BatchCounts {
@@ -51,6 +56,7 @@ impl BatchCounts {
         self.accepted += other.accepted;
         self.duplicates += other.duplicates;
         self.quarantined += other.quarantined;
+        self.replayed += other.replayed;
     }
 }
 
@@ -83,10 +89,12 @@ fn group_by_date<T>(
     groups
 }
 
-/// Turns the records of one shard into lake files. `already_committed` says whether an event id
-/// was committed by an earlier batch of this shard.
+/// Turns the records of one shard into lake files named `batch_name` (see
+/// [`crate::layout::batch_name`]). `already_committed` says whether an event id was committed by
+/// an earlier batch of this shard.
 pub fn process_batch(
     shard_id: &str,
+    name: &str,
     records: &[StreamRecord],
     already_committed: impl Fn(&Uuid) -> bool,
     options: &BatchOptions,
@@ -95,10 +103,9 @@ pub fn process_batch(
         last_sequence_number: records.last().map(|r| r.sequence_number.clone()),
         ..BatchOutput::default()
     };
-    let Some(first) = records.first() else {
+    if records.is_empty() {
         return Ok(output);
-    };
-    let name = batch_name(shard_id, first.sequence_number.as_str());
+    }
     let mut seen_in_batch = HashSet::with_capacity(records.len());
     let mut accepted = Vec::with_capacity(records.len());
     let mut quarantined = Vec::new();
@@ -154,7 +161,7 @@ pub fn process_batch(
 
     for (date, rows) in group_by_date(accepted.iter().map(|a| (a.event.event_time.date(), a))) {
         output.files.push(OutputFile {
-            key: data_file(SALES_EVENTS, date, &name, "parquet"),
+            key: data_file(SALES_EVENTS, date, name, "parquet"),
             bytes: encode_sales_events(&rows, options.codec)?,
             rows: rows.len(),
         });
@@ -162,7 +169,7 @@ pub fn process_batch(
     let daily = aggregate(accepted.iter().map(|a| &a.event));
     for (date, rows) in group_by_date(daily.iter().map(|d: &DailySales| (d.key.sale_date, d))) {
         output.files.push(OutputFile {
-            key: data_file(DAILY_SALES, date, &name, "parquet"),
+            key: data_file(DAILY_SALES, date, name, "parquet"),
             bytes: encode_daily_sales(&rows, options.codec)?,
             rows: rows.len(),
         });
@@ -170,7 +177,7 @@ pub fn process_batch(
     for (date, rows) in group_by_date(quarantined.iter().map(|q| (q.arrival_time.date_naive(), q)))
     {
         output.files.push(OutputFile {
-            key: data_file(QUARANTINE, date, &name, "jsonl"),
+            key: data_file(QUARANTINE, date, name, "jsonl"),
             bytes: quarantine::encode(&rows),
             rows: rows.len(),
         });
@@ -226,6 +233,7 @@ mod tests {
         let committed = sales_stream::event_id("t.csv", 3);
         let output = process_batch(
             "shardId-000000000001",
+            "shardId-000000000001-10-1",
             &records,
             |id| *id == committed,
             &BatchOptions::default(),
@@ -238,7 +246,8 @@ mod tests {
                 received: 6,
                 accepted: 2,
                 duplicates: 2,
-                quarantined: 2
+                quarantined: 2,
+                replayed: 0
             }
         );
         assert_eq!(
@@ -256,11 +265,11 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "sales_events/year=2011/month=12/day=01/shardId-000000000001-10.parquet",
-                "sales_events/year=2011/month=12/day=02/shardId-000000000001-10.parquet",
-                "daily_sales/year=2011/month=12/day=01/shardId-000000000001-10.parquet",
-                "daily_sales/year=2011/month=12/day=02/shardId-000000000001-10.parquet",
-                "quarantine/year=2011/month=12/day=09/shardId-000000000001-10.jsonl",
+                "sales_events/year=2011/month=12/day=01/shardId-000000000001-10-1.parquet",
+                "sales_events/year=2011/month=12/day=02/shardId-000000000001-10-1.parquet",
+                "daily_sales/year=2011/month=12/day=01/shardId-000000000001-10-1.parquet",
+                "daily_sales/year=2011/month=12/day=02/shardId-000000000001-10-1.parquet",
+                "quarantine/year=2011/month=12/day=09/shardId-000000000001-10-1.jsonl",
             ]
         );
         let quarantine = String::from_utf8(output.files[4].bytes.clone()).expect("utf-8");
@@ -289,8 +298,8 @@ mod tests {
             record(20, compressed),
             record(30, corrupt),
         ];
-        let output =
-            process_batch("s", &records, |_| false, &BatchOptions::default()).expect("processes");
+        let output = process_batch("s", "s-1", &records, |_| false, &BatchOptions::default())
+            .expect("processes");
         assert_eq!(
             output.counts,
             BatchCounts {
@@ -298,7 +307,8 @@ mod tests {
                 received: 5,
                 accepted: 2,
                 duplicates: 1,
-                quarantined: 2
+                quarantined: 2,
+                replayed: 0
             }
         );
         let quarantine = output
@@ -322,14 +332,17 @@ mod tests {
         let records: Vec<_> = (0..50)
             .map(|i| record(i * 10, codec::encode(&event(i, 1 + (i % 3) as u32))))
             .collect();
-        let a = process_batch("s", &records, |_| false, &BatchOptions::default()).expect("a");
-        let b = process_batch("s", &records, |_| false, &BatchOptions::default()).expect("b");
+        let a =
+            process_batch("s", "s-1", &records, |_| false, &BatchOptions::default()).expect("a");
+        let b =
+            process_batch("s", "s-1", &records, |_| false, &BatchOptions::default()).expect("b");
         assert_eq!(a.files, b.files, "a retried batch overwrites its own files");
     }
 
     #[test]
     fn an_empty_batch_writes_nothing() {
-        let output = process_batch("s", &[], |_| false, &BatchOptions::default()).expect("empty");
+        let output =
+            process_batch("s", "s-1", &[], |_| false, &BatchOptions::default()).expect("empty");
         assert!(output.files.is_empty());
         assert_eq!(output.last_sequence_number, None);
     }

@@ -1,21 +1,39 @@
-//! One shard's batch from records to a committed position: the step the poller and the Lambda
-//! share.
+//! The commit protocol: one shard's batch from records to a committed position, exactly once,
+//! whatever crashes, retries and concurrent writers do. The poller and the Lambda share it.
 //!
-//! Order matters: every file of the batch is written first, and only then the shard's state
-//! (position and recent ids). A crash in between leaves files that the retried batch overwrites,
-//! because file names are deterministic per (shard, first sequence number); the state never
-//! points past records whose files are not written.
+//! A shard's state object holds the committed position and, while a batch is in flight, the
+//! keys that batch will write (its intent). Every write of the state is a compare-and-swap
+//! against the version this writer last read or wrote. A batch:
+//!
+//! 1. If the state has an intent that never committed (a crash, a lost writer), takes the shard
+//!    over with a compare-and-swap, then removes that intent's files.
+//! 2. Skips records at or before the committed position (redeliveries: counted as replayed).
+//! 3. Records its own intent: the keys it will write, named by the intent's generation.
+//! 4. Writes its files and its id window.
+//! 5. Commits: position, counts, window, no intent. Then removes the superseded id window.
+//!
+//! Why this is exactly once: the position only moves in step 5, and only if nobody wrote the
+//! state since step 3, so a batch's records count once they are all in the lake and never
+//! twice. A crash anywhere leaves either the old position (and an intent whose files the next
+//! attempt removes before writing its own) or the new one. Files are removed only by a writer
+//! that holds the shard: after its own compare-and-swap in step 1, or, when it lost the shard
+//! at step 5, its own files, which no one else can have written because their names carry its
+//! intent's generation. A writer that loses at step 3 has written nothing.
 
+use std::sync::Arc;
+
+use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use sales_stream::StreamRecord;
 
-use crate::batch::{BatchCounts, BatchError, BatchOptions, process_batch};
-use crate::lake::{Lake, LakeError};
-use crate::layout::shard_state;
-use crate::state::{IdWindow, ShardState, StateError};
+use crate::batch::{BatchCounts, BatchError, BatchOptions, OutputFile, process_batch};
+use crate::lake::{Lake, LakeError, MAX_CONCURRENT_REQUESTS, Precondition, Version, remove_all};
+use crate::layout::{batch_name, shard_state, shard_window};
+use crate::state::{IdWindow, Intent, ShardState, StateError, WindowLimits};
 
-/// Files of one batch written at the same time.
-const MAX_CONCURRENT_WRITES: usize = 16;
+/// Times a batch is tried again after losing a compare-and-swap to another writer of its shard
+/// (each time after reading the winner's state) before the conflict is reported.
+const MAX_CONFLICT_RETRIES: u32 = 4;
 
 /// Why a batch was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -32,87 +50,271 @@ pub enum CommitError {
     /// The batch step's thread stopped unexpectedly.
     #[error("the batch worker failed: {0}")]
     Worker(String),
+    /// Other writers kept committing this shard: every attempt lost its compare-and-swap.
+    #[error("shard {shard_id} is being committed by another consumer ({attempts} attempts lost)")]
+    Contended { shard_id: String, attempts: u32 },
 }
 
 /// What a committed batch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Committed {
+    /// Counts of this batch; `replayed` records were skipped as already committed.
     pub counts: BatchCounts,
-    /// Records at or before the committed position, delivered again and skipped.
-    pub replayed: u64,
     pub files: u64,
     pub bytes: u64,
+    /// Compare-and-swaps lost to another writer before this commit.
+    pub conflicts: u32,
+    /// Files of an uncommitted earlier attempt that were removed.
+    pub recovered_files: u64,
 }
 
-/// Reads the committed state of a shard, or a fresh one.
-pub async fn load_state(
-    lake: &impl Lake,
-    stream: &str,
-    shard_id: &str,
-    window: usize,
-) -> Result<ShardState, CommitError> {
-    let key = shard_state(stream, shard_id);
-    Ok(match lake.get(&key).await? {
-        Some(bytes) => ShardState::decode(&key, &bytes, window)?,
-        None => ShardState::new(window),
-    })
-}
-
-/// Runs the batch step over `records` of one shard, writes its files, then commits `state`.
-/// Records at or before the committed position were committed before and are skipped.
+/// A shard's commit state as this writer last read or wrote it, with its id window.
 ///
-/// After an error `state` may be ahead of what is stored: reload it before trying again.
-pub async fn process_and_commit(
-    lake: &impl Lake,
-    stream: &str,
-    shard_id: &str,
-    state: &mut ShardState,
-    mut records: Vec<StreamRecord>,
-    options: &BatchOptions,
-) -> Result<Committed, CommitError> {
-    let before = records.len();
-    if let Some(committed) = &state.sequence_number {
-        records.retain(|r| &r.sequence_number > committed);
+/// Kept between batches (and, in the Lambda, between warm invocations): a stale copy is safe,
+/// because its first write loses the compare-and-swap and the state is read again.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    state: ShardState,
+    window: Arc<IdWindow>,
+    version: Option<Version>,
+    limits: WindowLimits,
+}
+
+/// The result of one attempt at a batch.
+enum Attempt {
+    Done(Committed),
+    /// Lost a compare-and-swap: read the state again and retry.
+    Lost,
+}
+
+impl Checkpoint {
+    /// Reads the committed state of a shard (and its id window), or starts a fresh one.
+    pub async fn load(
+        lake: &impl Lake,
+        stream: &str,
+        shard_id: &str,
+        limits: WindowLimits,
+    ) -> Result<Self, CommitError> {
+        let key = shard_state(stream, shard_id);
+        let Some(object) = lake.get(&key).await? else {
+            return Ok(Self {
+                state: ShardState::new(stream, shard_id),
+                window: Arc::default(),
+                version: None,
+                limits,
+            });
+        };
+        let state = ShardState::decode(&key, &object.bytes)?;
+        let mut window = match &state.window_key {
+            Some(window_key) => match lake.get(window_key).await? {
+                Some(window) => IdWindow::decode(window_key, &window.bytes)?,
+                None => {
+                    return Err(StateError::Corrupt {
+                        key,
+                        reason: format!("its id window {window_key} is missing"),
+                    }
+                    .into());
+                }
+            },
+            None => IdWindow::default(),
+        };
+        window.expire(Utc::now(), limits);
+        Ok(Self {
+            state,
+            window: Arc::new(window),
+            version: Some(object.version),
+            limits,
+        })
     }
-    let mut committed = Committed {
-        replayed: (before - records.len()) as u64,
-        ..Committed::default()
-    };
-    if records.is_empty() {
-        return Ok(committed);
+
+    pub fn state(&self) -> &ShardState {
+        &self.state
     }
-    // The batch step is CPU work (Parquet encoding): keep it off the async workers.
-    let (shard, batch_options) = (shard_id.to_owned(), options.clone());
-    let window = std::mem::replace(&mut state.recent_ids, IdWindow::new(0));
-    let (output, window) = tokio::task::spawn_blocking(move || {
-        let output = process_batch(&shard, &records, |id| window.contains(id), &batch_options);
-        (output, window)
-    })
-    .await
-    .map_err(|e| CommitError::Worker(e.to_string()))?;
-    state.recent_ids = window;
-    let output = output?;
-    committed.files = output.files.len() as u64;
-    committed.bytes = output.files.iter().map(|f| f.bytes.len() as u64).sum();
-    // A batch spans many date partitions; its files are independent objects, so they are written
-    // side by side: on S3 each write is a round trip, and one after another they add up.
-    futures::stream::iter(output.files)
-        .map(|file| async move { lake.put(&file.key, file.bytes).await })
-        .buffer_unordered(MAX_CONCURRENT_WRITES)
-        .try_collect::<()>()
-        .await?;
-    // Commit: only now are the batch's ids and position durable.
-    for id in &output.accepted_ids {
-        state.recent_ids.insert(*id);
+
+    pub fn window(&self) -> &IdWindow {
+        &self.window
     }
-    state.sequence_number = output.last_sequence_number;
-    state.counts.add(&output.counts);
-    state.batches += 1;
-    lake.put(
-        &shard_state(stream, shard_id),
-        state.encode(stream, shard_id),
-    )
-    .await?;
-    committed.counts = output.counts;
-    Ok(committed)
+
+    /// Commits `records` of the shard (in stream order): writes their files, then the position.
+    /// Records at or before the committed position are skipped. A compare-and-swap lost to
+    /// another writer is retried from that writer's state.
+    ///
+    /// After an error the checkpoint may be stale; it is read again at its next use only if the
+    /// caller loads it again, which callers do after errors.
+    pub async fn commit(
+        &mut self,
+        lake: &impl Lake,
+        records: Vec<StreamRecord>,
+        options: &BatchOptions,
+    ) -> Result<Committed, CommitError> {
+        let records: Arc<[StreamRecord]> = records.into();
+        let mut conflicts = 0;
+        loop {
+            match self.attempt(lake, &records, options).await? {
+                Attempt::Done(mut committed) => {
+                    committed.conflicts = conflicts;
+                    return Ok(committed);
+                }
+                Attempt::Lost if conflicts < MAX_CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    tracing::warn!(
+                        stream = self.state.stream,
+                        shard = self.state.shard_id,
+                        "another consumer wrote this shard's state; reading it again"
+                    );
+                    let (stream, shard) = (self.state.stream.clone(), self.state.shard_id.clone());
+                    *self = Self::load(lake, &stream, &shard, self.limits).await?;
+                }
+                Attempt::Lost => {
+                    return Err(CommitError::Contended {
+                        shard_id: self.state.shard_id.clone(),
+                        attempts: conflicts + 1,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Writes `state` if the stored state is still the one this checkpoint knows.
+    async fn swap(&mut self, lake: &impl Lake, state: ShardState) -> Result<bool, CommitError> {
+        let key = shard_state(&state.stream, &state.shard_id);
+        let expected = Precondition::from_read(self.version.as_ref());
+        match lake.put_if(&key, state.encode(), expected).await {
+            Ok(version) => {
+                self.version = Some(version);
+                self.state = state;
+                Ok(true)
+            }
+            Err(LakeError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn attempt(
+        &mut self,
+        lake: &impl Lake,
+        records: &Arc<[StreamRecord]>,
+        options: &BatchOptions,
+    ) -> Result<Attempt, CommitError> {
+        let mut committed = Committed::default();
+        // 1. An earlier attempt did not commit: take the shard over, then remove its files.
+        if let Some(intent) = self.state.in_flight.clone() {
+            let mut state = self.state.clone();
+            state.generation += 1;
+            if !self.swap(lake, state).await? {
+                return Ok(Attempt::Lost);
+            }
+            remove_all(lake, &intent.keys).await?;
+            committed.recovered_files = intent.keys.len() as u64;
+            tracing::info!(
+                stream = self.state.stream,
+                shard = self.state.shard_id,
+                files = intent.keys.len(),
+                "removed the files of an attempt that did not commit"
+            );
+        }
+        // 2. Redelivered records: the committed position says they are in the lake.
+        let start = match &self.state.sequence_number {
+            Some(position) => records
+                .iter()
+                .position(|r| r.sequence_number > *position)
+                .unwrap_or(records.len()),
+            None => 0,
+        };
+        committed.counts.replayed = start as u64;
+        if start == records.len() {
+            if start > 0 || self.state.in_flight.is_some() {
+                let mut state = self.state.clone();
+                state.generation += 1;
+                state.counts.replayed += committed.counts.replayed;
+                state.in_flight = None;
+                if !self.swap(lake, state).await? {
+                    return Ok(Attempt::Lost);
+                }
+            }
+            return Ok(Attempt::Done(committed));
+        }
+        // 3. The batch step (CPU work: Parquet encoding, off the async workers), then the intent.
+        let generation = self.state.generation + 1;
+        let (stream, shard_id) = (self.state.stream.clone(), self.state.shard_id.clone());
+        let first = records[start].sequence_number.clone();
+        let name = batch_name(&shard_id, first.as_str(), generation);
+        let (batch, window, limits) = (records.clone(), self.window.clone(), self.limits);
+        let batch_options = options.clone();
+        let shard = shard_id.clone();
+        let (output, window) = tokio::task::spawn_blocking(move || {
+            let records = &batch[start..];
+            let output = process_batch(
+                &shard,
+                &name,
+                records,
+                |id| window.contains(id),
+                &batch_options,
+            )?;
+            let now = Utc::now();
+            let mut window = IdWindow::clone(&window);
+            window.add(now, output.accepted_ids.iter().copied());
+            window.expire(now, limits);
+            Ok::<_, BatchError>((output, window))
+        })
+        .await
+        .map_err(|e| CommitError::Worker(e.to_string()))??;
+        let window_key = shard_window(&stream, &shard_id, generation);
+        committed.files = output.files.len() as u64;
+        committed.bytes = output.files.iter().map(|f| f.bytes.len() as u64).sum();
+        let mut files = output.files;
+        files.push(OutputFile {
+            key: window_key.clone(),
+            bytes: window.encode(),
+            rows: window.len(),
+        });
+        let keys: Vec<String> = files.iter().map(|f| f.key.clone()).collect();
+        let mut state = self.state.clone();
+        state.generation = generation;
+        state.in_flight = Some(Intent {
+            first_sequence_number: Some(first),
+            last_sequence_number: output.last_sequence_number.clone(),
+            keys: keys.clone(),
+            started_at: Utc::now(),
+        });
+        if !self.swap(lake, state).await? {
+            return Ok(Attempt::Lost);
+        }
+        // 4. The files. A batch spans many date partitions; its files are independent objects,
+        // so they are written side by side: on S3 each write is a round trip.
+        futures::stream::iter(files)
+            .map(|file| async move { lake.put(&file.key, file.bytes).await })
+            .buffer_unordered(MAX_CONCURRENT_REQUESTS)
+            .try_collect::<()>()
+            .await?;
+        // 5. Commit.
+        let superseded_window = self.state.window_key.clone();
+        let mut state = self.state.clone();
+        state.generation += 1;
+        state.sequence_number = output.last_sequence_number;
+        state.last_arrival = records.last().map(|r| r.approximate_arrival);
+        state.committed_at = Some(Utc::now());
+        state.counts.add(&output.counts);
+        state.counts.replayed += committed.counts.replayed;
+        state.batches += 1;
+        state.window_key = Some(window_key);
+        state.in_flight = None;
+        if !self.swap(lake, state).await? {
+            // Another writer took the shard over while these files were written; they are this
+            // attempt's alone (named by its generation), so they go.
+            remove_all(lake, &keys).await?;
+            return Ok(Attempt::Lost);
+        }
+        self.window = Arc::new(window);
+        if let Some(key) = superseded_window
+            && let Err(error) = lake.delete(&key).await
+        {
+            // Only storage is lost: the state no longer names it.
+            tracing::warn!(key, error = %error, "could not remove a superseded id window");
+        }
+        let replayed = committed.counts.replayed;
+        committed.counts = output.counts;
+        committed.counts.replayed = replayed;
+        Ok(Attempt::Done(committed))
+    }
 }

@@ -8,17 +8,20 @@
 //! uncommitted sequence number, so Lambda retries from there (ReportBatchItemFailures) and
 //! checkpoints everything before it.
 
-use std::collections::BTreeMap;
-use std::time::Instant;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::KinesisEventResponse;
+use chrono::{DateTime, NaiveDate, Utc};
 use sales_stream::{LakeLocation, SequenceNumber, StreamRecord};
+use serde_json::Value;
 
 use crate::batch::{BatchCounts, BatchOptions};
-use crate::commit::{load_state, process_and_commit};
+use crate::commit::Checkpoint;
 use crate::lake::Lake;
-use crate::state::DEFAULT_DEDUPE_WINDOW;
+use crate::state::WindowLimits;
 use crate::writer::Codec;
 
 /// The CloudWatch namespace of the function's metrics unless `METRICS_NAMESPACE` says otherwise.
@@ -45,6 +48,74 @@ pub enum EventError {
     /// A record lacks what every Kinesis event record has.
     #[error("record {index} of the event: {reason}")]
     BadRecord { index: usize, reason: String },
+    /// The event is neither a Kinesis batch nor a compaction request.
+    #[error("unrecognised event: {0}")]
+    Unrecognised(String),
+}
+
+/// What the function was invoked with.
+#[derive(Debug, Clone)]
+pub enum Invocation {
+    /// A batch from the Kinesis event source mapping.
+    Kinesis(KinesisEvent),
+    /// Compact a day: an EventBridge scheduled event (the day before the event's time), or
+    /// `{"action": "compact", "day": "YYYY-MM-DD"}`.
+    Compact { day: NaiveDate },
+}
+
+impl Invocation {
+    pub fn parse(payload: Value) -> Result<Self, EventError> {
+        let unrecognised = |why: &str| EventError::Unrecognised(why.to_owned());
+        if payload.get("Records").is_some() {
+            return serde_json::from_value(payload)
+                .map(Self::Kinesis)
+                .map_err(|e| EventError::Unrecognised(format!("not a Kinesis event: {e}")));
+        }
+        if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+            let time = payload
+                .get("time")
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+                .ok_or_else(|| unrecognised("a scheduled event without a valid time"))?;
+            let day = time
+                .date_naive()
+                .pred_opt()
+                .ok_or_else(|| unrecognised("a scheduled event at the start of time"))?;
+            return Ok(Self::Compact { day });
+        }
+        if payload.get("action").and_then(Value::as_str) == Some("compact") {
+            let day = payload
+                .get("day")
+                .and_then(Value::as_str)
+                .and_then(|d| d.parse::<NaiveDate>().ok())
+                .ok_or_else(|| unrecognised("compact needs \"day\": \"YYYY-MM-DD\""))?;
+            return Ok(Self::Compact { day });
+        }
+        Err(unrecognised(
+            "expected a Kinesis event, an EventBridge scheduled event or {\"action\": \"compact\"}",
+        ))
+    }
+}
+
+/// Shard checkpoints kept between warm invocations, so a shard's state and id window are read
+/// from the lake once per function instance, not once per batch. A stale checkpoint (another
+/// instance committed the shard meanwhile) is safe: its first write loses the compare-and-swap
+/// and the state is read again.
+#[derive(Debug, Default)]
+pub struct Checkpoints(Mutex<HashMap<(String, String), Checkpoint>>);
+
+impl Checkpoints {
+    fn take(&self, stream: &str, shard_id: &str) -> Option<Checkpoint> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&(stream.to_owned(), shard_id.to_owned()))
+    }
+
+    fn keep(&self, checkpoint: Checkpoint) {
+        let state = checkpoint.state();
+        let key = (state.stream.clone(), state.shard_id.clone());
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(key, checkpoint);
+    }
 }
 
 /// The function's configuration, read once at cold start from the environment.
@@ -54,8 +125,9 @@ pub struct FunctionConfig {
     pub lake: LakeLocation,
     /// `CONSUMER_COMPRESSION`: zstd (default) or snappy.
     pub batch: BatchOptions,
-    /// `CONSUMER_DEDUPE_WINDOW`: recent committed ids kept per shard.
-    pub dedupe_window: usize,
+    /// `CONSUMER_DEDUPE_WINDOW` (ids) and `CONSUMER_DEDUPE_WINDOW_AGE` (`90m`, `2h`): the
+    /// committed ids kept per shard.
+    pub window: WindowLimits,
     /// `METRICS_NAMESPACE`.
     pub metrics_namespace: String,
 }
@@ -79,24 +151,33 @@ impl FunctionConfig {
                 invalid("CONSUMER_COMPRESSION", &value, "use zstd or snappy".into())
             })?,
         };
-        let dedupe_window = match set("CONSUMER_DEDUPE_WINDOW") {
-            None => DEFAULT_DEDUPE_WINDOW,
-            Some(value) => value.trim().parse().map_err(|_| {
+        let mut window = WindowLimits::default();
+        if let Some(value) = set("CONSUMER_DEDUPE_WINDOW") {
+            window.max_ids = value.trim().parse().map_err(|_| {
                 invalid(
                     "CONSUMER_DEDUPE_WINDOW",
                     &value,
                     "a number of event ids".into(),
                 )
-            })?,
-        };
+            })?;
+        }
+        if let Some(value) = set("CONSUMER_DEDUPE_WINDOW_AGE") {
+            window.max_age = parse_age(&value)
+                .map_err(|reason| invalid("CONSUMER_DEDUPE_WINDOW_AGE", &value, reason))?;
+        }
         Ok(Self {
             lake,
             batch: BatchOptions { codec },
-            dedupe_window,
+            window,
             metrics_namespace: set("METRICS_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned()),
         })
     }
+}
+
+/// A duration such as `90s`, `30m`, `2h` or `1d`.
+pub fn parse_age(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("{e}; write it as 90s, 30m, 2h"))
 }
 
 /// What one invocation did, for the logs and the metrics.
@@ -105,8 +186,8 @@ pub struct InvocationReport {
     pub streams: Vec<String>,
     pub shards: usize,
     pub counts: BatchCounts,
-    /// Records at or before a committed position: delivered again, skipped.
-    pub replayed: u64,
+    /// Compare-and-swaps lost to another instance on the same shard (then retried).
+    pub conflicts: u64,
     /// Records Lambda will deliver again: those from the first reported failure on.
     pub failed_records: u64,
     pub files: u64,
@@ -120,6 +201,7 @@ pub async fn handle(
     event: KinesisEvent,
     lake: &impl Lake,
     config: &FunctionConfig,
+    checkpoints: &Checkpoints,
 ) -> Result<(KinesisEventResponse, InvocationReport), EventError> {
     let started = Instant::now();
     // Records by (stream, shard), in order: one event source mapping batch is one shard's, but
@@ -143,20 +225,26 @@ pub async fn handle(
         let mut first_uncommitted = records.first().map(|r| r.sequence_number.clone());
         let mut uncommitted = records.len() as u64;
         let outcome = async {
-            let mut state = load_state(lake, &stream, &shard_id, config.dedupe_window).await?;
-            if let Some(committed) = &state.sequence_number {
+            let mut checkpoint = match checkpoints.take(&stream, &shard_id) {
+                Some(checkpoint) => checkpoint,
+                None => Checkpoint::load(lake, &stream, &shard_id, config.window).await?,
+            };
+            if let Some(committed) = &checkpoint.state().sequence_number {
                 let mut after = records.iter().filter(|r| r.sequence_number > *committed);
                 first_uncommitted = after.next().map(|r| r.sequence_number.clone());
                 uncommitted = first_uncommitted
                     .as_ref()
                     .map_or(0, |_| 1 + after.count() as u64);
             }
-            process_and_commit(lake, &stream, &shard_id, &mut state, records, &config.batch).await
+            let committed = checkpoint.commit(lake, records, &config.batch).await?;
+            // Kept only after a success: after a failure the next invocation reads the lake.
+            checkpoints.keep(checkpoint);
+            Ok::<_, crate::commit::CommitError>(committed)
         };
         match outcome.await {
             Ok(committed) => {
                 report.counts.add(&committed.counts);
-                report.replayed += committed.replayed;
+                report.conflicts += u64::from(committed.conflicts);
                 report.files += committed.files;
                 report.bytes += committed.bytes;
             }
@@ -215,14 +303,12 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    use super::*;
+    use crate::lake::{LakeError, LocalLake, Object, Precondition, Version};
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use rust_decimal::Decimal;
-    use serde_json::Value;
-
-    use super::*;
-    use crate::lake::{LakeError, LocalLake};
 
     fn fixture(name: &str) -> String {
         let path = format!(
@@ -333,7 +419,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config(dir.path());
         let lake = LocalLake::new(dir.path());
-        let (response, report) = handle(batch(), &lake, &config).await.expect("handled");
+        let (response, report) = handle(batch(), &lake, &config, &Checkpoints::default())
+            .await
+            .expect("handled");
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(report.counts, expected_counts());
         assert_eq!(report.streams, ["sales-events"]);
@@ -348,11 +436,23 @@ mod tests {
     async fn a_redelivered_batch_is_skipped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (config, lake) = (config(dir.path()), LocalLake::new(dir.path()));
-        handle(batch(), &lake, &config).await.expect("first");
-        let (response, report) = handle(batch(), &lake, &config).await.expect("again");
-        assert!(response.batch_item_failures.is_empty());
-        assert_eq!(report.replayed, 6);
-        assert_eq!(report.counts, BatchCounts::default());
+        let warm = Checkpoints::default();
+        handle(batch(), &lake, &config, &warm).await.expect("first");
+        // Once by the warm instance that committed it, once by a cold one that reads the lake.
+        for checkpoints in [&warm, &Checkpoints::default()] {
+            let (response, report) = handle(batch(), &lake, &config, checkpoints)
+                .await
+                .expect("again");
+            assert!(response.batch_item_failures.is_empty());
+            assert_eq!(report.counts.replayed, 6);
+            assert_eq!(
+                report.counts,
+                BatchCounts {
+                    replayed: 6,
+                    ..BatchCounts::default()
+                }
+            );
+        }
         assert_eq!(daily_sales(dir.path()), expected_daily_sales());
     }
 
@@ -384,8 +484,25 @@ mod tests {
             self.inner.put(key, bytes).await
         }
 
-        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
+        async fn put_if(
+            &self,
+            key: &str,
+            bytes: Vec<u8>,
+            expected: Precondition,
+        ) -> Result<Version, LakeError> {
+            self.inner.put_if(key, bytes, expected).await
+        }
+
+        async fn get(&self, key: &str) -> Result<Option<Object>, LakeError> {
             self.inner.get(key).await
+        }
+
+        async fn delete(&self, key: &str) -> Result<(), LakeError> {
+            self.inner.delete(key).await
+        }
+
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+            self.inner.list(prefix).await
         }
     }
 
@@ -397,7 +514,9 @@ mod tests {
             inner: LocalLake::new(dir.path()),
             down: AtomicBool::new(true),
         };
-        let (response, report) = handle(batch(), &lake, &config).await.expect("handled");
+        let (response, report) = handle(batch(), &lake, &config, &Checkpoints::default())
+            .await
+            .expect("handled");
         let failures = failed_items(&response);
         assert_eq!(
             failures,
@@ -408,7 +527,9 @@ mod tests {
         assert_eq!(report.failed_records, 6);
 
         lake.down.store(false, Ordering::Relaxed);
-        let (response, report) = handle(batch(), &lake, &config).await.expect("retried");
+        let (response, report) = handle(batch(), &lake, &config, &Checkpoints::default())
+            .await
+            .expect("retried");
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(report.counts, expected_counts());
         assert_eq!(daily_sales(dir.path()), expected_daily_sales());
@@ -424,12 +545,16 @@ mod tests {
         };
         let mut first_half = batch();
         first_half.records.truncate(3);
-        handle(first_half, &lake, &config).await.expect("handled");
+        handle(first_half, &lake, &config, &Checkpoints::default())
+            .await
+            .expect("handled");
 
         lake.down.store(true, Ordering::Relaxed);
         let whole = batch();
         let fourth = whole.records[3].kinesis.sequence_number.clone();
-        let (response, report) = handle(whole, &lake, &config).await.expect("handled");
+        let (response, report) = handle(whole, &lake, &config, &Checkpoints::default())
+            .await
+            .expect("handled");
         let failures = failed_items(&response);
         assert_eq!(failures, [Some(fourth)]);
         assert_eq!(
@@ -438,10 +563,24 @@ mod tests {
         );
 
         lake.down.store(false, Ordering::Relaxed);
-        let (response, report) = handle(batch(), &lake, &config).await.expect("retried");
+        let (response, report) = handle(batch(), &lake, &config, &Checkpoints::default())
+            .await
+            .expect("retried");
         assert!(response.batch_item_failures.is_empty());
-        assert_eq!(report.replayed, 3);
+        assert_eq!(report.counts.replayed, 3);
         assert_eq!(daily_sales(dir.path()), expected_daily_sales());
+        let leftovers: Vec<String> = lake
+            .list("sales_events")
+            .await
+            .expect("list")
+            .into_iter()
+            .chain(lake.list("daily_sales").await.expect("list"))
+            .filter(|key| !key.contains("-1.parquet") && !key.contains("-5.parquet"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "only the two committed batches' files remain: {leftovers:?}"
+        );
     }
 
     #[test]
@@ -468,10 +607,21 @@ mod tests {
             ("LAKE_URL", "s3://bucket/lake"),
             ("CONSUMER_COMPRESSION", "SNAPPY"),
             ("CONSUMER_DEDUPE_WINDOW", "1000"),
+            ("CONSUMER_DEDUPE_WINDOW_AGE", "90m"),
         ]))
         .expect("valid");
         assert_eq!(config.batch.codec, Codec::Snappy);
-        assert_eq!(config.dedupe_window, 1000);
+        assert_eq!(config.window.max_ids, 1000);
+        assert_eq!(config.window.max_age, Duration::from_secs(90 * 60));
+        let bad = FunctionConfig::from_env(env(&[
+            ("LAKE_URL", "s3://bucket/lake"),
+            ("CONSUMER_DEDUPE_WINDOW_AGE", "soon"),
+        ]))
+        .expect_err("age");
+        assert!(
+            bad.to_string().contains("CONSUMER_DEDUPE_WINDOW_AGE"),
+            "{bad}"
+        );
         assert_eq!(config.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
     }
 }

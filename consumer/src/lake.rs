@@ -1,11 +1,18 @@
 //! The lake's storage: a narrow trait at the edge, the local-directory implementation, and
 //! [`LakeStore`], the lake a URL names (a directory or an S3 bucket).
+//!
+//! Besides whole-object reads and writes, a lake offers one compare-and-swap write
+//! ([`Lake::put_if`]): the commit protocol needs it so that two writers of one shard's state
+//! cannot both win. S3 does it with conditional writes (`If-Match`, `If-None-Match`); a local
+//! lake with a lock file around the read-compare-rename.
 
+use std::fmt;
 use std::future::Future;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use md5::{Digest, Md5};
 use sales_stream::LakeLocation;
 
 use crate::s3::S3Lake;
@@ -37,6 +44,59 @@ pub enum LakeError {
     /// No region or credentials for an S3 lake.
     #[error(transparent)]
     Config(#[from] sales_aws::ConfigError),
+    /// A compare-and-swap write lost: another writer changed the object since it was read.
+    #[error("{key} was changed by another writer")]
+    Conflict { key: String },
+}
+
+/// A stored object's version, compared by [`Lake::put_if`]: the ETag on S3, the MD5 of the
+/// content locally (which is what S3's ETag of a single-part upload is, too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(String);
+
+impl Version {
+    pub fn new(tag: impl Into<String>) -> Self {
+        Self(tag.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The version a local lake gives `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        let digest = Md5::digest(bytes);
+        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a compare-and-swap write expects to find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// No object under the key (`If-None-Match: *`).
+    Absent,
+    /// The object as it was at this version (`If-Match`).
+    Matches(Version),
+}
+
+impl Precondition {
+    /// What to expect where `version` was read (`None`: there was no object).
+    pub fn from_read(version: Option<&Version>) -> Self {
+        version.map_or(Self::Absent, |v| Self::Matches(v.clone()))
+    }
+}
+
+/// An object read with its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub bytes: Vec<u8>,
+    pub version: Version,
 }
 
 /// Checks that a key stays inside the lake: relative, no empty, `.` or `..` parts.
@@ -57,8 +117,35 @@ pub fn check_key(key: &str) -> Result<&str, LakeError> {
 pub trait Lake: Send + Sync {
     /// Writes an object; readers see either the old or the new content, never a part.
     fn put(&self, key: &str, bytes: Vec<u8>) -> impl Future<Output = Result<(), LakeError>> + Send;
+    /// Writes an object only if it is as `expected`, atomically with that check; otherwise
+    /// [`LakeError::Conflict`] and nothing is written. Returns the new version.
+    fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: Precondition,
+    ) -> impl Future<Output = Result<Version, LakeError>> + Send;
     /// Reads an object, `None` if there is none.
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, LakeError>> + Send;
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Object>, LakeError>> + Send;
+    /// Removes an object; removing one that is not there is not an error.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), LakeError>> + Send;
+    /// The keys of every object under `prefix` (a folder, no trailing slash), sorted.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, LakeError>> + Send;
+}
+
+/// Requests a lake is sent at the same time by one batch or compaction.
+pub const MAX_CONCURRENT_REQUESTS: usize = 16;
+
+/// Removes objects, several at a time.
+pub async fn remove_all(lake: &impl Lake, keys: &[String]) -> Result<(), LakeError> {
+    use futures::{StreamExt, TryStreamExt};
+    // Owned keys: a stream of futures borrowing from the slice trips the compiler's `Send`
+    // check in spawned tasks.
+    futures::stream::iter(keys.to_vec())
+        .map(|key| async move { lake.delete(&key).await })
+        .buffer_unordered(MAX_CONCURRENT_REQUESTS)
+        .try_collect::<()>()
+        .await
 }
 
 /// A lake in a local directory (`file://DIR`). Objects are files; a write goes to a temporary
@@ -118,23 +205,119 @@ impl LocalLake {
     }
 }
 
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, LakeError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(LakeError::Io {
+            action: "read",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
 impl Lake for LocalLake {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
         let path = self.path(key)?;
         self.write_atomically(&path, &bytes)
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: Precondition,
+    ) -> Result<Version, LakeError> {
         let path = self.path(key)?;
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        let io_error = |action| {
+            let path = path.clone();
+            move |source| LakeError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        let dir = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir).map_err(io_error("create directory for"))?;
+        // Every conditional writer of this key, in any process, takes the lock file first, so
+        // the read, the comparison and the rename happen as one step. The lock is released when
+        // the file is closed, also when the process dies.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!(".{name}.lock")))
+            .map_err(io_error("open the lock of"))?;
+        lock.lock().map_err(io_error("lock"))?;
+        let current = read_file(&path)?.map(|bytes| Version::of(&bytes));
+        let holds = match &expected {
+            Precondition::Absent => current.is_none(),
+            Precondition::Matches(version) => current.as_ref() == Some(version),
+        };
+        if !holds {
+            return Err(LakeError::Conflict {
+                key: key.to_owned(),
+            });
+        }
+        let version = Version::of(&bytes);
+        self.write_atomically(&path, &bytes)?;
+        Ok(version)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Object>, LakeError> {
+        let path = self.path(key)?;
+        Ok(read_file(&path)?.map(|bytes| Object {
+            version: Version::of(&bytes),
+            bytes,
+        }))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        let path = self.path(key)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(LakeError::Io {
-                action: "read",
+                action: "remove",
                 path,
                 source,
             }),
         }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        let mut keys = Vec::new();
+        let mut dirs = vec![self.path(prefix)?];
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(LakeError::Io {
+                        action: "list",
+                        path: dir,
+                        source,
+                    });
+                }
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let hidden = entry.file_name().to_string_lossy().starts_with('.');
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if !hidden && let Ok(relative) = path.strip_prefix(&self.root) {
+                    // Temporary and lock files are hidden: they are not objects.
+                    keys.push(relative.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
     }
 }
 
@@ -164,10 +347,36 @@ impl Lake for LakeStore {
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: Precondition,
+    ) -> Result<Version, LakeError> {
+        match self {
+            Self::Local(lake) => lake.put_if(key, bytes, expected).await,
+            Self::S3(lake) => lake.put_if(key, bytes, expected).await,
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Object>, LakeError> {
         match self {
             Self::Local(lake) => lake.get(key).await,
             Self::S3(lake) => lake.get(key).await,
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        match self {
+            Self::Local(lake) => lake.delete(key).await,
+            Self::S3(lake) => lake.delete(key).await,
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        match self {
+            Self::Local(lake) => lake.list(prefix).await,
+            Self::S3(lake) => lake.list(prefix).await,
         }
     }
 }
@@ -184,7 +393,7 @@ mod tests {
         lake.put("a/b.txt", b"one".to_vec()).await.expect("put");
         lake.put("a/b.txt", b"two".to_vec()).await.expect("put");
         assert_eq!(
-            lake.get("a/b.txt").await.expect("get"),
+            lake.get("a/b.txt").await.expect("get").map(|o| o.bytes),
             Some(b"two".to_vec())
         );
         let names: Vec<_> = std::fs::read_dir(dir.path().join("a"))
@@ -192,6 +401,51 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, ["b.txt"], "no temporary files are left behind");
+    }
+
+    #[tokio::test]
+    async fn a_conditional_write_wins_only_against_the_version_it_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = LocalLake::new(dir.path());
+        let first = lake
+            .put_if("s/state.json", b"1".to_vec(), Precondition::Absent)
+            .await
+            .expect("created");
+        assert!(matches!(
+            lake.put_if("s/state.json", b"x".to_vec(), Precondition::Absent)
+                .await,
+            Err(LakeError::Conflict { .. })
+        ));
+        let second = lake
+            .put_if(
+                "s/state.json",
+                b"2".to_vec(),
+                Precondition::Matches(first.clone()),
+            )
+            .await
+            .expect("swapped");
+        assert!(matches!(
+            lake.put_if("s/state.json", b"y".to_vec(), Precondition::Matches(first))
+                .await,
+            Err(LakeError::Conflict { .. })
+        ));
+        let object = lake
+            .get("s/state.json")
+            .await
+            .expect("get")
+            .expect("object");
+        assert_eq!((object.bytes, object.version), (b"2".to_vec(), second));
+        lake.put("s/d/x.parquet", vec![]).await.expect("put");
+        assert_eq!(
+            lake.list("s").await.expect("list"),
+            ["s/d/x.parquet", "s/state.json"],
+            "lock and temporary files are not objects"
+        );
+        lake.delete("s/d/x.parquet").await.expect("delete");
+        lake.delete("s/d/x.parquet")
+            .await
+            .expect("deleting nothing is fine");
+        assert_eq!(lake.list("s").await.expect("list"), ["s/state.json"]);
     }
 
     #[tokio::test]

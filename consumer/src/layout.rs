@@ -21,20 +21,32 @@ pub fn partition_dir(table: &str, date: NaiveDate) -> String {
     )
 }
 
-/// The object of one batch in one partition. `batch_name` is unique and deterministic for a
-/// batch of a shard, so a retried batch overwrites its own files rather than adding new ones.
+/// The object of one batch in one partition.
 pub fn data_file(table: &str, date: NaiveDate, batch_name: &str, extension: &str) -> String {
     format!("{}/{batch_name}.{extension}", partition_dir(table, date))
 }
 
-/// `shardId-000000000001-<first sequence number>`.
-pub fn batch_name(shard_id: &str, first_sequence_number: &str) -> String {
-    format!("{shard_id}-{first_sequence_number}")
+/// `shardId-000000000001-<first sequence number>-<generation>`: deterministic for the batch's
+/// first record and the state generation of its intent. The generation is unique to each attempt
+/// that won the intent's compare-and-swap, so a writer that lost the shard afterwards can remove
+/// its own files without touching the winner's (see [`crate::commit`]).
+pub fn batch_name(shard_id: &str, first_sequence_number: &str, generation: u64) -> String {
+    format!("{shard_id}-{first_sequence_number}-{generation}")
 }
 
 /// The commit state of one shard of one stream.
 pub fn shard_state(stream_name: &str, shard_id: &str) -> String {
     format!("{STATE}/{stream_name}/{shard_id}.json")
+}
+
+/// The id window a commit of generation `generation` wrote.
+pub fn shard_window(stream_name: &str, shard_id: &str, generation: u64) -> String {
+    format!("{STATE}/{stream_name}/{shard_id}/window-{generation:020}.json")
+}
+
+/// The record of a compaction of `date` in progress.
+pub fn compaction(date: NaiveDate) -> String {
+    format!("{STATE}/compaction/{date}.json")
 }
 
 #[cfg(test)]
@@ -52,10 +64,10 @@ mod tests {
             data_file(
                 SALES_EVENTS,
                 date,
-                &batch_name("shardId-000000000003", "1234"),
+                &batch_name("shardId-000000000003", "1234", 7),
                 "parquet"
             ),
-            "sales_events/year=2011/month=01/day=09/shardId-000000000003-1234.parquet"
+            "sales_events/year=2011/month=01/day=09/shardId-000000000003-1234-7.parquet"
         );
         assert_eq!(
             shard_state("demo", "shardId-000000000000"),

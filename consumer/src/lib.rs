@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod app;
 pub mod batch;
 pub mod commit;
+pub mod compact;
 pub mod function;
 pub mod kinesis;
 pub mod lake;
@@ -22,15 +23,21 @@ pub mod quarantine;
 pub mod query;
 pub mod s3;
 pub mod state;
+pub mod status;
 pub mod writer;
 
 pub use aggregate::{DailyKey, DailySales};
 pub use batch::{BatchCounts, BatchError, BatchOptions, BatchOutput, OutputFile, process_batch};
-pub use commit::{CommitError, Committed, load_state, process_and_commit};
-pub use function::{FunctionConfig, InvocationReport, handle};
+pub use commit::{Checkpoint, CommitError, Committed};
+pub use compact::{CompactError, CompactReport, compact_day};
+pub use function::{Checkpoints, FunctionConfig, Invocation, InvocationReport, handle};
 pub use kinesis::KinesisSource;
-pub use lake::{Lake, LakeError, LakeStore, LocalLake};
+pub use lake::{Lake, LakeError, LakeStore, LocalLake, Object, Precondition, Version};
 pub use poll::{PollError, PollOptions, PollSummary, ShardInfo, ShardRead, ShardSource, poll};
 pub use s3::S3Lake;
-pub use state::{DEFAULT_DEDUPE_WINDOW, IdWindow, ShardState};
+pub use state::{
+    DEFAULT_WINDOW_AGE, DEFAULT_WINDOW_IDS, IdWindow, Intent, ShardState, WindowLimits,
+    shard_states,
+};
+pub use status::Status;
 pub use writer::{Codec, WriterError, daily_sales_schema, sales_events_schema, writer_properties};

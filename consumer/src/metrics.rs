@@ -8,13 +8,14 @@ use crate::function::InvocationReport;
 /// One EMF line for an invocation, dimensioned by stream.
 pub fn emf_line(namespace: &str, report: &InvocationReport, timestamp_ms: i64) -> String {
     let c = &report.counts;
-    let metrics: [(&str, u64, &str); 11] = [
+    let metrics: [(&str, u64, &str); 12] = [
         ("RecordsIn", c.records, "Count"),
         ("EventsIn", c.received, "Count"),
         ("Accepted", c.accepted, "Count"),
         ("Duplicates", c.duplicates, "Count"),
         ("Quarantined", c.quarantined, "Count"),
-        ("Replayed", report.replayed, "Count"),
+        ("Replayed", c.replayed, "Count"),
+        ("Conflicts", report.conflicts, "Count"),
         ("FailedRecords", report.failed_records, "Count"),
         ("Shards", report.shards as u64, "Count"),
         ("Files", report.files, "Count"),

@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use sales_stream::{LakeLocation, StreamLocation};
 
-use crate::state::DEFAULT_DEDUPE_WINDOW;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+
+use crate::function::parse_age;
+use crate::state::{DEFAULT_WINDOW_IDS, WindowLimits};
 use crate::writer::Codec;
 
 /// Consumes sales events into a Parquet lake, and queries the lake.
@@ -20,6 +25,10 @@ pub struct Cli {
 pub enum Command {
     /// Reads every shard, writes sales_events, daily_sales and quarantine, commits positions.
     Poll(PollArgs),
+    /// Rewrites a closed day into one deduplicated file per table.
+    Compact(CompactArgs),
+    /// Prints each shard's committed position, lag and record counts.
+    Status(StatusArgs),
     /// Runs SQL over the lake's sales_events and daily_sales tables.
     #[cfg(feature = "query")]
     Query(QueryArgs),
@@ -40,14 +49,52 @@ pub struct PollArgs {
     #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// Recent committed event ids kept per shard to drop re-sent events.
-    #[arg(long, env = "CONSUMER_DEDUPE_WINDOW", default_value_t = DEFAULT_DEDUPE_WINDOW)]
+    #[arg(long, env = "CONSUMER_DEDUPE_WINDOW", default_value_t = DEFAULT_WINDOW_IDS)]
     pub dedupe_window: usize,
+    /// How long a committed event id is kept (90s, 30m, 2h, 1d).
+    #[arg(long, env = "CONSUMER_DEDUPE_WINDOW_AGE", default_value = "1h", value_parser = parse_age)]
+    pub dedupe_window_age: Duration,
     /// Parquet compression.
     #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Codec::Zstd)]
     pub compression: Codec,
     /// Also writes the final summary as JSON to this file.
     #[arg(long, env = "CONSUMER_SUMMARY_JSON", value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
+}
+
+impl PollArgs {
+    pub fn window(&self) -> WindowLimits {
+        WindowLimits {
+            max_ids: self.dedupe_window,
+            max_age: self.dedupe_window_age,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// The lake: s3://BUCKET/PREFIX, file://DIR or a path.
+    #[arg(long, env = "LAKE_URL", value_name = "URL")]
+    pub lake: LakeLocation,
+    /// The day to compact (the sale date), YYYY-MM-DD.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub day: NaiveDate,
+    /// Parquet compression.
+    #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Codec::Zstd)]
+    pub compression: Codec,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The lake: s3://BUCKET/PREFIX, file://DIR or a path.
+    #[arg(long, env = "LAKE_URL", value_name = "URL")]
+    pub lake: LakeLocation,
+    /// Also reads the stream (kinesis://NAME or file://DIR) to tell each shard's lag.
+    #[arg(long, env = "STREAM_URL", value_name = "URL")]
+    pub stream: Option<StreamLocation>,
+    /// Prints JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(feature = "query")]

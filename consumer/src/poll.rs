@@ -17,9 +17,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::batch::{BatchCounts, BatchOptions};
-use crate::commit::{CommitError, load_state, process_and_commit};
+use crate::commit::{Checkpoint, CommitError};
 use crate::lake::Lake;
-use crate::state::DEFAULT_DEDUPE_WINDOW;
+use crate::state::WindowLimits;
 
 /// Options of the poller.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct PollOptions {
     /// How long a caught-up shard waits before reading again.
     pub idle_wait: Duration,
     /// Recent committed ids kept per shard to drop re-sent events.
-    pub dedupe_window: usize,
+    pub window: WindowLimits,
     pub batch: BatchOptions,
 }
 
@@ -41,7 +41,7 @@ impl Default for PollOptions {
             batch_size: 10_000,
             until_drained: false,
             idle_wait: Duration::from_secs(1),
-            dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            window: WindowLimits::default(),
             batch: BatchOptions::default(),
         }
     }
@@ -168,6 +168,8 @@ pub struct PollSummary {
     pub counts: BatchCounts,
     pub files: u64,
     pub bytes: u64,
+    /// Compare-and-swaps lost to another consumer of the same shard (each batch then retried).
+    pub conflicts: u64,
     pub elapsed_s: f64,
 }
 
@@ -177,6 +179,7 @@ impl PollSummary {
         self.counts.add(&other.counts);
         self.files += other.files;
         self.bytes += other.bytes;
+        self.conflicts += other.conflicts;
     }
 }
 
@@ -285,28 +288,23 @@ async fn poll_shard(
     stop: &AtomicBool,
 ) -> Result<(PollSummary, bool), PollError> {
     let stream = source.stream_name().to_owned();
-    let mut state = load_state(lake, &stream, shard_id, options.dedupe_window).await?;
+    let mut checkpoint = Checkpoint::load(lake, &stream, shard_id, options.window).await?;
     let mut summary = PollSummary::default();
     while !stop.load(Ordering::Relaxed) {
-        let position = match &state.sequence_number {
+        let position = match &checkpoint.state().sequence_number {
             Some(sequence) => StartingPosition::AfterSequenceNumber(sequence.clone()),
             None => StartingPosition::TrimHorizon,
         };
         let read = source.read(shard_id, &position, options.batch_size).await?;
         let caught_up = read.records.is_empty();
         if !caught_up {
-            let committed = process_and_commit(
-                lake,
-                &stream,
-                shard_id,
-                &mut state,
-                read.records,
-                &options.batch,
-            )
-            .await?;
+            let committed = checkpoint
+                .commit(lake, read.records, &options.batch)
+                .await?;
             summary.batches += 1;
             summary.files += committed.files;
             summary.bytes += committed.bytes;
+            summary.conflicts += u64::from(committed.conflicts);
             summary.counts.add(&committed.counts);
             tracing::info!(
                 shard = shard_id,
@@ -314,6 +312,8 @@ async fn poll_shard(
                 accepted = committed.counts.accepted,
                 duplicates = committed.counts.duplicates,
                 quarantined = committed.counts.quarantined,
+                replayed = committed.counts.replayed,
+                conflicts = committed.conflicts,
                 "batch committed"
             );
         }

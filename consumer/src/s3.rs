@@ -9,7 +9,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use sales_aws::{RetryConfig, error_chain, sdk_error_reason};
 
-use crate::lake::{Lake, LakeError, check_key};
+use crate::lake::{Lake, LakeError, Object, Precondition, Version, check_key};
 
 /// Attempts per S3 request, the first included (the SDK's standard mode backs off between them).
 const S3_ATTEMPTS: u32 = 5;
@@ -72,6 +72,17 @@ impl S3Lake {
         })
     }
 
+    /// The key under the lake's prefix, back to a lake key.
+    fn lake_key<'a>(&self, object_key: &'a str) -> Option<&'a str> {
+        if self.prefix.is_empty() {
+            Some(object_key)
+        } else {
+            object_key
+                .strip_prefix(self.prefix.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+        }
+    }
+
     fn error<E>(&self, action: &'static str, key: &str, error: &SdkError<E>) -> LakeError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -99,7 +110,72 @@ impl Lake for S3Lake {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: Precondition,
+    ) -> Result<Version, LakeError> {
+        let key = self.object_key(key)?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(bytes));
+        let request = match expected {
+            Precondition::Absent => request.if_none_match("*"),
+            Precondition::Matches(version) => request.if_match(version.as_str()),
+        };
+        match request.send().await {
+            Ok(output) => Ok(Version::new(output.e_tag.unwrap_or_default())),
+            // 412: the object is not as expected; 409: another conditional write to it is in
+            // progress; 404: `If-Match` on an object that is gone. Each means another writer.
+            Err(e)
+                if e.raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 404 | 409 | 412)) =>
+            {
+                Err(LakeError::Conflict { key })
+            }
+            Err(e) => Err(self.error("write", &key, &e)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        let key = self.object_key(key)?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| self.error("remove", &key, &e))?;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        let folder = format!("{}/", self.object_key(prefix)?);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&folder)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("list", &folder, &e))?;
+            for object in page.contents() {
+                if let Some(key) = object.key().and_then(|k| self.lake_key(k)) {
+                    keys.push(key.to_owned());
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Object>, LakeError> {
         let key = self.object_key(key)?;
         let object = match self
             .client
@@ -113,12 +189,16 @@ impl Lake for S3Lake {
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(self.error("read", &key, &e)),
         };
+        let version = Version::new(object.e_tag.clone().unwrap_or_default());
         let body = object.body.collect().await.map_err(|e| LakeError::S3 {
             action: "read",
             bucket: self.bucket.clone(),
             key: key.clone(),
             reason: error_chain(&e),
         })?;
-        Ok(Some(body.into_bytes().to_vec()))
+        Ok(Some(Object {
+            bytes: body.into_bytes().to_vec(),
+            version,
+        }))
     }
 }

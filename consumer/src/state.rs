@@ -1,7 +1,13 @@
-//! Per-shard commit state: the last committed sequence number, the counts, and a bounded window
-//! of recently committed event ids that drops re-sent events.
+//! Per-shard commit state: the committed position, the batch in flight, the counts, and the
+//! bounded window of recently committed event ids that drops re-sent events.
+//!
+//! Two objects per shard. The state itself (`_state/{stream}/{shard}.json`) is small and is the
+//! one written with compare-and-swap, twice per batch (intent, then commit). The id window is
+//! large (16 bytes per id) and immutable: each commit writes a new window object and the state
+//! names it, so the intent write never carries the ids.
 
 use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -11,146 +17,253 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::batch::BatchCounts;
+use crate::lake::{Lake, LakeError};
+use crate::layout::STATE;
 
-/// Recent committed ids kept per shard unless configured otherwise. A re-sent event is caught
-/// if fewer than this many newer events of its shard were committed in between.
-pub const DEFAULT_DEDUPE_WINDOW: usize = 200_000;
-const FORMAT_VERSION: u32 = 1;
+/// Recent committed ids kept per shard unless configured otherwise: 1.6 MB in memory and in the
+/// window object. At the typical rate of a shard that is hours of events; at a shard's full
+/// 1 MiB/s of aggregated events it is seconds, and [`crate::compact`] catches older re-sends
+/// when it deduplicates the day.
+pub const DEFAULT_WINDOW_IDS: usize = 100_000;
+/// How long a committed id is kept unless configured otherwise. Producers re-send after a
+/// timeout, within seconds or minutes; older re-sends are caught by compaction.
+pub const DEFAULT_WINDOW_AGE: Duration = Duration::from_secs(60 * 60);
+const FORMAT_VERSION: u32 = 2;
 
 /// Why stored state could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// The state object is not state this version wrote.
+    /// The object is not state this version wrote.
     #[error("shard state {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+    /// The lake could not be read.
+    #[error(transparent)]
+    Lake(#[from] LakeError),
 }
 
-/// The most recent `capacity` committed event ids of a shard, oldest first out.
-#[derive(Debug, Clone)]
+/// How many committed ids a shard remembers, and for how long: whichever bound is hit first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowLimits {
+    pub max_ids: usize,
+    pub max_age: Duration,
+}
+
+impl Default for WindowLimits {
+    fn default() -> Self {
+        Self {
+            max_ids: DEFAULT_WINDOW_IDS,
+            max_age: DEFAULT_WINDOW_AGE,
+        }
+    }
+}
+
+/// The ids one commit added, with its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Segment {
+    committed_at: DateTime<Utc>,
+    ids: VecDeque<Uuid>,
+}
+
+/// Recently committed event ids of a shard, oldest first out.
+#[derive(Debug, Clone, Default)]
 pub struct IdWindow {
-    capacity: usize,
-    order: VecDeque<Uuid>,
+    segments: VecDeque<Segment>,
     members: HashSet<Uuid>,
 }
 
-impl IdWindow {
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            order: VecDeque::new(),
-            members: HashSet::new(),
-        }
-    }
+#[derive(Serialize, Deserialize)]
+struct StoredSegment {
+    committed_at: DateTime<Utc>,
+    /// The ids as 16 bytes each, base64.
+    ids: String,
+}
 
+#[derive(Serialize, Deserialize)]
+struct StoredWindow {
+    format_version: u32,
+    segments: Vec<StoredSegment>,
+}
+
+impl IdWindow {
     pub fn contains(&self, id: &Uuid) -> bool {
         self.members.contains(id)
     }
 
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.members.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.members.is_empty()
     }
 
-    pub fn insert(&mut self, id: Uuid) {
-        if self.capacity == 0 || !self.members.insert(id) {
-            return;
+    /// Remembers the ids of a commit made at `at`.
+    pub fn add(&mut self, at: DateTime<Utc>, ids: impl IntoIterator<Item = Uuid>) {
+        let ids: VecDeque<Uuid> = ids
+            .into_iter()
+            .filter(|id| self.members.insert(*id))
+            .collect();
+        if !ids.is_empty() {
+            self.segments.push_back(Segment {
+                committed_at: at,
+                ids,
+            });
         }
-        self.order.push_back(id);
-        while self.order.len() > self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.members.remove(&oldest);
+    }
+
+    /// Forgets ids older than `limits.max_age` at `now`, then the oldest beyond `max_ids`.
+    pub fn expire(&mut self, now: DateTime<Utc>, limits: WindowLimits) {
+        let max_age = chrono::Duration::from_std(limits.max_age).unwrap_or(chrono::Duration::MAX);
+        while let Some(oldest) = self.segments.front_mut() {
+            let too_old = now.signed_duration_since(oldest.committed_at) > max_age;
+            if !too_old && self.members.len() <= limits.max_ids {
+                break;
+            }
+            let excess = if too_old {
+                oldest.ids.len()
+            } else {
+                self.members.len() - limits.max_ids
+            };
+            for id in oldest.ids.drain(..excess.min(oldest.ids.len())) {
+                self.members.remove(&id);
+            }
+            if oldest.ids.is_empty() {
+                self.segments.pop_front();
             }
         }
     }
 
-    /// The ids as 16 bytes each, oldest first, base64-encoded: compact state.
-    fn encode(&self) -> String {
-        let mut bytes = Vec::with_capacity(self.order.len() * 16);
-        for id in &self.order {
-            bytes.extend_from_slice(id.as_bytes());
-        }
-        STANDARD.encode(bytes)
+    pub fn encode(&self) -> Vec<u8> {
+        let segments = self
+            .segments
+            .iter()
+            .map(|segment| {
+                let mut bytes = Vec::with_capacity(segment.ids.len() * 16);
+                for id in &segment.ids {
+                    bytes.extend_from_slice(id.as_bytes());
+                }
+                StoredSegment {
+                    committed_at: segment.committed_at,
+                    ids: STANDARD.encode(bytes),
+                }
+            })
+            .collect();
+        let stored = StoredWindow {
+            format_version: FORMAT_VERSION,
+            segments,
+        };
+        // Strings and timestamps only: serialising cannot fail.
+        serde_json::to_vec(&stored).unwrap_or_default()
     }
 
-    fn decode(text: &str, capacity: usize) -> Result<Self, String> {
-        let bytes = STANDARD.decode(text).map_err(|e| e.to_string())?;
-        if bytes.len() % 16 != 0 {
-            return Err(format!("{} id bytes are not whole ids", bytes.len()));
-        }
-        let mut window = Self::new(capacity);
-        for chunk in bytes.chunks_exact(16) {
-            window.insert(Uuid::from_slice(chunk).map_err(|e| e.to_string())?);
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<Self, StateError> {
+        let corrupt = |reason: String| StateError::Corrupt {
+            key: key.to_owned(),
+            reason,
+        };
+        let stored: StoredWindow =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let mut window = Self::default();
+        for segment in stored.segments {
+            let bytes = STANDARD
+                .decode(&segment.ids)
+                .map_err(|e| corrupt(e.to_string()))?;
+            if bytes.len() % 16 != 0 {
+                return Err(corrupt(format!(
+                    "{} id bytes are not whole ids",
+                    bytes.len()
+                )));
+            }
+            let ids = bytes
+                .chunks_exact(16)
+                .map(|chunk| Uuid::from_slice(chunk).map_err(|e| corrupt(e.to_string())))
+                .collect::<Result<Vec<_>, _>>()?;
+            window.add(segment.committed_at, ids);
         }
         Ok(window)
     }
 }
 
-/// The committed state of one shard.
-#[derive(Debug, Clone)]
-pub struct ShardState {
-    pub sequence_number: Option<SequenceNumber>,
-    pub counts: BatchCounts,
-    pub batches: u64,
-    pub recent_ids: IdWindow,
+/// The output a batch in flight will write, recorded before it writes any: if it never commits,
+/// the next attempt removes exactly these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub first_sequence_number: Option<SequenceNumber>,
+    pub last_sequence_number: Option<SequenceNumber>,
+    pub keys: Vec<String>,
+    pub started_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredState {
-    format_version: u32,
-    stream: String,
-    shard_id: String,
-    sequence_number: Option<SequenceNumber>,
-    counts: BatchCounts,
-    batches: u64,
-    updated_at: DateTime<Utc>,
-    recent_ids: String,
+/// Every record a shard was given, accounted for: `records + replayed` were delivered, and
+/// `received = accepted + duplicates + quarantined` events came out of the `records`.
+pub type ShardCounts = BatchCounts;
+
+/// The committed state of one shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardState {
+    pub format_version: u32,
+    pub stream: String,
+    pub shard_id: String,
+    /// Bumped by every write of the state; a batch's files are named by its intent's.
+    pub generation: u64,
+    /// The last committed record: everything up to it is in the lake.
+    pub sequence_number: Option<SequenceNumber>,
+    /// When the last committed record arrived in the stream.
+    pub last_arrival: Option<DateTime<Utc>>,
+    pub committed_at: Option<DateTime<Utc>>,
+    pub counts: ShardCounts,
+    pub batches: u64,
+    /// The id window object of the last commit.
+    pub window_key: Option<String>,
+    /// The batch in flight, if one started and did not commit.
+    pub in_flight: Option<Intent>,
 }
 
 impl ShardState {
-    pub fn new(window: usize) -> Self {
+    pub fn new(stream: &str, shard_id: &str) -> Self {
         Self {
-            sequence_number: None,
-            counts: BatchCounts::default(),
-            batches: 0,
-            recent_ids: IdWindow::new(window),
+            format_version: FORMAT_VERSION,
+            stream: stream.to_owned(),
+            shard_id: shard_id.to_owned(),
+            ..Self::default()
         }
     }
 
-    /// Reads stored state; `window` bounds the id window from now on.
-    pub fn decode(key: &str, bytes: &[u8], window: usize) -> Result<Self, StateError> {
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<Self, StateError> {
         let corrupt = |reason: String| StateError::Corrupt {
             key: key.to_owned(),
             reason,
         };
-        let stored: StoredState =
-            serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-        if stored.format_version != FORMAT_VERSION {
-            return Err(corrupt(format!("format version {}", stored.format_version)));
+        let state: Self = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        if state.format_version != FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "format version {} (this consumer reads {FORMAT_VERSION})",
+                state.format_version
+            )));
         }
-        Ok(Self {
-            sequence_number: stored.sequence_number,
-            counts: stored.counts,
-            batches: stored.batches,
-            recent_ids: IdWindow::decode(&stored.recent_ids, window).map_err(corrupt)?,
-        })
+        Ok(state)
     }
 
-    pub fn encode(&self, stream: &str, shard_id: &str) -> Vec<u8> {
-        let stored = StoredState {
-            format_version: FORMAT_VERSION,
-            stream: stream.to_owned(),
-            shard_id: shard_id.to_owned(),
-            sequence_number: self.sequence_number.clone(),
-            counts: self.counts,
-            batches: self.batches,
-            updated_at: Utc::now(),
-            recent_ids: self.recent_ids.encode(),
-        };
-        serde_json::to_vec_pretty(&stored).unwrap_or_default()
+    pub fn encode(&self) -> Vec<u8> {
+        // Strings, numbers and timestamps only: serialising cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
     }
+}
+
+/// Every shard's state in the lake (`_state/{stream}/{shard}.json`), by stream and shard.
+pub async fn shard_states(lake: &impl Lake) -> Result<Vec<ShardState>, StateError> {
+    let mut states = Vec::new();
+    for key in lake.list(STATE).await? {
+        let parts: Vec<&str> = key.split('/').collect();
+        if parts.len() != 3 || parts[1] == "compaction" || !key.ends_with(".json") {
+            continue;
+        }
+        if let Some(object) = lake.get(&key).await? {
+            states.push(ShardState::decode(&key, &object.bytes)?);
+        }
+    }
+    states.sort_by(|a, b| (&a.stream, &a.shard_id).cmp(&(&b.stream, &b.shard_id)));
+    Ok(states)
 }
 
 #[cfg(test)]
@@ -161,35 +274,67 @@ mod tests {
         Uuid::from_u128(n)
     }
 
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + seconds, 0).expect("time")
+    }
+
     #[test]
-    fn the_window_forgets_the_oldest_first() {
-        let mut window = IdWindow::new(3);
-        for n in 1..=4 {
-            window.insert(id(n));
-        }
-        window.insert(id(4));
+    fn the_window_forgets_the_oldest_beyond_its_count() {
+        let mut window = IdWindow::default();
+        window.add(at(0), (1..=3).map(id));
+        window.add(at(1), [id(3), id(4)]);
+        assert_eq!(
+            window.len(),
+            4,
+            "an id already remembered is not added twice"
+        );
+        let limits = WindowLimits {
+            max_ids: 3,
+            max_age: Duration::from_secs(60),
+        };
+        window.expire(at(2), limits);
         assert_eq!(window.len(), 3);
         assert!(!window.contains(&id(1)));
         assert!((2..=4).all(|n| window.contains(&id(n))));
     }
 
     #[test]
-    fn state_round_trips_and_a_smaller_window_keeps_the_newest() {
-        let mut state = ShardState::new(10);
-        for n in 1..=5 {
-            state.recent_ids.insert(id(n));
-        }
+    fn the_window_forgets_ids_older_than_its_age() {
+        let mut window = IdWindow::default();
+        window.add(at(0), [id(1), id(2)]);
+        window.add(at(50), [id(3)]);
+        let limits = WindowLimits {
+            max_ids: 100,
+            max_age: Duration::from_secs(30),
+        };
+        window.expire(at(40), limits);
+        assert_eq!(window.len(), 1);
+        assert!(window.contains(&id(3)) && !window.contains(&id(1)));
+        window.expire(at(81), limits);
+        assert!(window.is_empty());
+    }
+
+    #[test]
+    fn window_and_state_round_trip() {
+        let mut window = IdWindow::default();
+        window.add(at(0), (1..=5).map(id));
+        window.add(at(9), [id(6)]);
+        let back = IdWindow::decode("w", &window.encode()).expect("decodes");
+        assert_eq!(back.segments, window.segments);
+        assert!(IdWindow::decode("w", b"{}").is_err());
+
+        let mut state = ShardState::new("demo", "shardId-000000000000");
         state.sequence_number =
             SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898");
         state.counts.accepted = 5;
-        state.batches = 2;
-        let bytes = state.encode("demo", "shardId-000000000000");
-        let back = ShardState::decode("k", &bytes, 2).expect("decodes");
-        assert_eq!(back.sequence_number, state.sequence_number);
-        assert_eq!(back.counts, state.counts);
-        assert_eq!(back.batches, 2);
-        assert_eq!(back.recent_ids.len(), 2);
-        assert!(back.recent_ids.contains(&id(5)) && back.recent_ids.contains(&id(4)));
-        assert!(ShardState::decode("k", b"{}", 2).is_err());
+        state.in_flight = Some(Intent {
+            first_sequence_number: SequenceNumber::parse("1"),
+            last_sequence_number: SequenceNumber::parse("2"),
+            keys: vec!["daily_sales/x.parquet".into()],
+            started_at: at(3),
+        });
+        let back = ShardState::decode("k", &state.encode()).expect("decodes");
+        assert_eq!(back, state);
+        assert!(ShardState::decode("k", b"{}").is_err());
     }
 }

@@ -31,9 +31,12 @@ pub enum WriterError {
     /// Arrow refused the columns (a bug: the schema and the builders disagree).
     #[error("building the record batch: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
-    /// The Parquet writer failed.
-    #[error("writing Parquet: {0}")]
+    /// The Parquet writer or reader failed.
+    #[error("Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// A file read back does not hold what the consumer writes.
+    #[error("not a sales_events file: {0}")]
+    Unexpected(String),
 }
 
 /// Parquet compression of the lake's files.
@@ -261,6 +264,101 @@ pub fn encode_sales_events(rows: &[&AcceptedEvent], codec: Codec) -> Result<Vec<
 /// Encodes `daily_sales` rows as one Parquet file.
 pub fn encode_daily_sales(rows: &[&DailySales], codec: Codec) -> Result<Vec<u8>, WriterError> {
     to_parquet(&daily_sales_batch(rows)?, codec)
+}
+
+/// Reads a `sales_events` file back: the inverse of [`encode_sales_events`], for compaction.
+pub fn decode_sales_events(bytes: Vec<u8>) -> Result<Vec<AcceptedEvent>, WriterError> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Decimal128Type, Int64Type, TimestampMillisecondType};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let unexpected = |what: String| WriterError::Unexpected(what);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?.build()?;
+    let mut events = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .cloned()
+                .ok_or_else(|| unexpected(format!("no column {name}")))
+        };
+        let strings = |name: &str| -> Result<Vec<Option<String>>, WriterError> {
+            let array = column(name)?;
+            let array = array
+                .as_string_opt::<i32>()
+                .ok_or_else(|| unexpected(format!("{name} is not a string")))?;
+            Ok(array.iter().map(|v| v.map(str::to_owned)).collect())
+        };
+        let times = |name: &str| -> Result<Vec<i64>, WriterError> {
+            let array = column(name)?;
+            let array = array
+                .as_primitive_opt::<TimestampMillisecondType>()
+                .ok_or_else(|| unexpected(format!("{name} is not a timestamp")))?;
+            Ok(array.values().to_vec())
+        };
+        let quantity = column("quantity")?;
+        let quantity = quantity
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| unexpected("quantity is not a bigint".into()))?
+            .clone();
+        let unit_price = column("unit_price")?;
+        let unit_price = unit_price
+            .as_primitive_opt::<Decimal128Type>()
+            .ok_or_else(|| unexpected("unit_price is not a decimal".into()))?
+            .clone();
+        let (event_id, invoice_no, stock_code, description) = (
+            strings("event_id")?,
+            strings("invoice_no")?,
+            strings("stock_code")?,
+            strings("description")?,
+        );
+        let (customer_id, country, source) = (
+            strings("customer_id")?,
+            strings("country")?,
+            strings("source")?,
+        );
+        let (shard_id, sequence_number) = (strings("shard_id")?, strings("sequence_number")?);
+        let (event_time, arrival_time) = (times("event_time")?, times("arrival_time")?);
+        let required = |values: &[Option<String>], name: &str, row: usize| {
+            values[row]
+                .clone()
+                .ok_or_else(|| unexpected(format!("{name} is null in row {row}")))
+        };
+        for row in 0..batch.num_rows() {
+            let id = required(&event_id, "event_id", row)?;
+            let sequence = required(&sequence_number, "sequence_number", row)?;
+            let event = SalesEvent {
+                event_id: id
+                    .parse()
+                    .map_err(|_| unexpected(format!("event_id {id:?} is not a UUID")))?,
+                event_time: DateTime::from_timestamp_millis(event_time[row])
+                    .ok_or_else(|| unexpected(format!("event_time in row {row}")))?
+                    .naive_utc(),
+                invoice_no: required(&invoice_no, "invoice_no", row)?,
+                stock_code: required(&stock_code, "stock_code", row)?,
+                description: description[row].clone(),
+                quantity: quantity.value(row),
+                unit_price: rust_decimal::Decimal::from_i128_with_scale(
+                    unit_price.value(row),
+                    MONEY_SCALE as u32,
+                ),
+                customer_id: customer_id[row].clone(),
+                country: required(&country, "country", row)?,
+                source: required(&source, "source", row)?,
+            };
+            events.push(AcceptedEvent {
+                event,
+                shard_id: required(&shard_id, "shard_id", row)?,
+                sequence_number: SequenceNumber::parse(&sequence).ok_or_else(|| {
+                    unexpected(format!("sequence_number {sequence:?} is not a number"))
+                })?,
+                arrival_time: DateTime::from_timestamp_millis(arrival_time[row])
+                    .ok_or_else(|| unexpected(format!("arrival_time in row {row}")))?,
+            });
+        }
+    }
+    Ok(events)
 }
 
 #[cfg(test)]

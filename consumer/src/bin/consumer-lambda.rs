@@ -1,12 +1,17 @@
 //! The consumer as an AWS Lambda function on a Kinesis event source mapping (custom runtime
 //! `provided.al2023`). Configuration comes from the environment, read once at cold start:
-//! `LAKE_URL` (required), `CONSUMER_COMPRESSION`, `CONSUMER_DEDUPE_WINDOW`, `METRICS_NAMESPACE`.
+//! `LAKE_URL` (required), `CONSUMER_COMPRESSION`, `CONSUMER_DEDUPE_WINDOW`,
+//! `CONSUMER_DEDUPE_WINDOW_AGE`, `METRICS_NAMESPACE`.
+//!
+//! The same function compacts a day when invoked by an EventBridge schedule (the day before the
+//! event's time) or with `{"action": "compact", "day": "YYYY-MM-DD"}`.
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
-use consumer::function::{FunctionConfig, handle};
+use consumer::compact::compact_day;
+use consumer::function::{Checkpoints, FunctionConfig, Invocation, handle};
 use consumer::lake::LakeStore;
 use consumer::metrics::emf_line;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -26,31 +31,41 @@ async fn main() -> Result<(), Error> {
     let lake = LakeStore::open(&config.lake).await.inspect_err(|e| {
         tracing::error!(error = %e, lake = %config.lake, "cannot open the lake");
     })?;
-    let (config, lake) = (&config, &lake);
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<KinesisEvent>| async move {
-            let (response, report) = handle(event.payload, lake, config).await?;
-            println!(
-                "{}",
-                emf_line(
-                    &config.metrics_namespace,
-                    &report,
-                    chrono::Utc::now().timestamp_millis()
-                )
-            );
-            tracing::info!(
-                records = report.counts.records,
-                accepted = report.counts.accepted,
-                duplicates = report.counts.duplicates,
-                quarantined = report.counts.quarantined,
-                replayed = report.replayed,
-                failed_records = report.failed_records,
-                files = report.files,
-                duration_ms = report.duration_ms,
-                "batch handled"
-            );
-            Ok::<_, Error>(response)
-        },
-    ))
+    // Shard states stay in memory between warm invocations.
+    let checkpoints = Checkpoints::default();
+    let (config, lake, checkpoints) = (&config, &lake, &checkpoints);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        match Invocation::parse(event.payload)? {
+            Invocation::Kinesis(event) => {
+                let (response, report) = handle(event, lake, config, checkpoints).await?;
+                let now = chrono::Utc::now().timestamp_millis();
+                println!("{}", emf_line(&config.metrics_namespace, &report, now));
+                tracing::info!(
+                    records = report.counts.records,
+                    accepted = report.counts.accepted,
+                    duplicates = report.counts.duplicates,
+                    quarantined = report.counts.quarantined,
+                    replayed = report.counts.replayed,
+                    conflicts = report.conflicts,
+                    failed_records = report.failed_records,
+                    files = report.files,
+                    duration_ms = report.duration_ms,
+                    "batch handled"
+                );
+                Ok::<_, Error>(serde_json::to_value(response)?)
+            }
+            Invocation::Compact { day } => {
+                let report = compact_day(lake, day, config.batch.codec).await?;
+                tracing::info!(
+                    %day,
+                    files_in = report.files_in,
+                    events_out = report.events_out,
+                    duplicates = report.duplicates,
+                    "day compacted"
+                );
+                Ok(serde_json::to_value(report)?)
+            }
+        }
+    }))
     .await
 }
