@@ -1,0 +1,555 @@
+//! Fault injection: the real commit protocol ([`Checkpoint::commit`]) and compaction are driven
+//! through every crash point, with Lambda-style retries and bisected batches, replays from the
+//! start of the stream and a producer that re-sends 10% of its events. Afterwards the lake must
+//! hold every source row exactly once.
+//!
+//! The source CSV and the lakes (before and after compaction) are left in
+//! `$CARGO_TARGET_TMPDIR/exactly-once/`, where the end-to-end suite checks them with DuckDB
+//! against the CSV (`tests/e2e/test_exactly_once.py`): this file checks them with its own sums.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type};
+use chrono::{DateTime, NaiveDate};
+use consumer::batch::BatchOptions;
+use consumer::commit::Checkpoint;
+use consumer::compact::compact_day;
+use consumer::lake::{Lake, LakeError, LocalLake, Object, Precondition, Version};
+use consumer::state::{WindowLimits, shard_states};
+use consumer::writer::Codec;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use producer::{ColumnMap, CsvReader, DateParser, GenerateOptions, Line, RowParser};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rust_decimal::Decimal;
+use sales_stream::{Aggregator, Compression, SalesEvent, SequenceNumber, StreamRecord, codec};
+
+const STREAM: &str = "faults";
+const SHARDS: u64 = 2;
+const ROWS: u64 = 4_000;
+
+/// Where a crash can happen: after which kind of lake operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum CrashPoint {
+    /// After the state write that records a batch's intent (or takes over a failed one).
+    AfterIntent,
+    /// After the state write that commits a batch: its position, counts and window.
+    AfterCommit,
+    /// After writing a data or window file.
+    AfterFileWrite,
+    /// After removing a file (recovery, a superseded window, compaction).
+    AfterRemove,
+    /// After the compaction record or a compacted file was written.
+    AfterCompactionWrite,
+}
+
+/// A lake that dies after its `crash_after`-th write or removal: that operation takes effect,
+/// it and every later one fail, as for a process killed right after the request.
+#[derive(Debug)]
+struct CrashingLake {
+    inner: LocalLake,
+    operations: AtomicU64,
+    crash_after: AtomicU64,
+    dead: AtomicBool,
+    crashes: Mutex<BTreeMap<CrashPoint, u64>>,
+}
+
+impl CrashingLake {
+    fn new(root: &Path) -> Self {
+        Self {
+            inner: LocalLake::new(root),
+            operations: AtomicU64::new(0),
+            crash_after: AtomicU64::new(u64::MAX),
+            dead: AtomicBool::new(false),
+            crashes: Mutex::default(),
+        }
+    }
+
+    /// Arms a crash after `n` more writes or removals (`None`: no crash).
+    fn arm(&self, n: Option<u64>) {
+        self.operations.store(0, Ordering::SeqCst);
+        self.crash_after.store(n.unwrap_or(u64::MAX), Ordering::SeqCst);
+        self.dead.store(false, Ordering::SeqCst);
+    }
+
+    fn crashed(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
+    }
+
+    fn died() -> LakeError {
+        LakeError::BadKey("the process was killed".into())
+    }
+
+    /// Runs one mutating operation; the armed one takes effect and then reports a crash.
+    async fn mutate<T>(
+        &self,
+        point: CrashPoint,
+        operation: impl Future<Output = Result<T, LakeError>>,
+    ) -> Result<T, LakeError> {
+        if self.crashed() {
+            return Err(Self::died());
+        }
+        let result = operation.await;
+        let n = self.operations.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.crash_after.load(Ordering::SeqCst) && result.is_ok() {
+            self.dead.store(true, Ordering::SeqCst);
+            *self
+                .crashes
+                .lock()
+                .expect("crashes")
+                .entry(point)
+                .or_default() += 1;
+            return Err(Self::died());
+        }
+        result
+    }
+}
+
+impl Lake for CrashingLake {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
+        let point = if key.starts_with("_state/compaction") || key.contains("compacted-") {
+            CrashPoint::AfterCompactionWrite
+        } else {
+            CrashPoint::AfterFileWrite
+        };
+        self.mutate(point, self.inner.put(key, bytes)).await
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: Precondition,
+    ) -> Result<Version, LakeError> {
+        let point = if key.starts_with("_state/compaction") {
+            CrashPoint::AfterCompactionWrite
+        } else if String::from_utf8_lossy(&bytes).contains("\"in_flight\": null") {
+            CrashPoint::AfterCommit
+        } else {
+            CrashPoint::AfterIntent
+        };
+        self.mutate(point, self.inner.put_if(key, bytes, expected))
+            .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Object>, LakeError> {
+        if self.crashed() {
+            return Err(Self::died());
+        }
+        self.inner.get(key).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        self.mutate(CrashPoint::AfterRemove, self.inner.delete(key))
+            .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        if self.crashed() {
+            return Err(Self::died());
+        }
+        self.inner.list(prefix).await
+    }
+}
+
+/// The source: a generated Online-Retail-like CSV, parsed by the producer's own reader.
+fn source_events(csv: &Path) -> Vec<SalesEvent> {
+    let options = GenerateOptions {
+        rows: ROWS,
+        seed: 7,
+        ..GenerateOptions::default()
+    };
+    let file = std::fs::File::create(csv).expect("csv");
+    producer::generate(&options, std::io::BufWriter::new(file)).expect("generated");
+    let input = std::io::BufReader::new(std::fs::File::open(csv).expect("csv"));
+    let mut reader = CsvReader::new(input, None).expect("header");
+    let columns = ColumnMap::from_header(reader.header(), &[]).expect("columns");
+    let parser = RowParser::new(columns, DateParser::default(), "sales.csv");
+    let mut events = Vec::new();
+    while let Some(line) = reader.next_line().expect("line") {
+        if let Line::Record(record) = line
+            && let Ok(event) = parser.parse(&record)
+        {
+            events.push(event);
+        }
+    }
+    events
+}
+
+/// The stream: each shard's records in order. Events are packed into plain and aggregated
+/// records; 10% are re-sent later (as a producer does after a timeout), and a few records are
+/// garbage.
+fn stream(events: &[SalesEvent], rng: &mut ChaCha8Rng) -> (Vec<Vec<StreamRecord>>, u64, u64) {
+    let mut sent: Vec<&SalesEvent> = events.iter().collect();
+    let resent = events.len() as u64 / 10;
+    for _ in 0..resent {
+        let pick = rng.random_range(0..events.len());
+        let at = rng.random_range(pick + 1..=sent.len());
+        sent.insert(at, &events[pick]);
+    }
+    let mut shards: Vec<Vec<StreamRecord>> = vec![Vec::new(); SHARDS as usize];
+    let mut pending: Vec<Vec<&SalesEvent>> = vec![Vec::new(); SHARDS as usize];
+    let arrival = DateTime::from_timestamp(1_323_400_000, 0).expect("time");
+    let mut garbage = 0;
+    let mut push = |shard: usize, data: Vec<u8>, key: String| {
+        let records = &mut shards[shard];
+        records.push(StreamRecord {
+            sequence_number: SequenceNumber::from_u64(1_000 + 10 * records.len() as u64),
+            partition_key: key,
+            data,
+            approximate_arrival: arrival + chrono::Duration::milliseconds(records.len() as i64),
+        });
+    };
+    for event in sent {
+        // The partition key is the event id: a re-sent event lands on the same shard.
+        let shard = (event.event_id.as_u128() % u128::from(SHARDS)) as usize;
+        if rng.random_bool(0.01) {
+            push(shard, b"{\"event_id\": garbage".to_vec(), "garbage".into());
+            garbage += 1;
+        }
+        pending[shard].push(event);
+        let size = rng.random_range(1..=12);
+        if pending[shard].len() >= size {
+            let batch = std::mem::take(&mut pending[shard]);
+            if batch.len() == 1 {
+                push(shard, codec::encode(batch[0]), batch[0].event_id.to_string());
+            } else {
+                let mut aggregator = Aggregator::new();
+                for e in &batch {
+                    aggregator.push(e.event_id.to_string(), codec::encode(e));
+                }
+                push(shard, aggregator.finish(Compression::Zstd), "agg".into());
+            }
+        }
+    }
+    for (shard, batch) in pending.into_iter().enumerate() {
+        for e in batch {
+            push(shard, codec::encode(e), e.event_id.to_string());
+        }
+    }
+    (shards, resent, garbage)
+}
+
+/// Delivers every shard's records the way Lambda's event source mapping does: batches from the
+/// last checkpoint, retried from the first uncommitted record after a failure, halved when
+/// bisecting; a crash loses the instance's memory (its cached checkpoint).
+async fn deliver(
+    lake: &CrashingLake,
+    shards: &[Vec<StreamRecord>],
+    rng: &mut ChaCha8Rng,
+    crash_probability: f64,
+) -> u64 {
+    let options = BatchOptions { codec: Codec::Zstd };
+    let mut invocations = 0;
+    for (shard, records) in shards.iter().enumerate() {
+        let shard_id = format!("shardId-{shard:012}");
+        let mut warm: Option<Checkpoint> = None;
+        let mut from = 0;
+        let mut size = rng.random_range(1..=40);
+        while from < records.len() {
+            invocations += 1;
+            let crash = rng
+                .random_bool(crash_probability)
+                .then(|| rng.random_range(1..=12));
+            lake.arm(crash);
+            let batch = records[from..(from + size).min(records.len())].to_vec();
+            let delivered = batch.len();
+            let outcome = async {
+                let mut checkpoint = match warm.take() {
+                    Some(checkpoint) => checkpoint,
+                    None => Checkpoint::load(lake, STREAM, &shard_id, WindowLimits::default())
+                        .await?,
+                };
+                checkpoint.commit(lake, batch, &options).await?;
+                Ok::<_, consumer::commit::CommitError>(checkpoint)
+            }
+            .await;
+            match outcome {
+                Ok(checkpoint) => {
+                    warm = Some(checkpoint);
+                    from += delivered;
+                    size = rng.random_range(1..=40);
+                }
+                Err(_) => {
+                    // Lambda retries from the first record after the committed position, which
+                    // a fresh instance reads from the lake; with bisecting, half as many.
+                    lake.arm(None);
+                    let state = Checkpoint::load(lake, STREAM, &shard_id, WindowLimits::default())
+                        .await
+                        .expect("state readable after a crash");
+                    from = match &state.state().sequence_number {
+                        Some(position) => records
+                            .iter()
+                            .position(|r| r.sequence_number > *position)
+                            .unwrap_or(records.len()),
+                        None => 0,
+                    };
+                    if rng.random_bool(0.5) {
+                        size = (size / 2).max(1);
+                    }
+                }
+            }
+        }
+    }
+    lake.arm(None);
+    invocations
+}
+
+/// Totals per `date|country|stock_code`, computed from the source events with decimals.
+fn expected_totals(events: &[SalesEvent]) -> BTreeMap<String, [Decimal; 7]> {
+    let mut totals: BTreeMap<String, [Decimal; 7]> = BTreeMap::new();
+    for e in events {
+        let key = format!("{}|{}|{}", e.event_time.date(), e.country, e.stock_code);
+        let q = Decimal::from(e.quantity);
+        let amount = q * e.unit_price;
+        let t = totals.entry(key).or_default();
+        if e.quantity > 0 {
+            t[0] += q;
+            t[3] += amount;
+        } else {
+            t[1] -= q;
+            t[4] -= amount;
+        }
+        t[2] += q;
+        t[5] += amount;
+        t[6] += Decimal::ONE;
+    }
+    totals
+}
+
+fn parquet_files(root: &Path, table: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join(table)];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// Totals of the lake's daily_sales files, summed per key.
+fn lake_totals(root: &Path) -> BTreeMap<String, [Decimal; 7]> {
+    let mut totals: BTreeMap<String, [Decimal; 7]> = BTreeMap::new();
+    for path in parquet_files(root, "daily_sales") {
+        let file = std::fs::File::open(&path).expect("file");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let column = |name: &str| batch.column_by_name(name).expect(name).clone();
+            let dates = column("sale_date");
+            let (countries, stocks) = (column("country"), column("stock_code"));
+            let ints = ["units_sold", "units_returned", "net_quantity"].map(column);
+            let money = ["gross_revenue", "refunds", "net_revenue"].map(column);
+            let lines = column("order_lines");
+            for row in 0..batch.num_rows() {
+                let date = Date32Type::to_naive_date_opt(
+                    dates.as_primitive::<Date32Type>().value(row),
+                )
+                .expect("date");
+                let key = format!(
+                    "{date}|{}|{}",
+                    countries.as_string::<i32>().value(row),
+                    stocks.as_string::<i32>().value(row)
+                );
+                let t = totals.entry(key).or_default();
+                for (i, c) in ints.iter().enumerate() {
+                    t[i] += Decimal::from(c.as_primitive::<Int64Type>().value(row));
+                }
+                for (i, c) in money.iter().enumerate() {
+                    assert!(!c.is_null(row));
+                    t[3 + i] += Decimal::from_i128_with_scale(
+                        c.as_primitive::<Decimal128Type>().value(row),
+                        3,
+                    );
+                }
+                t[6] += Decimal::from(lines.as_primitive::<Int64Type>().value(row));
+            }
+        }
+    }
+    for t in totals.values_mut() {
+        for v in t.iter_mut() {
+            *v = v.normalize();
+        }
+    }
+    totals
+}
+
+fn normalized(mut totals: BTreeMap<String, [Decimal; 7]>) -> BTreeMap<String, [Decimal; 7]> {
+    for t in totals.values_mut() {
+        for v in t.iter_mut() {
+            *v = v.normalize();
+        }
+    }
+    totals
+}
+
+fn rows(root: &Path, table: &str) -> usize {
+    parquet_files(root, table)
+        .iter()
+        .map(|path| {
+            let file = std::fs::File::open(path).expect("file");
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet");
+            builder.metadata().file_metadata().num_rows() as usize
+        })
+        .sum()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("dir");
+    for entry in std::fs::read_dir(from).expect("dir").flatten() {
+        let (path, target) = (entry.path(), to.join(entry.file_name()));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_row_lands_once_through_crashes_retries_bisects_replays_and_resends() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("exactly-once");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).expect("out dir");
+    let (csv, root) = (out.join("sales.csv"), out.join("lake"));
+    let events = source_events(&csv);
+    let mut rng = ChaCha8Rng::seed_from_u64(42);
+    let (shards, resent, garbage) = stream(&events, &mut rng);
+    let records: u64 = shards.iter().map(|s| s.len() as u64).sum();
+    let lake = CrashingLake::new(&root);
+
+    let invocations = deliver(&lake, &shards, &mut rng, 0.5).await;
+    // A replay of the whole stream from TRIM_HORIZON, with crashes too.
+    let replay_invocations = deliver(&lake, &shards, &mut rng, 0.2).await;
+
+    let crashes = lake.crashes.lock().expect("crashes").clone();
+    println!(
+        "{} events, {resent} re-sent, {garbage} garbage records, {records} records; \
+         {invocations} + {replay_invocations} invocations; crashes {crashes:?}",
+        events.len()
+    );
+    for point in [
+        CrashPoint::AfterIntent,
+        CrashPoint::AfterFileWrite,
+        CrashPoint::AfterCommit,
+        CrashPoint::AfterRemove,
+    ] {
+        assert!(crashes.get(&point).is_some_and(|n| *n >= 3), "too few crashes {point:?}");
+    }
+
+    // Accounting: every record processed exactly once; every event accounted for.
+    let states = shard_states(&lake).await.expect("states");
+    assert_eq!(states.len(), SHARDS as usize);
+    let mut counts = consumer::batch::BatchCounts::default();
+    for state in &states {
+        assert!(state.in_flight.is_none(), "nothing left in flight");
+        counts.add(&state.counts);
+    }
+    assert_eq!(counts.records, records, "each record committed once");
+    assert_eq!(counts.received, events.len() as u64 + resent + garbage);
+    assert_eq!(counts.accepted, events.len() as u64);
+    assert_eq!(counts.duplicates, resent);
+    assert_eq!(counts.quarantined, garbage);
+    assert!(counts.replayed > 0, "the replay was skipped by sequence number");
+    assert_eq!(
+        counts.received,
+        counts.accepted + counts.duplicates + counts.quarantined
+    );
+    // No orphan files: the lake holds exactly the accepted events, and exact totals.
+    assert_eq!(rows(&root, "sales_events"), events.len());
+    let expected = normalized(expected_totals(&events));
+    assert_eq!(lake_totals(&root), expected);
+
+    // Compaction of every day, killed at random points and re-run until it finishes.
+    copy_dir(&root, &out.join("lake-before-compaction"));
+    let days: BTreeSet<NaiveDate> = events.iter().map(|e| e.event_time.date()).collect();
+    let mut compaction_crashes = 0;
+    for day in &days {
+        loop {
+            let crash = rng.random_bool(0.7).then(|| rng.random_range(1..=6));
+            lake.arm(crash);
+            match compact_day(&lake, *day, Codec::Zstd).await {
+                Ok(_) => break,
+                Err(_) if lake.crashed() => compaction_crashes += 1,
+                Err(e) => panic!("compacting {day}: {e}"),
+            }
+        }
+        lake.arm(None);
+        let again = compact_day(&lake, *day, Codec::Zstd)
+            .await
+            .expect("re-run");
+        assert!(again.already_compacted, "a re-run changes nothing");
+    }
+    let crashes = lake.crashes.lock().expect("crashes").clone();
+    assert!(compaction_crashes >= 3 && crashes.contains_key(&CrashPoint::AfterCompactionWrite));
+    println!("compacted {} days through {compaction_crashes} crashes", days.len());
+    assert_eq!(lake_totals(&root), expected, "compaction keeps the totals");
+    assert_eq!(rows(&root, "sales_events"), events.len());
+    let mut per_day: HashMap<String, usize> = HashMap::new();
+    for table in ["sales_events", "daily_sales"] {
+        for path in parquet_files(&root, table) {
+            let dir = path.parent().expect("partition").display().to_string();
+            *per_day.entry(dir).or_default() += 1;
+        }
+    }
+    assert!(per_day.values().all(|n| *n == 1), "one file per table and day");
+    assert!(
+        lake.list("_state/compaction")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn of_two_writers_on_one_shard_only_one_commits_a_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = LocalLake::new(dir.path());
+    let events = source_events(&dir.path().join("sales.csv"));
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let (shards, _, _) = stream(&events[..300], &mut rng);
+    let records = &shards[0];
+    let options = BatchOptions::default();
+    let limits = WindowLimits::default();
+    let shard = "shardId-000000000000";
+    // Both read the same state; the first commits; the second loses its compare-and-swap at
+    // its intent, reads the winner's state and finds the records committed.
+    let mut first = Checkpoint::load(&lake, STREAM, shard, limits).await.expect("a");
+    let mut second = Checkpoint::load(&lake, STREAM, shard, limits).await.expect("b");
+    let a = first
+        .commit(&lake, records.clone(), &options)
+        .await
+        .expect("first commits");
+    let b = second
+        .commit(&lake, records.clone(), &options)
+        .await
+        .expect("second retries");
+    assert_eq!((a.conflicts, b.conflicts), (0, 1));
+    assert_eq!(b.counts.replayed, records.len() as u64);
+    assert_eq!(b.counts.accepted, 0);
+    // And the first, now stale, loses to the second's write and catches up the same way.
+    let c = first
+        .commit(&lake, records.clone(), &options)
+        .await
+        .expect("stale writer");
+    assert_eq!(c.conflicts, 1);
+    let state = Checkpoint::load(&lake, STREAM, shard, limits).await.expect("state");
+    assert_eq!(state.state().counts.records, records.len() as u64);
+    assert_eq!(state.state().batches, 1);
+}
