@@ -70,11 +70,12 @@ e2e: build $(VENV)/.installed $(KINESALITE) ## End-to-end tests: real binaries, 
 	cd tests/e2e && BIN_DIR=$(abspath $(DEBUG_BIN)) SHARED_DATA=$(SHARED_DATA) KINESALITE=$(abspath $(KINESALITE)) \
 		../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
-bench: $(KINESALITE) ## Throughput and memory figures (release build, $(BENCH_ROWS) generated rows)
+bench: $(KINESALITE) $(VENV)/.installed ## Throughput and memory figures (release build, $(BENCH_ROWS) generated rows)
 	$(CARGO) build --release -p producer -p bench
 	@# The bench drives `consumer poll` only: the SQL engine is left out of this release build.
 	$(CARGO) build --release -p consumer --no-default-features
-	$(TARGET_DIR)/release/bench --rows $(BENCH_ROWS) --bin-dir $(TARGET_DIR)/release --kinesalite $(KINESALITE)
+	$(TARGET_DIR)/release/bench --rows $(BENCH_ROWS) --bin-dir $(TARGET_DIR)/release --kinesalite $(KINESALITE) \
+		--moto $(VENV)/bin/moto_server
 
 $(LAMBDA_VENV)/.installed: tests/lambda-build-requirements.txt
 	$(PYTHON3) -m venv $(LAMBDA_VENV)

@@ -2,6 +2,8 @@
 //! cores (no I/O), end-to-end throughput of the real binaries through a file:// stream and lake,
 //! peak memory, and bytes per row on the stream.
 
+mod s3_commit;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use base64::Engine;
 use clap::Parser;
-use consumer::{BatchOptions, FunctionConfig, LocalLake, handle, process_batch};
+use consumer::{BatchOptions, Checkpoints, FunctionConfig, LocalLake, handle, process_batch};
 use producer::{ColumnMap, CsvReader, DateParser, GenerateOptions, Line, RowParser, generate};
 use sales_stream::{SequenceNumber, StreamRecord, codec};
 
@@ -28,6 +30,9 @@ struct Args {
     /// The Kinesis emulator to stream into (kinesalite's executable); `make bench` installs it.
     #[arg(long)]
     kinesalite: PathBuf,
+    /// The S3 emulator (moto's `moto_server`) to measure the commit protocol against.
+    #[arg(long)]
+    moto: PathBuf,
     /// Shards of the emulator streams.
     #[arg(long, default_value_t = 4)]
     shards: i32,
@@ -135,6 +140,7 @@ fn main() -> anyhow::Result<()> {
     for chunk in records.chunks(args.batch_size) {
         let output = process_batch(
             "shardId-000000000000",
+            "bench",
             chunk,
             |_| false,
             &BatchOptions::default(),
@@ -151,6 +157,7 @@ fn main() -> anyhow::Result<()> {
         parquet_bytes as f64 / records.len() as f64
     );
     lambda_figure(&records)?;
+    s3_commit::commit_figures(&args.moto, &records)?;
     println!(
         "bench process peak memory:             {:>10.1} MiB",
         peak_mib("self")
@@ -370,10 +377,12 @@ fn lambda_figure(records: &[StreamRecord]) -> anyhow::Result<()> {
         (name == "LAKE_URL").then(|| format!("file://{}", dir.path().display()))
     })?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(handle(event(&records[..BATCH], 0)?, &lake, &config))?;
+    // One warm function instance: the second event finds the shard's state in memory.
+    let warm = Checkpoints::default();
+    runtime.block_on(handle(event(&records[..BATCH], 0)?, &lake, &config, &warm))?;
     let second = event(&records[BATCH..2 * BATCH], BATCH)?;
     let started = Instant::now();
-    let (response, report) = runtime.block_on(handle(second, &lake, &config))?;
+    let (response, report) = runtime.block_on(handle(second, &lake, &config, &warm))?;
     let elapsed = started.elapsed();
     if !response.batch_item_failures.is_empty() || report.counts.accepted != BATCH as u64 {
         bail!("the Lambda handler did not accept the whole batch: {report:?}");

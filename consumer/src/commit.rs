@@ -21,6 +21,7 @@
 //! intent's generation. A writer that loses at step 3 has written nothing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
@@ -33,7 +34,12 @@ use crate::state::{IdWindow, Intent, ShardState, StateError, WindowLimits};
 
 /// Times a batch is tried again after losing a compare-and-swap to another writer of its shard
 /// (each time after reading the winner's state) before the conflict is reported.
-const MAX_CONFLICT_RETRIES: u32 = 4;
+const MAX_CONFLICT_RETRIES: u32 = 12;
+/// The wait before the first retry after a lost compare-and-swap; it doubles per retry, up to
+/// [`MAX_CONFLICT_BACKOFF`], and each wait is a random part of it (full jitter). Two writers
+/// that take each other's batches over would otherwise collide again and again.
+const CONFLICT_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_CONFLICT_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Why a batch was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -157,11 +163,17 @@ impl Checkpoint {
                 }
                 Attempt::Lost if conflicts < MAX_CONFLICT_RETRIES => {
                     conflicts += 1;
+                    let ceiling = CONFLICT_BACKOFF
+                        .saturating_mul(1 << conflicts.min(16))
+                        .min(MAX_CONFLICT_BACKOFF);
+                    let wait = ceiling.mul_f64(rand::random::<f64>());
                     tracing::warn!(
                         stream = self.state.stream,
                         shard = self.state.shard_id,
+                        wait_ms = wait.as_millis() as u64,
                         "another consumer wrote this shard's state; reading it again"
                     );
+                    tokio::time::sleep(wait).await;
                     let (stream, shard) = (self.state.stream.clone(), self.state.shard_id.clone());
                     *self = Self::load(lake, &stream, &shard, self.limits).await?;
                 }

@@ -72,7 +72,8 @@ impl CrashingLake {
     /// Arms a crash after `n` more writes or removals (`None`: no crash).
     fn arm(&self, n: Option<u64>) {
         self.operations.store(0, Ordering::SeqCst);
-        self.crash_after.store(n.unwrap_or(u64::MAX), Ordering::SeqCst);
+        self.crash_after
+            .store(n.unwrap_or(u64::MAX), Ordering::SeqCst);
         self.dead.store(false, Ordering::SeqCst);
     }
 
@@ -216,7 +217,11 @@ fn stream(events: &[SalesEvent], rng: &mut ChaCha8Rng) -> (Vec<Vec<StreamRecord>
         if pending[shard].len() >= size {
             let batch = std::mem::take(&mut pending[shard]);
             if batch.len() == 1 {
-                push(shard, codec::encode(batch[0]), batch[0].event_id.to_string());
+                push(
+                    shard,
+                    codec::encode(batch[0]),
+                    batch[0].event_id.to_string(),
+                );
             } else {
                 let mut aggregator = Aggregator::new();
                 for e in &batch {
@@ -261,8 +266,9 @@ async fn deliver(
             let outcome = async {
                 let mut checkpoint = match warm.take() {
                     Some(checkpoint) => checkpoint,
-                    None => Checkpoint::load(lake, STREAM, &shard_id, WindowLimits::default())
-                        .await?,
+                    None => {
+                        Checkpoint::load(lake, STREAM, &shard_id, WindowLimits::default()).await?
+                    }
                 };
                 checkpoint.commit(lake, batch, &options).await?;
                 Ok::<_, consumer::commit::CommitError>(checkpoint)
@@ -358,10 +364,9 @@ fn lake_totals(root: &Path) -> BTreeMap<String, [Decimal; 7]> {
             let money = ["gross_revenue", "refunds", "net_revenue"].map(column);
             let lines = column("order_lines");
             for row in 0..batch.num_rows() {
-                let date = Date32Type::to_naive_date_opt(
-                    dates.as_primitive::<Date32Type>().value(row),
-                )
-                .expect("date");
+                let date =
+                    Date32Type::to_naive_date_opt(dates.as_primitive::<Date32Type>().value(row))
+                        .expect("date");
                 let key = format!(
                     "{date}|{}|{}",
                     countries.as_string::<i32>().value(row),
@@ -450,7 +455,10 @@ async fn every_row_lands_once_through_crashes_retries_bisects_replays_and_resend
         CrashPoint::AfterCommit,
         CrashPoint::AfterRemove,
     ] {
-        assert!(crashes.get(&point).is_some_and(|n| *n >= 3), "too few crashes {point:?}");
+        assert!(
+            crashes.get(&point).is_some_and(|n| *n >= 3),
+            "too few crashes {point:?}"
+        );
     }
 
     // Accounting: every record processed exactly once; every event accounted for.
@@ -466,7 +474,10 @@ async fn every_row_lands_once_through_crashes_retries_bisects_replays_and_resend
     assert_eq!(counts.accepted, events.len() as u64);
     assert_eq!(counts.duplicates, resent);
     assert_eq!(counts.quarantined, garbage);
-    assert!(counts.replayed > 0, "the replay was skipped by sequence number");
+    assert!(
+        counts.replayed > 0,
+        "the replay was skipped by sequence number"
+    );
     assert_eq!(
         counts.received,
         counts.accepted + counts.duplicates + counts.quarantined
@@ -491,14 +502,15 @@ async fn every_row_lands_once_through_crashes_retries_bisects_replays_and_resend
             }
         }
         lake.arm(None);
-        let again = compact_day(&lake, *day, Codec::Zstd)
-            .await
-            .expect("re-run");
+        let again = compact_day(&lake, *day, Codec::Zstd).await.expect("re-run");
         assert!(again.already_compacted, "a re-run changes nothing");
     }
     let crashes = lake.crashes.lock().expect("crashes").clone();
     assert!(compaction_crashes >= 3 && crashes.contains_key(&CrashPoint::AfterCompactionWrite));
-    println!("compacted {} days through {compaction_crashes} crashes", days.len());
+    println!(
+        "compacted {} days through {compaction_crashes} crashes",
+        days.len()
+    );
     assert_eq!(lake_totals(&root), expected, "compaction keeps the totals");
     assert_eq!(rows(&root, "sales_events"), events.len());
     let mut per_day: HashMap<String, usize> = HashMap::new();
@@ -508,7 +520,10 @@ async fn every_row_lands_once_through_crashes_retries_bisects_replays_and_resend
             *per_day.entry(dir).or_default() += 1;
         }
     }
-    assert!(per_day.values().all(|n| *n == 1), "one file per table and day");
+    assert!(
+        per_day.values().all(|n| *n == 1),
+        "one file per table and day"
+    );
     assert!(
         lake.list("_state/compaction")
             .await
@@ -530,8 +545,12 @@ async fn of_two_writers_on_one_shard_only_one_commits_a_batch() {
     let shard = "shardId-000000000000";
     // Both read the same state; the first commits; the second loses its compare-and-swap at
     // its intent, reads the winner's state and finds the records committed.
-    let mut first = Checkpoint::load(&lake, STREAM, shard, limits).await.expect("a");
-    let mut second = Checkpoint::load(&lake, STREAM, shard, limits).await.expect("b");
+    let mut first = Checkpoint::load(&lake, STREAM, shard, limits)
+        .await
+        .expect("a");
+    let mut second = Checkpoint::load(&lake, STREAM, shard, limits)
+        .await
+        .expect("b");
     let a = first
         .commit(&lake, records.clone(), &options)
         .await
@@ -549,7 +568,9 @@ async fn of_two_writers_on_one_shard_only_one_commits_a_batch() {
         .await
         .expect("stale writer");
     assert_eq!(c.conflicts, 1);
-    let state = Checkpoint::load(&lake, STREAM, shard, limits).await.expect("state");
+    let state = Checkpoint::load(&lake, STREAM, shard, limits)
+        .await
+        .expect("state");
     assert_eq!(state.state().counts.records, records.len() as u64);
     assert_eq!(state.state().batches, 1);
 }
