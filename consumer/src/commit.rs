@@ -102,35 +102,45 @@ impl Checkpoint {
         limits: WindowLimits,
     ) -> Result<Self, CommitError> {
         let key = shard_state(stream, shard_id);
-        let Some(object) = lake.get(&key).await? else {
+        let mut previous = None;
+        loop {
+            let Some(object) = lake.get(&key).await? else {
+                return Ok(Self {
+                    state: ShardState::new(stream, shard_id),
+                    window: Arc::default(),
+                    version: None,
+                    limits,
+                });
+            };
+            let state = ShardState::decode(&key, &object.bytes)?;
+            let mut window = match &state.window_key {
+                Some(window_key) => match lake.get(window_key).await? {
+                    Some(window) => IdWindow::decode(window_key, &window.bytes)?,
+                    // Another writer committed between the two reads and removed the window
+                    // this state named: read the state again. Missing twice for the same state
+                    // version, it is lost.
+                    None if previous.as_ref() != Some(&object.version) => {
+                        previous = Some(object.version);
+                        continue;
+                    }
+                    None => {
+                        return Err(StateError::Corrupt {
+                            key,
+                            reason: format!("its id window {window_key} is missing"),
+                        }
+                        .into());
+                    }
+                },
+                None => IdWindow::default(),
+            };
+            window.expire(Utc::now(), limits);
             return Ok(Self {
-                state: ShardState::new(stream, shard_id),
-                window: Arc::default(),
-                version: None,
+                state,
+                window: Arc::new(window),
+                version: Some(object.version),
                 limits,
             });
-        };
-        let state = ShardState::decode(&key, &object.bytes)?;
-        let mut window = match &state.window_key {
-            Some(window_key) => match lake.get(window_key).await? {
-                Some(window) => IdWindow::decode(window_key, &window.bytes)?,
-                None => {
-                    return Err(StateError::Corrupt {
-                        key,
-                        reason: format!("its id window {window_key} is missing"),
-                    }
-                    .into());
-                }
-            },
-            None => IdWindow::default(),
-        };
-        window.expire(Utc::now(), limits);
-        Ok(Self {
-            state,
-            window: Arc::new(window),
-            version: Some(object.version),
-            limits,
-        })
+        }
     }
 
     pub fn state(&self) -> &ShardState {

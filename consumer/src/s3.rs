@@ -130,10 +130,12 @@ impl Lake for S3Lake {
         match request.send().await {
             Ok(output) => Ok(Version::new(output.e_tag.unwrap_or_default())),
             // 412: the object is not as expected; 409: another conditional write to it is in
-            // progress; 404: `If-Match` on an object that is gone. Each means another writer.
+            // progress; NoSuchKey: `If-Match` on an object that is gone. Each means another
+            // writer. (A missing bucket is a 404 too, and an error.)
             Err(e)
                 if e.raw_response()
-                    .is_some_and(|r| matches!(r.status().as_u16(), 404 | 409 | 412)) =>
+                    .is_some_and(|r| matches!(r.status().as_u16(), 409 | 412))
+                    || e.code() == Some("NoSuchKey") =>
             {
                 Err(LakeError::Conflict { key })
             }
