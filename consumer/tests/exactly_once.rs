@@ -34,17 +34,17 @@ const ROWS: u64 = 4_000;
 
 /// Where a crash can happen: after which kind of lake operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum CrashPoint {
+enum CrashAfter {
     /// After the state write that records a batch's intent (or takes over a failed one).
-    AfterIntent,
+    Intent,
     /// After the state write that commits a batch: its position, counts and window.
-    AfterCommit,
+    Commit,
     /// After writing a data or window file.
-    AfterFileWrite,
+    FileWrite,
     /// After removing a file (recovery, a superseded window, compaction).
-    AfterRemove,
+    Remove,
     /// After the compaction record or a compacted file was written.
-    AfterCompactionWrite,
+    CompactionWrite,
 }
 
 /// A lake that dies after its `crash_after`-th write or removal: that operation takes effect,
@@ -55,7 +55,7 @@ struct CrashingLake {
     operations: AtomicU64,
     crash_after: AtomicU64,
     dead: AtomicBool,
-    crashes: Mutex<BTreeMap<CrashPoint, u64>>,
+    crashes: Mutex<BTreeMap<CrashAfter, u64>>,
 }
 
 impl CrashingLake {
@@ -88,7 +88,7 @@ impl CrashingLake {
     /// Runs one mutating operation; the armed one takes effect and then reports a crash.
     async fn mutate<T>(
         &self,
-        point: CrashPoint,
+        point: CrashAfter,
         operation: impl Future<Output = Result<T, LakeError>>,
     ) -> Result<T, LakeError> {
         if self.crashed() {
@@ -113,9 +113,9 @@ impl CrashingLake {
 impl Lake for CrashingLake {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
         let point = if key.starts_with("_state/compaction") || key.contains("compacted-") {
-            CrashPoint::AfterCompactionWrite
+            CrashAfter::CompactionWrite
         } else {
-            CrashPoint::AfterFileWrite
+            CrashAfter::FileWrite
         };
         self.mutate(point, self.inner.put(key, bytes)).await
     }
@@ -127,11 +127,11 @@ impl Lake for CrashingLake {
         expected: Precondition,
     ) -> Result<Version, LakeError> {
         let point = if key.starts_with("_state/compaction") {
-            CrashPoint::AfterCompactionWrite
+            CrashAfter::CompactionWrite
         } else if String::from_utf8_lossy(&bytes).contains("\"in_flight\": null") {
-            CrashPoint::AfterCommit
+            CrashAfter::Commit
         } else {
-            CrashPoint::AfterIntent
+            CrashAfter::Intent
         };
         self.mutate(point, self.inner.put_if(key, bytes, expected))
             .await
@@ -145,7 +145,7 @@ impl Lake for CrashingLake {
     }
 
     async fn delete(&self, key: &str) -> Result<(), LakeError> {
-        self.mutate(CrashPoint::AfterRemove, self.inner.delete(key))
+        self.mutate(CrashAfter::Remove, self.inner.delete(key))
             .await
     }
 
@@ -450,10 +450,10 @@ async fn every_row_lands_once_through_crashes_retries_bisects_replays_and_resend
         events.len()
     );
     for point in [
-        CrashPoint::AfterIntent,
-        CrashPoint::AfterFileWrite,
-        CrashPoint::AfterCommit,
-        CrashPoint::AfterRemove,
+        CrashAfter::Intent,
+        CrashAfter::FileWrite,
+        CrashAfter::Commit,
+        CrashAfter::Remove,
     ] {
         assert!(
             crashes.get(&point).is_some_and(|n| *n >= 3),
@@ -506,7 +506,7 @@ async fn every_row_lands_once_through_crashes_retries_bisects_replays_and_resend
         assert!(again.already_compacted, "a re-run changes nothing");
     }
     let crashes = lake.crashes.lock().expect("crashes").clone();
-    assert!(compaction_crashes >= 3 && crashes.contains_key(&CrashPoint::AfterCompactionWrite));
+    assert!(compaction_crashes >= 3 && crashes.contains_key(&CrashAfter::CompactionWrite));
     println!(
         "compacted {} days through {compaction_crashes} crashes",
         days.len()
