@@ -172,26 +172,27 @@ impl LocalLake {
         Ok(self.root.join(check_key(key)?))
     }
 
-    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
-        let error = |action| {
-            move |source| LakeError::Io {
-                action,
-                path: path.to_owned(),
-                source,
-            }
-        };
+    /// Creates the directory of `path` and names a file beside it, `.{name}{suffix}`: hidden,
+    /// so query engines and [`Lake::list`] skip it.
+    fn hidden_beside(&self, path: &Path, suffix: &str) -> Result<PathBuf, LakeError> {
         let dir = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir).map_err(error("create directory for"))?;
+        std::fs::create_dir_all(dir).map_err(io_error("create directory for", path))?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // A dot-prefixed temporary name: query engines skip hidden files while it exists.
-        let temp = dir.join(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        ));
+        Ok(dir.join(format!(".{name}{suffix}")))
+    }
+
+    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
+        let temp = self.hidden_beside(
+            path,
+            &format!(
+                ".{}.{}.tmp",
+                std::process::id(),
+                self.counter.fetch_add(1, Ordering::Relaxed)
+            ),
+        )?;
         let result = (|| {
             let mut file = std::fs::File::create(&temp)?;
             file.write_all(bytes)?;
@@ -201,7 +202,15 @@ impl LocalLake {
         if result.is_err() {
             let _ = std::fs::remove_file(&temp);
         }
-        result.map_err(error("write"))
+        result.map_err(io_error("write", path))
+    }
+}
+
+fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LakeError + 'a {
+    move |source| LakeError::Io {
+        action,
+        path: path.to_owned(),
+        source,
     }
 }
 
@@ -230,30 +239,17 @@ impl Lake for LocalLake {
         expected: Precondition,
     ) -> Result<Version, LakeError> {
         let path = self.path(key)?;
-        let io_error = |action| {
-            let path = path.clone();
-            move |source| LakeError::Io {
-                action,
-                path,
-                source,
-            }
-        };
-        let dir = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir).map_err(io_error("create directory for"))?;
         // Every conditional writer of this key, in any process, takes the lock file first, so
         // the read, the comparison and the rename happen as one step. The lock is released when
         // the file is closed, also when the process dies.
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let lock_path = self.hidden_beside(&path, ".lock")?;
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join(format!(".{name}.lock")))
-            .map_err(io_error("open the lock of"))?;
-        lock.lock().map_err(io_error("lock"))?;
+            .open(&lock_path)
+            .map_err(io_error("open the lock of", &path))?;
+        lock.lock().map_err(io_error("lock", &path))?;
         let current = read_file(&path)?.map(|bytes| Version::of(&bytes));
         let holds = match &expected {
             Precondition::Absent => current.is_none(),
