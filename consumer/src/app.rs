@@ -157,25 +157,37 @@ async fn run_poll<S: ShardSource>(
 async fn query_command(args: crate::options::QueryArgs) -> anyhow::Result<()> {
     use std::io::Write;
 
-    use anyhow::bail;
     use sales_stream::LakeLocation;
 
-    use crate::query::{bind_parameters, format_batches, run_query};
+    use crate::athena::Athena;
+    use crate::query::{bind_parameters, execution_parameters, format_batches, run_query};
 
-    let LakeLocation::Local { dir } = &args.lake else {
-        bail!(
-            "{}: querying S3 lakes through Athena comes with the deployment; query a file:// lake",
-            args.lake
-        );
-    };
     let sql = match (&args.sql, &args.file) {
         (Some(sql), _) => sql.clone(),
         (None, Some(path)) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?,
-        (None, None) => bail!("give the SQL, or --file"),
+        (None, None) => anyhow::bail!("give the SQL, or --file"),
     };
-    let sql = bind_parameters(&sql, &args.params)?;
-    let batches = run_query(dir, &sql).await?;
+    let batches = match &args.lake {
+        LakeLocation::Local { dir } => {
+            run_query(dir, &bind_parameters(&sql, &args.params)?).await?
+        }
+        LakeLocation::S3 { .. } => {
+            // The tables are the Glue database's, which `make deploy` points at this lake.
+            let parameters = execution_parameters(&sql, &args.params)?;
+            let athena = Athena::connect(args.athena()).await?;
+            let (batches, statistics) = athena.run(&sql, parameters).await?;
+            eprintln!(
+                "Athena execution {}: {} scanned, {} ms in the engine",
+                statistics.execution_id,
+                indicatif::HumanBytes(
+                    u64::try_from(statistics.data_scanned_bytes).unwrap_or_default()
+                ),
+                statistics.engine_time_ms
+            );
+            batches
+        }
+    };
     let text = format_batches(&batches, args.format)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", text.trim_end())?;

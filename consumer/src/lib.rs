@@ -8,6 +8,8 @@
 
 pub mod aggregate;
 pub mod app;
+#[cfg(feature = "query")]
+pub mod athena;
 pub mod batch;
 pub mod commit;
 pub mod compact;

@@ -29,7 +29,8 @@ pub enum Command {
     Compact(CompactArgs),
     /// Prints each shard's committed position, lag and record counts.
     Status(StatusArgs),
-    /// Runs SQL over the lake's sales_events and daily_sales tables.
+    /// Runs SQL over the lake's sales_events and daily_sales tables: locally for a file:// lake,
+    /// on Athena for an s3:// lake.
     #[cfg(feature = "query")]
     Query(QueryArgs),
 }
@@ -100,7 +101,7 @@ pub struct StatusArgs {
 #[cfg(feature = "query")]
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// The lake: file://DIR or a path.
+    /// The lake: file://DIR or a path (queried here), or s3://BUCKET/PREFIX (queried on Athena).
     #[arg(long, env = "LAKE_URL", value_name = "URL")]
     pub lake: LakeLocation,
     /// The SQL to run (or --file).
@@ -115,4 +116,24 @@ pub struct QueryArgs {
     /// How to print the result.
     #[arg(long, env = "QUERY_FORMAT", value_enum, default_value_t = crate::query::OutputFormat::Table)]
     pub format: crate::query::OutputFormat,
+    /// Athena: the workgroup, which holds the results location (`make deploy` prints it).
+    #[arg(long, env = "ATHENA_WORKGROUP", default_value = crate::athena::DEFAULT_WORKGROUP)]
+    pub workgroup: String,
+    /// Athena: the Glue database with the lake's tables (`make deploy` prints it).
+    #[arg(long, env = "ATHENA_DATABASE", default_value = crate::athena::DEFAULT_DATABASE)]
+    pub database: String,
+    /// Athena: how long to wait for the query before stopping it (90s, 10m, 1h).
+    #[arg(long, env = "QUERY_TIMEOUT", default_value = "30m", value_parser = parse_age)]
+    pub timeout: Duration,
+}
+
+#[cfg(feature = "query")]
+impl QueryArgs {
+    pub fn athena(&self) -> crate::athena::AthenaOptions {
+        crate::athena::AthenaOptions {
+            workgroup: self.workgroup.clone(),
+            database: self.database.clone(),
+            timeout: self.timeout,
+        }
+    }
 }

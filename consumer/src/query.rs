@@ -49,11 +49,13 @@ pub enum QueryError {
 
 const PARTITION_COLUMNS: [&str; 3] = ["year", "month", "day"];
 
-/// Replaces each `?` outside string literals and comments with the next value as an SQL string
-/// literal. The same `?` form is what Athena's `ExecutionParameters` fill in.
-pub fn bind_parameters(sql: &str, values: &[String]) -> Result<String, QueryError> {
+/// Copies `sql`, handing each `?` outside string literals and comments to `placeholder` (with
+/// its index) to write in its place; returns the text and the number of placeholders.
+fn substitute_placeholders(
+    sql: &str,
+    mut placeholder: impl FnMut(usize, &mut String),
+) -> (String, usize) {
     let mut out = String::with_capacity(sql.len());
-    let mut next = 0;
     let mut chars = sql.chars().peekable();
     let mut placeholders = 0;
     while let Some(c) = chars.next() {
@@ -77,24 +79,48 @@ pub fn bind_parameters(sql: &str, values: &[String]) -> Result<String, QueryErro
                 }
             }
             '?' => {
+                placeholder(placeholders, &mut out);
                 placeholders += 1;
-                if let Some(value) = values.get(next) {
-                    out.push('\'');
-                    out.push_str(&value.replace('\'', "''"));
-                    out.push('\'');
-                }
-                next += 1;
             }
             _ => out.push(c),
         }
     }
+    (out, placeholders)
+}
+
+/// `value` as an SQL string literal: quoted, with quotes doubled.
+fn string_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+fn check_parameter_count(placeholders: usize, values: &[String]) -> Result<(), QueryError> {
     if placeholders != values.len() {
         return Err(QueryError::Parameters {
             placeholders,
             values: values.len(),
         });
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Replaces each `?` outside string literals and comments with the next value as an SQL string
+/// literal, for the local engine.
+pub fn bind_parameters(sql: &str, values: &[String]) -> Result<String, QueryError> {
+    let (bound, placeholders) = substitute_placeholders(sql, |index, out| {
+        if let Some(value) = values.get(index) {
+            out.push_str(&string_literal(value));
+        }
+    });
+    check_parameter_count(placeholders, values)?;
+    Ok(bound)
+}
+
+/// The values for the `?` in `sql` as Athena's `ExecutionParameters` take them: SQL literals, so
+/// strings in quotes (Athena pastes each value in as written). The SQL itself is sent unchanged.
+pub fn execution_parameters(sql: &str, values: &[String]) -> Result<Vec<String>, QueryError> {
+    let (_, placeholders) = substitute_placeholders(sql, |_, _| {});
+    check_parameter_count(placeholders, values)?;
+    Ok(values.iter().map(|value| string_literal(value)).collect())
 }
 
 fn with_partition_columns(schema: &SchemaRef) -> SchemaRef {
@@ -191,6 +217,23 @@ mod tests {
             Err(QueryError::Parameters {
                 placeholders: 3,
                 values: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn execution_parameters_are_quoted_literals_and_counted() {
+        let sql = "SELECT * FROM t WHERE country = ? AND note <> '?' AND d < ? -- ?";
+        let values = ["O'Brien Land".to_owned(), "2011-01-31".into()];
+        assert_eq!(
+            execution_parameters(sql, &values).expect("two placeholders"),
+            ["'O''Brien Land'", "'2011-01-31'"]
+        );
+        assert!(matches!(
+            execution_parameters(sql, &[]),
+            Err(QueryError::Parameters {
+                placeholders: 2,
+                values: 0
             })
         ));
     }

@@ -28,6 +28,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
+def forward(port, method, path, headers, body):
+    """Sends one request on to the emulator on 127.0.0.1:port; returns (status, headers, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        forwarded = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
+        connection.request(method, path, body=body, headers=forwarded)
+        response = connection.getresponse()
+        return response.status, response.getheaders(), response.read()
+    finally:
+        connection.close()
+
+
 class FaultProxy:
     def __init__(self, upstream_port: int, seed: int = 7, *, throttle=0.1, error=0.05,
                  drop_before=0.04, drop_after=0.04, partial=0.25, blackout_after=None):
@@ -115,14 +127,7 @@ class FaultProxy:
         return "pass"
 
     def forward(self, method, path, headers, body):
-        connection = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=30)
-        try:
-            forwarded = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
-            connection.request(method, path, body=body, headers=forwarded)
-            response = connection.getresponse()
-            return response.status, response.getheaders(), response.read()
-        finally:
-            connection.close()
+        return forward(self.upstream_port, method, path, headers, body)
 
     def fail_some(self, answer: bytes) -> bytes:
         """Marks some accepted entries of a PutRecords answer as failed, as Kinesis does under
