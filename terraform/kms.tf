@@ -53,10 +53,5 @@ data "aws_iam_policy_document" "key" {
       type        = "Service"
       identifiers = ["cloudwatch.amazonaws.com"]
     }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
   }
 }
