@@ -23,7 +23,7 @@ BENCH_ROWS  ?= 500000
 .PHONY: help build demo test lint unit infra e2e bench lambda deploy plan destroy clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 build: ## Build the producer and consumer
 	@# --all-targets resolves features as `cargo test` does, so tests and binaries share one
@@ -107,13 +107,13 @@ lambda: $(LAMBDA_VENV)/.installed ## Build the Lambda zip for provided.al2023 (L
 
 # The function is declared arm64 in terraform/: the zip must be too, whatever LAMBDA_ARCH says.
 deploy: LAMBDA_ARCH := arm64
-deploy: lambda ## Build the Lambda zip and deploy everything to AWS with Terraform (see README: Deploy)
+deploy: lambda ## Build the Lambda zip and deploy everything to AWS with Terraform (README: Deploy it)
 	@command -v $(TERRAFORM) >/dev/null || { echo "terraform not found: install Terraform >= 1.5 (or set TERRAFORM=path)"; exit 1; }
 	$(TF) init -input=false
 	$(TF) apply -var lambda_zip=$(LAMBDA_ZIP)
 	$(TF) output try_it
 
-plan: ## Show what `make deploy` would change (needs the zip: `make lambda`)
+plan: ## Show what `make deploy` would change (run `make lambda` first to see the function's)
 	$(TF) init -input=false
 	$(TF) plan -var lambda_zip=$(LAMBDA_ZIP)
 

@@ -182,3 +182,10 @@ def test_make_destroy_and_plan_run_terraform():
         steps = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True,
                                check=True).stdout
         assert command in steps, steps
+
+
+def test_make_help_lists_every_target():
+    listed = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for target in ["build", "demo", "test", "lint", "unit", "infra", "e2e", "bench", "lambda", "deploy", "plan",
+                   "destroy", "clean"]:
+        assert re.search(rf"^  make {target} ", listed, re.M), f"make help does not list {target}:\n{listed}"
