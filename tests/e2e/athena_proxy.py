@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from fault_proxy import HOP_BY_HOP, forward
+from fault_proxy import LocalProxy, forward, relay
 
 
-class AthenaProxy:
+class AthenaProxy(LocalProxy):
     def __init__(self, upstream_port: int, *, fail_with: str | None = None):
         self.upstream_port = upstream_port
         self.fail_with = fail_with
@@ -47,22 +47,9 @@ class AthenaProxy:
                     answer = proxy.page(request, answer)
                 if status == 200 and operation == "GetQueryExecution":
                     answer = proxy.observe(answer)
-                self.send_response(status)
-                for name, value in headers:
-                    if name.lower() not in HOP_BY_HOP:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                relay(self, status, headers, answer)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.start_server(Handler)
 
     def operations(self) -> list[str]:
         with self.lock:
@@ -88,11 +75,3 @@ class AthenaProxy:
         with self.lock:
             self.states.append(status["State"])
         return json.dumps(result).encode()
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()

@@ -40,7 +40,40 @@ def forward(port, method, path, headers, body):
         connection.close()
 
 
-class FaultProxy:
+def relay(handler: BaseHTTPRequestHandler, status, headers, answer: bytes):
+    """Writes a forwarded (and perhaps rewritten) answer back to the client."""
+    handler.send_response(status)
+    for name, value in headers:
+        if name.lower() not in HOP_BY_HOP:
+            handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(answer)))
+    handler.end_headers()
+    handler.wfile.write(answer)
+
+
+class LocalProxy:
+    """An HTTP server on 127.0.0.1 (a free port) running `handler` in a thread, as a context manager."""
+
+    def start_server(self, handler):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FaultProxy(LocalProxy):
     def __init__(self, upstream_port: int, seed: int = 7, *, throttle=0.1, error=0.05,
                  drop_before=0.04, drop_after=0.04, partial=0.25, blackout_after=None):
         self.upstream_port = upstream_port
@@ -88,13 +121,7 @@ class FaultProxy:
                     return
                 if fault == "partial" and status == 200:
                     answer = proxy.fail_some(answer)
-                self.send_response(status)
-                for name, value in headers:
-                    if name.lower() not in HOP_BY_HOP:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                relay(self, status, headers, answer)
 
             def reply(self, status: int, payload: dict):
                 data = json.dumps(payload).encode()
@@ -105,14 +132,7 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.start_server(Handler)
 
     def draw(self) -> str:
         with self.lock:
@@ -146,11 +166,3 @@ class FaultProxy:
             self.failed_entries += failed
         result["FailedRecordCount"] = result.get("FailedRecordCount", 0) + failed
         return json.dumps(result).encode()
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
