@@ -33,9 +33,9 @@ locals {
         { name = "units_sold", type = "bigint", comment = "Sum of positive quantities" },
         { name = "units_returned", type = "bigint", comment = "Sum of -quantity over negative quantities" },
         { name = "net_quantity", type = "bigint", comment = "Sum of quantity" },
-        { name = "gross_revenue", type = "decimal(18,3)", comment = "Sum of quantity x unit_price over positive quantities" },
-        { name = "refunds", type = "decimal(18,3)", comment = "Sum of -(quantity x unit_price) over negative quantities" },
-        { name = "net_revenue", type = "decimal(18,3)", comment = "Sum of quantity x unit_price" },
+        { name = "gross_revenue", type = "decimal(38,3)", comment = "Sum of quantity x unit_price over positive quantities" },
+        { name = "refunds", type = "decimal(38,3)", comment = "Sum of -(quantity x unit_price) over negative quantities" },
+        { name = "net_revenue", type = "decimal(38,3)", comment = "Sum of quantity x unit_price" },
         { name = "order_lines", type = "bigint", comment = "Number of events" },
       ]
     }

@@ -1,7 +1,8 @@
 //! Daily sales per (sale date, country, stock code), in exact decimals.
 //!
-//! Money is summed as integer thousandths (`decimal(18,3)`'s unscaled value), so no sum is ever
-//! rounded: `quantity × unit_price` of a valid event is exact in thousandths.
+//! Money is summed as integer thousandths (the unscaled value of the lake's `decimal(38,3)`), so
+//! no sum is ever rounded: `quantity × unit_price` of a valid event is exact in thousandths, and
+//! fits `decimal(18,3)`, so no realistic number of events can overflow a sum.
 
 use std::collections::BTreeMap;
 
@@ -65,25 +66,43 @@ impl DailySales {
     }
 }
 
-/// Aggregates events into one row per key, in key order. Events must be valid
-/// ([`SalesEvent::validate`]); an event whose amount cannot be computed is skipped by the caller
-/// before this point.
-pub fn aggregate<'a>(events: impl IntoIterator<Item = &'a SalesEvent>) -> Vec<DailySales> {
-    let mut rows: BTreeMap<DailyKey, DailySales> = BTreeMap::new();
-    for event in events {
+/// `daily_sales` rows built up one event at a time.
+#[derive(Debug, Default)]
+pub struct DailyAggregator {
+    rows: BTreeMap<DailyKey, DailySales>,
+}
+
+impl DailyAggregator {
+    /// Adds a valid event ([`SalesEvent::validate`]); one whose amount cannot be computed was
+    /// refused before this point and is skipped.
+    pub fn add(&mut self, event: &SalesEvent) {
         let Some(amount) = event.amount_thousandths() else {
-            continue;
+            return;
         };
         let key = DailyKey {
             sale_date: event.event_time.date(),
             country: event.country.clone(),
             stock_code: event.stock_code.clone(),
         };
-        rows.entry(key.clone())
-            .or_insert_with(|| DailySales::new(key))
+        self.rows
+            .entry(key)
+            .or_insert_with_key(|key| DailySales::new(key.clone()))
             .add(event, amount);
     }
-    rows.into_values().collect()
+
+    /// One row per key, in key order.
+    pub fn finish(self) -> Vec<DailySales> {
+        self.rows.into_values().collect()
+    }
+}
+
+/// Aggregates events into one row per key, in key order.
+pub fn aggregate<'a>(events: impl IntoIterator<Item = &'a SalesEvent>) -> Vec<DailySales> {
+    let mut aggregator = DailyAggregator::default();
+    for event in events {
+        aggregator.add(event);
+    }
+    aggregator.finish()
 }
 
 #[cfg(test)]

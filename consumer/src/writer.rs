@@ -16,16 +16,17 @@ use sales_stream::{SalesEvent, SequenceNumber};
 
 use crate::aggregate::DailySales;
 
-/// `decimal(18,3)`: money, exact to a thousandth.
-pub const MONEY_PRECISION: u8 = 18;
+/// `decimal(18,3)`: a unit price, exact to a thousandth (what [`SalesEvent::validate`] admits).
+pub const PRICE_PRECISION: u8 = 18;
+/// `decimal(38,3)`: a sum of money. Each event's amount fits `decimal(18,3)`, so a sum of them
+/// would need more than 10^20 events in one row to overflow it.
+pub const SUM_PRECISION: u8 = 38;
 pub const MONEY_SCALE: i8 = 3;
-/// The largest unscaled value `decimal(18,3)` holds.
-const MONEY_MAX_UNSCALED: i128 = 999_999_999_999_999_999;
 
 /// Why a batch could not be encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
-    /// A sum does not fit its column (`bigint` or `decimal(18,3)`).
+    /// A value does not fit its column (`bigint`, `decimal(18,3)` or `decimal(38,3)`).
     #[error("{column} = {value} does not fit the column type")]
     Overflow { column: &'static str, value: i128 },
     /// Arrow refused the columns (a bug: the schema and the builders disagree).
@@ -58,8 +59,12 @@ pub struct AcceptedEvent {
     pub arrival_time: DateTime<Utc>,
 }
 
-fn money() -> DataType {
-    DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE)
+fn price() -> DataType {
+    DataType::Decimal128(PRICE_PRECISION, MONEY_SCALE)
+}
+
+fn money_sum() -> DataType {
+    DataType::Decimal128(SUM_PRECISION, MONEY_SCALE)
 }
 
 fn timestamp() -> DataType {
@@ -75,7 +80,7 @@ static SALES_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("stock_code", DataType::Utf8, false),
         Field::new("description", DataType::Utf8, true),
         Field::new("quantity", DataType::Int64, false),
-        Field::new("unit_price", money(), false),
+        Field::new("unit_price", price(), false),
         Field::new("customer_id", DataType::Utf8, true),
         Field::new("country", DataType::Utf8, false),
         Field::new("source", DataType::Utf8, false),
@@ -94,9 +99,9 @@ static DAILY_SALES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("units_sold", DataType::Int64, false),
         Field::new("units_returned", DataType::Int64, false),
         Field::new("net_quantity", DataType::Int64, false),
-        Field::new("gross_revenue", money(), false),
-        Field::new("refunds", money(), false),
-        Field::new("net_revenue", money(), false),
+        Field::new("gross_revenue", money_sum(), false),
+        Field::new("refunds", money_sum(), false),
+        Field::new("net_revenue", money_sum(), false),
         Field::new("order_lines", DataType::Int64, false),
     ]))
 });
@@ -134,8 +139,10 @@ fn to_parquet(batch: &RecordBatch, codec: Codec) -> Result<Vec<u8>, WriterError>
     Ok(bytes)
 }
 
-fn money_value(column: &'static str, value: i128) -> Result<i128, WriterError> {
-    if value.abs() > MONEY_MAX_UNSCALED {
+/// `value` if it fits `decimal(precision, 3)`.
+fn decimal_value(column: &'static str, value: i128, precision: u8) -> Result<i128, WriterError> {
+    let max = 10_i128.pow(u32::from(precision)) - 1;
+    if value.unsigned_abs() > max.unsigned_abs() {
         return Err(WriterError::Overflow { column, value });
     }
     Ok(value)
@@ -150,9 +157,9 @@ fn days_since_epoch(date: NaiveDate) -> i32 {
     (date - epoch).num_days() as i32
 }
 
-fn money_builder(capacity: usize) -> Result<Decimal128Builder, WriterError> {
+fn decimal_builder(capacity: usize, precision: u8) -> Result<Decimal128Builder, WriterError> {
     Ok(Decimal128Builder::with_capacity(capacity)
-        .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)?)
+        .with_precision_and_scale(precision, MONEY_SCALE)?)
 }
 
 /// The `sales_events` rows of one partition as a record batch.
@@ -164,7 +171,7 @@ pub fn sales_events_batch(rows: &[&AcceptedEvent]) -> Result<RecordBatch, Writer
     let mut stock_code = StringBuilder::new();
     let mut description = StringBuilder::new();
     let mut quantity = Int64Builder::with_capacity(n);
-    let mut unit_price = money_builder(n)?;
+    let mut unit_price = decimal_builder(n, PRICE_PRECISION)?;
     let mut customer_id = StringBuilder::new();
     let mut country = StringBuilder::new();
     let mut source = StringBuilder::new();
@@ -187,7 +194,7 @@ pub fn sales_events_batch(rows: &[&AcceptedEvent]) -> Result<RecordBatch, Writer
             column: "unit_price",
             value: e.unit_price.mantissa(),
         })?;
-        unit_price.append_value(money_value("unit_price", price)?);
+        unit_price.append_value(decimal_value("unit_price", price, PRICE_PRECISION)?);
         customer_id.append_option(e.customer_id.as_deref());
         country.append_value(&e.country);
         source.append_value(&e.source);
@@ -223,9 +230,9 @@ pub fn daily_sales_batch(rows: &[&DailySales]) -> Result<RecordBatch, WriterErro
     let mut units_sold = Int64Builder::with_capacity(n);
     let mut units_returned = Int64Builder::with_capacity(n);
     let mut net_quantity = Int64Builder::with_capacity(n);
-    let mut gross_revenue = money_builder(n)?;
-    let mut refunds = money_builder(n)?;
-    let mut net_revenue = money_builder(n)?;
+    let mut gross_revenue = decimal_builder(n, SUM_PRECISION)?;
+    let mut refunds = decimal_builder(n, SUM_PRECISION)?;
+    let mut net_revenue = decimal_builder(n, SUM_PRECISION)?;
     let mut order_lines = Int64Builder::with_capacity(n);
     for row in rows {
         sale_date.append_value(days_since_epoch(row.key.sale_date));
@@ -235,9 +242,17 @@ pub fn daily_sales_batch(rows: &[&DailySales]) -> Result<RecordBatch, WriterErro
         units_sold.append_value(bigint("units_sold", row.units_sold)?);
         units_returned.append_value(bigint("units_returned", row.units_returned)?);
         net_quantity.append_value(bigint("net_quantity", row.net_quantity)?);
-        gross_revenue.append_value(money_value("gross_revenue", row.gross_revenue)?);
-        refunds.append_value(money_value("refunds", row.refunds)?);
-        net_revenue.append_value(money_value("net_revenue", row.net_revenue)?);
+        gross_revenue.append_value(decimal_value(
+            "gross_revenue",
+            row.gross_revenue,
+            SUM_PRECISION,
+        )?);
+        refunds.append_value(decimal_value("refunds", row.refunds, SUM_PRECISION)?);
+        net_revenue.append_value(decimal_value(
+            "net_revenue",
+            row.net_revenue,
+            SUM_PRECISION,
+        )?);
         order_lines.append_value(row.order_lines);
     }
     let columns: Vec<ArrayRef> = vec![
@@ -266,17 +281,73 @@ pub fn encode_daily_sales(rows: &[&DailySales], codec: Codec) -> Result<Vec<u8>,
     to_parquet(&daily_sales_batch(rows)?, codec)
 }
 
-/// Reads a `sales_events` file back: the inverse of [`encode_sales_events`], for compaction.
-pub fn decode_sales_events(bytes: Vec<u8>) -> Result<Vec<AcceptedEvent>, WriterError> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::{Decimal128Type, Int64Type, TimestampMillisecondType};
+/// A `sales_events` file written one record batch at a time: compaction holds a batch of rows in
+/// memory, not the whole day.
+#[derive(Debug)]
+pub struct SalesEventsWriter {
+    writer: ArrowWriter<Vec<u8>>,
+    rows: usize,
+}
+
+impl SalesEventsWriter {
+    pub fn new(codec: Codec) -> Result<Self, WriterError> {
+        Ok(Self {
+            writer: ArrowWriter::try_new(
+                Vec::new(),
+                sales_events_schema(),
+                Some(writer_properties(codec)),
+            )?,
+            rows: 0,
+        })
+    }
+
+    pub fn write(&mut self, rows: &[&AcceptedEvent]) -> Result<(), WriterError> {
+        if !rows.is_empty() {
+            self.writer.write(&sales_events_batch(rows)?)?;
+            self.rows += rows.len();
+        }
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The file's bytes, footer included.
+    pub fn finish(self) -> Result<Vec<u8>, WriterError> {
+        Ok(self.writer.into_inner()?)
+    }
+}
+
+/// Reads a `sales_events` file back, a record batch of events at a time: the inverse of
+/// [`encode_sales_events`], for compaction.
+pub fn read_sales_events(
+    bytes: Vec<u8>,
+) -> Result<impl Iterator<Item = Result<Vec<AcceptedEvent>, WriterError>>, WriterError> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-    let unexpected = |what: String| WriterError::Unexpected(what);
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?.build()?;
+    Ok(reader.map(|batch| events_of(&batch?)))
+}
+
+/// Reads a whole `sales_events` file back.
+pub fn decode_sales_events(bytes: Vec<u8>) -> Result<Vec<AcceptedEvent>, WriterError> {
     let mut events = Vec::new();
-    for batch in reader {
-        let batch = batch?;
+    for batch in read_sales_events(bytes)? {
+        events.extend(batch?);
+    }
+    Ok(events)
+}
+
+/// The events of one record batch of a `sales_events` file.
+fn events_of(batch: &RecordBatch) -> Result<Vec<AcceptedEvent>, WriterError> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Decimal128Type, Int64Type, TimestampMillisecondType};
+
+    let unexpected = |what: String| WriterError::Unexpected(what);
+    let mut events = Vec::with_capacity(batch.num_rows());
+    {
         let column = |name: &str| {
             batch
                 .column_by_name(name)
@@ -491,7 +562,17 @@ mod tests {
     #[test]
     fn sums_that_do_not_fit_are_errors_not_wrapped() {
         let mut row = aggregate([&accepted(2, 1, "1", None).event])[0].clone();
-        row.gross_revenue = MONEY_MAX_UNSCALED + 1;
+        // decimal(38,3) holds sums far beyond decimal(18,3) ...
+        row.gross_revenue = 10_i128.pow(30);
+        let (batch, _) = read_back(encode_daily_sales(&[&row], Codec::Zstd).expect("fits"));
+        let gross = batch
+            .column_by_name("gross_revenue")
+            .expect("column")
+            .as_primitive::<Decimal128Type>();
+        assert_eq!(gross.value(0), 10_i128.pow(30));
+        assert_eq!(gross.precision(), 38);
+        // ... and refuses what it cannot hold.
+        row.gross_revenue = 10_i128.pow(38);
         assert!(matches!(
             encode_daily_sales(&[&row], Codec::Zstd),
             Err(WriterError::Overflow {

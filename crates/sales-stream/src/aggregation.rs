@@ -94,6 +94,10 @@ pub enum AggregationError {
     /// The zstd frame is corrupt, or expands beyond [`MAX_DECOMPRESSED_BYTES`].
     #[error("compressed record does not decompress: {0}")]
     Decompress(std::io::Error),
+    /// A valid aggregated record that carries no user records: nothing in it can be accepted,
+    /// and a record that vanished without a trace would break the accounting.
+    #[error("aggregated record holds no user records")]
+    Empty,
     /// A compressed record holds something other than an aggregated record.
     #[error("compressed record does not hold an aggregated record")]
     NotAggregated,
@@ -158,6 +162,9 @@ fn deaggregate(data: &[u8]) -> Result<Vec<UserRecord>, AggregationError> {
         return Err(AggregationError::DigestMismatch);
     }
     let mut aggregated = AggregatedRecord::decode(body)?;
+    if aggregated.records.is_empty() {
+        return Err(AggregationError::Empty);
+    }
     let keys = std::mem::take(&mut aggregated.partition_key_table);
     aggregated
         .records
@@ -269,6 +276,14 @@ mod tests {
 
     fn user(i: usize) -> (String, Vec<u8>) {
         (format!("key-{i}"), format!("{{\"n\":{i}}}").into_bytes())
+    }
+
+    #[test]
+    fn an_aggregated_record_with_no_user_records_is_refused() {
+        let empty = Aggregator::new().finish(Compression::None);
+        assert!(matches!(unpack(&empty), Err(AggregationError::Empty)));
+        let compressed = Aggregator::new().finish(Compression::Zstd);
+        assert!(matches!(unpack(&compressed), Err(AggregationError::Empty)));
     }
 
     #[test]

@@ -9,11 +9,18 @@ use uuid::Uuid;
 /// re-streamed file would no longer be recognised as a repeat.
 pub const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2d3e_8a4b_4c5d_9e6f_7a8b_9c0d_1e2f);
 
-/// Money has at most this many decimal places: the lake stores `decimal(18,3)`.
+/// Money has at most this many decimal places: the lake stores prices as `decimal(18,3)`.
 pub const MAX_PRICE_SCALE: u32 = 3;
 
-/// Largest absolute amount a `decimal(18,3)` column holds, in thousandths.
+/// Largest absolute amount a `decimal(18,3)` column holds, in thousandths: the bound of a unit
+/// price and of one line's `quantity × unit_price`. Sums of amounts are `decimal(38,3)` in the
+/// lake, so no number of events a day could carry overflows them.
 const MAX_DECIMAL_18_3_UNSCALED: i128 = 999_999_999_999_999_999;
+
+/// Largest absolute quantity of one sales line. Quantities are summed into `bigint` columns; with
+/// this bound it would take over nine billion lines of one product on one day to overflow one.
+/// Real exports stay below 100,000.
+pub const MAX_QUANTITY: i64 = 1_000_000_000;
 
 /// The deterministic id of the sales line at `line` of the source `source_id`.
 ///
@@ -56,6 +63,12 @@ pub enum EventError {
     /// The lake keeps money as `decimal(18,3)`; more places would be rounded, so it is refused.
     #[error("unit price {0} has more than {MAX_PRICE_SCALE} decimal places")]
     PriceTooPrecise(Decimal),
+    /// The unit price does not fit `decimal(18,3)`.
+    #[error("unit price {0} is beyond 999999999999999.999")]
+    PriceOutOfRange(Decimal),
+    /// The quantity is beyond ±[`MAX_QUANTITY`].
+    #[error("quantity {0} is beyond ±{MAX_QUANTITY}")]
+    QuantityOutOfRange(i64),
     /// `quantity × unit_price` does not fit `decimal(18,3)`.
     #[error("amount {quantity} × {unit_price} does not fit decimal(18,3)")]
     AmountOutOfRange { quantity: i64, unit_price: Decimal },
@@ -78,6 +91,15 @@ impl SalesEvent {
         }
         if self.unit_price.normalize().scale() > MAX_PRICE_SCALE {
             return Err(EventError::PriceTooPrecise(self.unit_price));
+        }
+        if self
+            .unit_price_thousandths()
+            .is_none_or(|price| price > MAX_DECIMAL_18_3_UNSCALED)
+        {
+            return Err(EventError::PriceOutOfRange(self.unit_price));
+        }
+        if self.quantity.unsigned_abs() > MAX_QUANTITY.unsigned_abs() {
+            return Err(EventError::QuantityOutOfRange(self.quantity));
         }
         self.amount_thousandths()
             .filter(|amount| amount.abs() <= MAX_DECIMAL_18_3_UNSCALED)
@@ -165,12 +187,32 @@ mod tests {
         event.country = "  ".into();
         assert_eq!(event.validate(), Err(EventError::EmptyField("country")));
         event = sample();
-        event.quantity = i64::MAX;
-        event.unit_price = Decimal::from(1_000);
+        event.quantity = MAX_QUANTITY;
+        event.unit_price = Decimal::from(10_000_000_000_i64);
         assert!(matches!(
             event.validate(),
             Err(EventError::AmountOutOfRange { .. })
         ));
+        // A price the column cannot hold, even on a line whose amount is 0.
+        event = sample();
+        event.quantity = 0;
+        event.unit_price = Decimal::from(1_000_000_000_000_000_i64);
+        assert_eq!(
+            event.validate(),
+            Err(EventError::PriceOutOfRange(event.unit_price))
+        );
+        event.unit_price = Decimal::from_str("999999999999999.999").expect("valid");
+        assert_eq!(event.validate(), Ok(()), "the largest price that fits");
+        // Quantities whose sums would overflow a bigint.
+        event = sample();
+        event.unit_price = Decimal::ZERO;
+        event.quantity = i64::MIN;
+        assert_eq!(
+            event.validate(),
+            Err(EventError::QuantityOutOfRange(i64::MIN))
+        );
+        event.quantity = -MAX_QUANTITY;
+        assert_eq!(event.validate(), Ok(()));
         event = sample();
         event.unit_price = Decimal::ZERO;
         assert_eq!(event.validate(), Ok(()));

@@ -19,7 +19,9 @@ mod shard;
 
 pub use aggregation::{AggregationError, Aggregator, Compression, Payload, UserRecord, unpack};
 pub use codec::DecodeError;
-pub use event::{EVENT_ID_NAMESPACE, EventError, MAX_PRICE_SCALE, SalesEvent, event_id};
+pub use event::{
+    EVENT_ID_NAMESPACE, EventError, MAX_PRICE_SCALE, MAX_QUANTITY, SalesEvent, event_id,
+};
 pub use local_stream::{
     LocalStream, LocalStreamError, MAX_PARTITION_KEY_LEN, MAX_RECORD_BYTES, PutEntry, PutResult,
     StartingPosition, StreamRecord,
