@@ -2,9 +2,16 @@
 //! quoting across lines, decodes UTF-8 or ISO-8859-1, and keeps each record's line number and
 //! raw text for the rejects file.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead};
 
 use csv_core::{ReadRecordResult, ReaderBuilder};
+
+/// Most physical lines one quoted field may span. A quote that opens a field and does not close
+/// within this many lines (or closes into a record of the wrong width) is a stray quote: its line
+/// is rejected alone and reading resumes on the next line, so one bad quote costs one row and
+/// each line is scanned at most this many times (linear in the input).
+pub const MAX_QUOTED_LINES: usize = 100;
 
 /// Why the input cannot be read as CSV at all (as opposed to one bad row).
 #[derive(Debug, thiserror::Error)]
@@ -24,13 +31,20 @@ pub enum Line {
     Blank { line: u64 },
     /// A record with its fields decoded.
     Record(RawRecord),
+    /// A line that cannot be a record: it opens a quoted field that never closes into a record
+    /// of the header's width. Rejected alone; the lines after it are read as usual.
+    Malformed {
+        line: u64,
+        raw: String,
+        reason: String,
+    },
 }
 
 impl Line {
     /// The physical line it starts on (the header is line 1).
     pub fn line(&self) -> u64 {
         match self {
-            Self::Blank { line } => *line,
+            Self::Blank { line } | Self::Malformed { line, .. } => *line,
             Self::Record(record) => record.line,
         }
     }
@@ -81,8 +95,8 @@ pub struct CsvReader<R> {
     /// The physical line number of the next line to read.
     next_line: u64,
     splitter: csv_core::Reader,
-    line_buffer: Vec<u8>,
-    record_bytes: Vec<u8>,
+    /// Lines read ahead while looking for a closing quote and given back: read again first.
+    pending: VecDeque<Vec<u8>>,
     output: Vec<u8>,
     ends: Vec<usize>,
 }
@@ -102,8 +116,7 @@ impl<R: BufRead> CsvReader<R> {
             header: Vec::new(),
             next_line: 2,
             splitter: ReaderBuilder::new().delimiter(delimiter).build(),
-            line_buffer: Vec::new(),
-            record_bytes: Vec::new(),
+            pending: VecDeque::new(),
             output: vec![0; 1024],
             ends: vec![0; 32],
         };
@@ -156,67 +169,138 @@ impl<R: BufRead> CsvReader<R> {
             .collect()
     }
 
-    /// Whether `bytes` ends inside a quoted field (RFC 4180: a quote opens a quoted field only
-    /// at the start of a field, and `""` inside one is an escaped quote).
-    fn ends_inside_quotes(&self, bytes: &[u8]) -> bool {
-        let mut in_quotes = false;
-        let mut at_field_start = true;
+    /// Scans one physical line on from `state` and returns the quoting state at its end
+    /// (RFC 4180: a quote opens a quoted field only at the start of a field, and `""` inside one
+    /// is an escaped quote).
+    fn scan_quotes(&self, bytes: &[u8], mut state: QuoteState) -> QuoteState {
         let mut iter = bytes.iter().peekable();
         while let Some(&b) = iter.next() {
-            if in_quotes {
+            if state.in_quotes {
                 if b == b'"' {
                     if iter.peek() == Some(&&b'"') {
                         iter.next();
                     } else {
-                        in_quotes = false;
+                        state.in_quotes = false;
+                        // RFC 4180: a closing quote ends its field.
+                        let next = iter.peek().map(|&&n| n);
+                        if next.is_some_and(|n| n != self.delimiter && n != b'\r' && n != b'\n') {
+                            state.closed_badly = true;
+                        }
                     }
                 }
-            } else if b == b'"' && at_field_start {
-                in_quotes = true;
+            } else if b == b'"' && state.at_field_start {
+                state.in_quotes = true;
             }
-            at_field_start = !in_quotes && (b == self.delimiter || b == b'\n');
+            state.at_field_start = !state.in_quotes && (b == self.delimiter || b == b'\n');
         }
-        in_quotes
+        state
+    }
+
+    /// The next physical line with its terminator (read ahead lines first), `None` at the end.
+    fn physical_line(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
+        if let Some(line) = self.pending.pop_front() {
+            return Ok(Some(line));
+        }
+        let mut line = Vec::new();
+        if self.input.read_until(b'\n', &mut line)? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(line))
     }
 
     /// The next line, or `None` at the end of the input.
     pub fn next_line(&mut self) -> Result<Option<Line>, ReadError> {
-        self.record_bytes.clear();
         let line = self.next_line;
-        loop {
-            self.line_buffer.clear();
-            let read = self.input.read_until(b'\n', &mut self.line_buffer)?;
-            if read == 0 {
-                if self.record_bytes.is_empty() {
-                    return Ok(None);
-                }
-                // An unterminated quoted field runs to the end of the input.
+        let Some(first) = self.physical_line()? else {
+            return Ok(None);
+        };
+        self.next_line += 1;
+        let mut state = self.scan_quotes(&first, QuoteState::default());
+        if !state.in_quotes {
+            return Ok(Some(self.record(line, &first)));
+        }
+        // A quoted field runs on: take lines until it closes, then keep the record if it has the
+        // header's width. Otherwise the quote was stray.
+        let mut bytes = first;
+        let mut continuation = Vec::new();
+        while state.in_quotes && continuation.len() < MAX_QUOTED_LINES {
+            let Some(next) = self.physical_line()? else {
                 break;
-            }
-            self.next_line += 1;
-            self.record_bytes.extend_from_slice(&self.line_buffer);
-            if !self.ends_inside_quotes(&self.record_bytes) {
-                break;
+            };
+            state = self.scan_quotes(&next, state);
+            bytes.extend_from_slice(&next);
+            continuation.push(next);
+        }
+        if !state.in_quotes && !state.closed_badly {
+            let fields = self.split(trim_line_end(&bytes));
+            if fields.len() == self.header.len() {
+                self.next_line += continuation.len() as u64;
+                return Ok(Some(Line::Record(RawRecord {
+                    line,
+                    raw: decode_text(trim_line_end(&bytes)),
+                    fields,
+                })));
             }
         }
-        let bytes = std::mem::take(&mut self.record_bytes);
-        let record = trim_line_end(&bytes);
-        let result = if record.iter().all(u8::is_ascii_whitespace) {
+        let first_len = bytes.len() - continuation.iter().map(Vec::len).sum::<usize>();
+        let reason = if state.in_quotes {
+            format!(
+                "unterminated quote: a quoted field opens on this line and does not close within \
+                 {MAX_QUOTED_LINES} lines; the line is rejected and reading resumes on the next"
+            )
+        } else {
+            format!(
+                "stray quote: a quoted field opening on this line closes {} lines later, not at \
+                 the end of a field or not into a record of the header's width; the line is \
+                 rejected and reading resumes on the next",
+                continuation.len()
+            )
+        };
+        for next in continuation.into_iter().rev() {
+            self.pending.push_front(next);
+        }
+        Ok(Some(Line::Malformed {
+            line,
+            raw: decode_text(trim_line_end(&bytes[..first_len])),
+            reason,
+        }))
+    }
+
+    /// One complete physical record (with its terminator) as a line.
+    fn record(&mut self, line: u64, bytes: &[u8]) -> Line {
+        let record = trim_line_end(bytes);
+        if record.iter().all(u8::is_ascii_whitespace) {
+            return Line::Blank { line };
+        }
+        let fields = self.split(record);
+        if fields.iter().all(|f| f.trim().is_empty()) {
             Line::Blank { line }
         } else {
-            let fields = self.split(record);
-            if fields.iter().all(|f| f.trim().is_empty()) {
-                Line::Blank { line }
-            } else {
-                Line::Record(RawRecord {
-                    line,
-                    raw: decode_text(record),
-                    fields,
-                })
-            }
-        };
-        self.record_bytes = bytes;
-        Ok(Some(result))
+            Line::Record(RawRecord {
+                line,
+                raw: decode_text(record),
+                fields,
+            })
+        }
+    }
+}
+
+/// Where a scan of quoted CSV stands at the end of a line.
+#[derive(Debug, Clone, Copy)]
+struct QuoteState {
+    in_quotes: bool,
+    at_field_start: bool,
+    /// A quoted field closed somewhere other than at the end of its field (`"a"b`).
+    closed_badly: bool,
+}
+
+impl Default for QuoteState {
+    fn default() -> Self {
+        Self {
+            in_quotes: false,
+            at_field_start: true,
+            closed_badly: false,
+        }
     }
 }
 
@@ -236,8 +320,67 @@ mod tests {
     fn fields(line: &Line) -> Vec<&str> {
         match line {
             Line::Record(r) => r.fields.iter().map(String::as_str).collect(),
-            Line::Blank { .. } => Vec::new(),
+            Line::Blank { .. } | Line::Malformed { .. } => Vec::new(),
         }
+    }
+
+    fn rows(n: usize, delimiter: char, stray_on: usize) -> String {
+        let mut text = format!("a{delimiter}b{delimiter}c\n");
+        for i in 1..=n {
+            let first = if i == stray_on {
+                format!("\"{i}")
+            } else {
+                i.to_string()
+            };
+            text.push_str(&format!("{first}{delimiter}x{delimiter}y\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn a_stray_quote_costs_its_own_row_only() {
+        for delimiter in [',', ';'] {
+            let (_, lines) = read_all(rows(3_066, delimiter, 10).as_bytes());
+            assert_eq!(lines.len(), 3_066, "every line is read");
+            for (i, line) in lines.iter().enumerate() {
+                assert_eq!(line.line(), i as u64 + 2, "line numbers follow");
+                if i + 1 == 10 {
+                    match line {
+                        Line::Malformed { raw, reason, .. } => {
+                            assert_eq!(raw, &format!("\"10{delimiter}x{delimiter}y"));
+                            assert!(reason.contains("unterminated quote"), "{reason}");
+                        }
+                        other => panic!("expected a malformed line, got {other:?}"),
+                    }
+                } else {
+                    assert_eq!(fields(line), [(i + 1).to_string().as_str(), "x", "y"]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_stray_quote_that_closes_into_the_wrong_width_is_rejected_alone() {
+        let (_, lines) = read_all(b"a,b\n\"1,x\n2,y\n3,\"z\"\n4,w\n");
+        assert!(
+            matches!(&lines[0], Line::Malformed { line: 2, reason, .. } if reason.contains("stray quote")),
+            "{lines:?}"
+        );
+        assert_eq!(fields(&lines[1]), ["2", "y"]);
+        assert_eq!(fields(&lines[2]), ["3", "z"]);
+        assert_eq!(fields(&lines[3]), ["4", "w"]);
+        assert_eq!(lines[3].line(), 5);
+    }
+
+    #[test]
+    fn a_stray_quote_on_every_line_rejects_each_line_alone() {
+        let mut text = String::from("a,b\n");
+        for i in 0..20_000 {
+            text.push_str(&format!("\"{i},x\n"));
+        }
+        let (_, lines) = read_all(text.as_bytes());
+        assert_eq!(lines.len(), 20_000);
+        assert!(lines.iter().all(|l| matches!(l, Line::Malformed { .. })));
     }
 
     #[test]
@@ -256,7 +399,7 @@ mod tests {
                 assert_eq!(r.line, 2);
                 assert_eq!(r.raw, "536365,85123A,\"WHITE, HANGING \"\"HEART\"\"\"");
             }
-            Line::Blank { .. } => panic!("expected a record"),
+            _ => panic!("expected a record"),
         }
     }
 
@@ -306,7 +449,7 @@ mod tests {
         assert_eq!(fields(&lines[0]), ["1", "two\nlines"]);
         match &lines[1] {
             Line::Record(r) => assert_eq!(r.line, 4),
-            Line::Blank { .. } => panic!("expected a record"),
+            _ => panic!("expected a record"),
         }
     }
 

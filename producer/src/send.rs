@@ -291,6 +291,13 @@ fn read_rows<R: BufRead>(
                 counts.blank += 1;
                 shared.acks().read(row, false);
             }
+            Line::Malformed { line, raw, reason } => {
+                counts.rejected += 1;
+                rejects
+                    .write(line, &reason, &raw)
+                    .map_err(|e| rejects_error(rejects, e))?;
+                shared.acks().read(row, false);
+            }
             Line::Record(record) => match parser.parse(&record) {
                 Ok(event) => {
                     shared.acks().read(row, true);
