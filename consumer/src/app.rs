@@ -7,7 +7,7 @@ use anyhow::Context;
 use sales_stream::{LocalStream, StreamLocation};
 
 use crate::batch::BatchOptions;
-use crate::compact::compact_day;
+use crate::compact::{CompactReport, Days, compact};
 use crate::kinesis::KinesisSource;
 use crate::lake::LakeStore;
 use crate::options::{Cli, Command, CompactArgs, PollArgs, StatusArgs};
@@ -67,39 +67,58 @@ async fn open_lake(location: &sales_stream::LakeLocation) -> anyhow::Result<Lake
 
 async fn compact_command(args: CompactArgs) -> anyhow::Result<()> {
     let lake = open_lake(&args.lake).await?;
-    let report = compact_day(&lake, args.day, args.compression)
+    let days = args.days();
+    let reports = compact(&lake, &days, args.compression)
         .await
-        .with_context(|| format!("compacting {} of {}", args.day, args.lake))?;
-    if report.already_compacted {
-        println!("{}: already one file per table", args.day);
-    } else if report.files_in == 0 {
-        println!("{}: no files to compact", args.day);
-    } else {
-        println!(
-            "{}: {} files -> {}; {} events -> {} ({} duplicates dropped), {} daily_sales rows{}{}",
-            args.day,
-            report.files_in,
-            report.files_out,
-            report.events_in,
-            report.events_out,
-            report.duplicates,
-            report.daily_rows,
-            if report.resumed {
-                "; resumed a stopped compaction"
-            } else {
-                ""
-            },
-            if report.in_flight > 0 {
-                format!(
-                    "; {} files of batches in flight left alone",
-                    report.in_flight
-                )
-            } else {
-                String::new()
-            }
-        );
+        .with_context(|| format!("compacting {} of {}", describe(&days), args.lake))?;
+    if reports.is_empty() {
+        println!("no day to compact");
+    }
+    for report in reports {
+        println!("{}", compact_line(&report));
     }
     Ok(())
+}
+
+fn describe(days: &Days) -> String {
+    match days {
+        Days::One(day) => day.to_string(),
+        Days::Range { from, to } => format!("{from} to {to}"),
+        Days::Touched => "the days touched since the last run".to_owned(),
+    }
+}
+
+/// One line per compacted day.
+fn compact_line(report: &CompactReport) -> String {
+    let day = report.day.map(|d| d.to_string()).unwrap_or_default();
+    if report.superseded {
+        return format!("{day}: another compaction took this day over; left to it");
+    }
+    if report.already_compacted {
+        return format!("{day}: already one file per table");
+    }
+    if report.files_in == 0 {
+        return format!("{day}: no files to compact");
+    }
+    let mut line = format!(
+        "{day}: {} files -> {}; {} events -> {} ({} duplicates dropped), {} daily_sales rows",
+        report.files_in,
+        report.files_out,
+        report.events_in,
+        report.events_out,
+        report.duplicates,
+        report.daily_rows,
+    );
+    if report.resumed {
+        line.push_str("; finished or took over a stopped compaction first");
+    }
+    if report.in_flight > 0 {
+        line.push_str(&format!(
+            "; {} files of batches in flight left alone",
+            report.in_flight
+        ));
+    }
+    line
 }
 
 async fn status_command(args: StatusArgs) -> anyhow::Result<()> {

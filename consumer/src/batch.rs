@@ -3,7 +3,7 @@
 //! decode → validate → drop duplicates → aggregate → encode. No I/O happens here; the poller
 //! and the Lambda both call [`process_batch`] and write what it returns.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::NaiveDate;
 use sales_stream::{Payload, SequenceNumber, StreamRecord, codec, unpack};
@@ -69,6 +69,8 @@ pub struct BatchOutput {
     pub counts: BatchCounts,
     /// The position to commit once the files are written.
     pub last_sequence_number: Option<SequenceNumber>,
+    /// The sale dates of the accepted events: the table partitions this batch writes.
+    pub days: BTreeSet<NaiveDate>,
 }
 
 /// Why a batch could not be turned into files.
@@ -160,6 +162,7 @@ pub fn process_batch(
     output.counts.quarantined = quarantined.len() as u64;
 
     for (date, rows) in group_by_date(accepted.iter().map(|a| (a.event.event_time.date(), a))) {
+        output.days.insert(date);
         output.files.push(OutputFile {
             key: data_file(SALES_EVENTS, date, name, "parquet"),
             bytes: encode_sales_events(&rows, options.codec)?,

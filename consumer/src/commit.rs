@@ -24,11 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use sales_stream::StreamRecord;
 
 use crate::batch::{BatchCounts, BatchError, BatchOptions, OutputFile, process_batch};
-use crate::lake::{Lake, LakeError, MAX_CONCURRENT_REQUESTS, Precondition, Version, remove_all};
+use crate::lake::{
+    Lake, LakeError, MAX_CONCURRENT_REQUESTS, Precondition, Swapped, Version, remove_all, swap,
+};
 use crate::layout::{batch_name, shard_state, shard_window};
 use crate::state::{IdWindow, Intent, ShardState, StateError, WindowLimits};
 
@@ -56,6 +58,13 @@ pub enum CommitError {
     /// The batch step's thread stopped unexpectedly.
     #[error("the batch worker failed: {0}")]
     Worker(String),
+    /// A commit's answer was lost and the state, read again, has moved on too far to tell
+    /// whether it was applied. Its files are left in place (removing committed files would lose
+    /// data); `consumer compact` drops any event they hold twice.
+    #[error(
+        "shard {shard_id}: could not tell whether the batch of generation {generation} committed"
+    )]
+    Undecided { shard_id: String, generation: u64 },
     /// Other writers kept committing this shard: every attempt lost its compare-and-swap.
     #[error("shard {shard_id} is being committed by another consumer ({attempts} attempts lost)")]
     Contended { shard_id: String, attempts: u32 },
@@ -84,6 +93,14 @@ pub struct Checkpoint {
     window: Arc<IdWindow>,
     version: Option<Version>,
     limits: WindowLimits,
+}
+
+/// The outcome of a compare-and-swap write of the state.
+enum Swap {
+    /// The write was applied (perhaps found so by reading it back).
+    Won,
+    /// It was not, or was superseded: the state as read back (`None`: there is none).
+    Lost(Option<Box<ShardState>>),
 }
 
 /// The result of one attempt at a batch.
@@ -124,11 +141,16 @@ impl Checkpoint {
                         continue;
                     }
                     None => {
-                        return Err(StateError::Corrupt {
+                        // Lost for good (removed by hand, or by a tool that did not know the
+                        // protocol): the shard goes on with an empty window rather than stop.
+                        // Re-sent events it would have caught are dropped when their day is
+                        // compacted.
+                        tracing::warn!(
                             key,
-                            reason: format!("its id window {window_key} is missing"),
-                        }
-                        .into());
+                            window = window_key,
+                            "the shard's id window is missing; starting an empty one"
+                        );
+                        IdWindow::default()
                     }
                 },
                 None => IdWindow::default(),
@@ -197,18 +219,24 @@ impl Checkpoint {
         }
     }
 
-    /// Writes `state` if the stored state is still the one this checkpoint knows.
-    async fn swap(&mut self, lake: &impl Lake, state: ShardState) -> Result<bool, CommitError> {
+    /// Writes `state` if the stored state is still the one this checkpoint knows. A lost answer
+    /// is settled by reading the state back ([`swap`]); a loss returns the state as it is now, so
+    /// the caller can tell "never applied" from "applied, and moved on from since" with
+    /// [`ShardState::has_committed`].
+    async fn swap(&mut self, lake: &impl Lake, state: ShardState) -> Result<Swap, CommitError> {
         let key = shard_state(&state.stream, &state.shard_id);
         let expected = Precondition::from_read(self.version.as_ref());
-        match lake.put_if(&key, state.encode(), expected).await {
-            Ok(version) => {
+        match swap(lake, &key, state.encode(), expected).await? {
+            Swapped::Won(version) => {
                 self.version = Some(version);
                 self.state = state;
-                Ok(true)
+                Ok(Swap::Won)
             }
-            Err(LakeError::Conflict { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
+            Swapped::Lost(Some(object)) => Ok(Swap::Lost(Some(Box::new(ShardState::decode(
+                &key,
+                &object.bytes,
+            )?)))),
+            Swapped::Lost(None) => Ok(Swap::Lost(None)),
         }
     }
 
@@ -221,9 +249,7 @@ impl Checkpoint {
         let mut committed = Committed::default();
         // 1. An earlier attempt did not commit: take the shard over, then remove its files.
         if let Some(intent) = self.state.in_flight.clone() {
-            let mut state = self.state.clone();
-            state.generation += 1;
-            if !self.swap(lake, state).await? {
+            if let Swap::Lost(_) = self.swap(lake, self.state.next()).await? {
                 return Ok(Attempt::Lost);
             }
             remove_all(lake, &intent.keys).await?;
@@ -246,11 +272,10 @@ impl Checkpoint {
         committed.counts.replayed = start as u64;
         if start == records.len() {
             if start > 0 || self.state.in_flight.is_some() {
-                let mut state = self.state.clone();
-                state.generation += 1;
+                let mut state = self.state.next();
                 state.counts.replayed += committed.counts.replayed;
                 state.in_flight = None;
-                if !self.swap(lake, state).await? {
+                if let Swap::Lost(_) = self.swap(lake, state).await? {
                     return Ok(Attempt::Lost);
                 }
             }
@@ -291,43 +316,66 @@ impl Checkpoint {
             rows: window.len(),
         });
         let keys: Vec<String> = files.iter().map(|f| f.key.clone()).collect();
-        let mut state = self.state.clone();
-        state.generation = generation;
+        let mut state = self.state.next();
         state.in_flight = Some(Intent {
             first_sequence_number: Some(first),
             last_sequence_number: output.last_sequence_number.clone(),
             keys: keys.clone(),
             started_at: Utc::now(),
         });
-        if !self.swap(lake, state).await? {
+        if let Swap::Lost(_) = self.swap(lake, state).await? {
             return Ok(Attempt::Lost);
         }
         // 4. The files. A batch spans many date partitions; its files are independent objects,
         // so they are written side by side: on S3 each write is a round trip.
-        futures::stream::iter(files)
+        // Every write is awaited, failed or not, before the batch reports anything: a write
+        // dropped in flight could still land after the next attempt removed this attempt's files,
+        // and would then count twice.
+        let writes: Vec<Result<(), LakeError>> = futures::stream::iter(files)
             .map(|file| async move { lake.put(&file.key, file.bytes).await })
             .buffer_unordered(MAX_CONCURRENT_REQUESTS)
-            .try_collect::<()>()
-            .await?;
+            .collect()
+            .await;
+        writes.into_iter().collect::<Result<(), LakeError>>()?;
         // 5. Commit.
         let superseded_window = self.state.window_key.clone();
-        let mut state = self.state.clone();
-        state.generation += 1;
+        let mut state = self.state.next();
+        state.remember_commit(generation);
         state.sequence_number = output.last_sequence_number;
         state.last_arrival = records.last().map(|r| r.approximate_arrival);
         state.committed_at = Some(Utc::now());
         state.counts.add(&output.counts);
         state.counts.replayed += committed.counts.replayed;
         state.batches += 1;
+        for day in &output.days {
+            state.touched.insert(*day, state.batches);
+        }
         state.window_key = Some(window_key);
         state.in_flight = None;
-        if !self.swap(lake, state).await? {
-            // Another writer took the shard over while these files were written; they are this
-            // attempt's alone (named by its generation), so they go.
-            remove_all(lake, &keys).await?;
-            return Ok(Attempt::Lost);
+        if let Swap::Lost(current) = self.swap(lake, state).await? {
+            match current.as_ref().and_then(|c| c.has_committed(generation)) {
+                // Applied, its answer lost, and other writers have moved on from it since: the
+                // files are committed, and this checkpoint is stale.
+                Some(true) => {
+                    let (stream, shard) = (stream.clone(), shard_id.clone());
+                    *self = Self::load(lake, &stream, &shard, self.limits).await?;
+                }
+                // Another writer took the shard over while these files were written; they are
+                // this attempt's alone (named by its generation), so they go.
+                Some(false) => {
+                    remove_all(lake, &keys).await?;
+                    return Ok(Attempt::Lost);
+                }
+                None => {
+                    return Err(CommitError::Undecided {
+                        shard_id,
+                        generation,
+                    });
+                }
+            }
+        } else {
+            self.window = Arc::new(window);
         }
-        self.window = Arc::new(window);
         if let Some(key) = superseded_window
             && let Err(error) = lake.delete(&key).await
         {

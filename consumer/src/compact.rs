@@ -1,4 +1,4 @@
-//! `compact`: rewrites a closed day of the lake into one file per table.
+//! `compact`: rewrites days of the lake into one file per table.
 //!
 //! The consumer writes a `sales_events` and a `daily_sales` file per batch and date, which
 //! Athena pays for in requests. Compaction reads a day's `sales_events`, drops events whose id
@@ -6,28 +6,53 @@
 //! and writes `daily_sales` aggregated from those events as one file with one row per key. Then
 //! it removes the files it replaced.
 //!
-//! It is safe to re-run and to kill: before writing, it records its inputs and outputs under
-//! `_state/compaction/`. A re-run that finds the record finishes the removal if every output was
-//! written, and otherwise removes the partial outputs and starts again. Files of batches still in
-//! flight (named in a shard's intent) are left alone: their batch may yet remove them.
+//! It is safe to run twice at once, beside live batches, and to kill at any point. Each day has
+//! one record, `_state/compaction/<day>.json`, only ever changed with a compare-and-swap and
+//! never removed. A compaction:
+//!
+//! 1. Finishes a compaction the record shows removing its inputs (its outputs are complete).
+//! 2. Lists the day's files, then reads the shards' states, then lists again: a file is an input
+//!    if it was listed before the states were read and no batch in flight names it (the second
+//!    listing brings both halves of a batch that committed meanwhile). The outputs of a
+//!    compaction the record shows writing are never inputs.
+//! 3. Claims the day: the record, now `writing`, names this compaction (a random owner id), its
+//!    inputs and its outputs, whose names carry the owner id. A compaction that was writing
+//!    (killed, or still running elsewhere) has lost the day: its outputs are removed.
+//! 4. Reads the inputs one record batch at a time, drops ids seen before, writes both outputs.
+//! 5. Commits: the record goes to `removing`, if it still names this compaction. From here the
+//!    outputs replace the inputs. A compaction that lost the day here removes its own outputs,
+//!    after every write it started has ended, and reports that it was superseded.
+//! 6. Removes the inputs, then marks the record `done`.
+//!
+//! Why nothing is lost or counted twice: inputs are removed only after the compaction that read
+//! them has committed its outputs (5), and only that compaction's outputs are committed. Outputs
+//! are removed only while their compaction has not committed, and only by a compaction that has
+//! taken the day from it (3) or by itself (5). A batch file read as an input but not yet
+//! committed (an attempt that then lost its shard) only holds events its shard writes again, and
+//! those are dropped by id at the next compaction; `daily_sales` is always recomputed from the
+//! deduplicated events, never summed from old `daily_sales` files.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-use crate::aggregate::aggregate;
-use crate::lake::{Lake, LakeError, Precondition, remove_all};
-use crate::layout::{DAILY_SALES, SALES_EVENTS, compaction, data_file, partition_dir};
-use crate::state::{StateError, shard_states};
-use crate::writer::{
-    Codec, WriterError, decode_sales_events, encode_daily_sales, encode_sales_events,
+use crate::aggregate::DailyAggregator;
+use crate::lake::{Lake, LakeError, Precondition, Swapped, remove_all, swap};
+use crate::layout::{
+    DAILY_SALES, SALES_EVENTS, compaction, compaction_cursor, data_file, partition_dir,
 };
+use crate::state::{StateError, shard_states};
+use crate::writer::{Codec, SalesEventsWriter, WriterError, encode_daily_sales, read_sales_events};
 
-/// The name of a compacted file starts so; the rest is a digest of what it replaced.
+/// The name of a compacted file starts so; then a digest of its inputs and its owner's id.
 const COMPACTED: &str = "compacted-";
+/// Times `--touched` re-reads and merges the cursor after losing its compare-and-swap to another
+/// compaction that advanced it.
+const MAX_CURSOR_RETRIES: u32 = 8;
 
 /// Why a day could not be compacted.
 #[derive(Debug, thiserror::Error)]
@@ -35,26 +60,39 @@ pub enum CompactError {
     /// Reading or writing the lake failed; re-running finishes the job.
     #[error(transparent)]
     Lake(#[from] LakeError),
-    /// A shard's state or the compaction record is unreadable.
+    /// A shard's state or a compaction record is unreadable.
     #[error(transparent)]
     State(#[from] StateError),
     /// A `sales_events` file could not be read, or the result could not be encoded.
     #[error("{key}: {source}")]
     File { key: String, source: WriterError },
-    /// Another compaction of the same day is in progress (or was killed: re-run it then).
-    #[error(
-        "a compaction of {day} is in progress ({key} exists); if none runs, re-running it resumes"
-    )]
-    Busy { day: NaiveDate, key: String },
+    /// `--from` is after `--to`.
+    #[error("--from {from} is after --to {to}")]
+    Range { from: NaiveDate, to: NaiveDate },
+    /// The cursor of `--touched` kept being advanced by other compactions.
+    #[error("the compaction cursor {key} kept changing under other compactions; run it again")]
+    Contended { key: String },
 }
 
-/// What a compaction did.
+/// Which days to compact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Days {
+    /// One sale date.
+    One(NaiveDate),
+    /// Every sale date from `from` to `to`, both included.
+    Range { from: NaiveDate, to: NaiveDate },
+    /// Every sale date a batch wrote since the last `Touched` compaction (the schedule's choice:
+    /// late events and backfills land on old days, not on yesterday).
+    Touched,
+}
+
+/// What a compaction of one day did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CompactReport {
     pub day: Option<NaiveDate>,
     /// `sales_events` and `daily_sales` files replaced.
     pub files_in: usize,
-    /// Files written: one per table with rows.
+    /// Files written: one per table.
     pub files_out: usize,
     pub events_in: usize,
     /// Events dropped because an event with the same id came earlier in the day.
@@ -63,19 +101,70 @@ pub struct CompactReport {
     pub daily_rows: usize,
     /// Files of batches in flight, left for their batch.
     pub in_flight: usize,
-    /// A killed compaction was found and finished or undone first.
+    /// A compaction that was stopped (or overlapped) was finished or taken over first.
     pub resumed: bool,
     /// The day was already one file per table: nothing was written.
     pub already_compacted: bool,
+    /// Another compaction took the day over while this one ran; it left the day to that one.
+    pub superseded: bool,
 }
 
-/// The record of a compaction in progress.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Phase {
+    /// Writing its outputs; not committed.
+    Writing,
+    /// Committed: the outputs replace the inputs, which are being removed.
+    Removing,
+    /// Finished.
+    Done,
+}
+
+/// A day's compaction record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
     day: NaiveDate,
+    owner: Uuid,
+    phase: Phase,
     started_at: DateTime<Utc>,
     inputs: Vec<String>,
     outputs: Vec<String>,
+}
+
+impl Record {
+    fn encode(&self) -> Vec<u8> {
+        // Strings, dates and ids only: serialising cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Compacts the days `days` names, one after the other. With [`Days::Touched`], the cursor moves
+/// past the batches whose days were compacted only once every one of them was.
+pub async fn compact(
+    lake: &impl Lake,
+    days: &Days,
+    codec: Codec,
+) -> Result<Vec<CompactReport>, CompactError> {
+    let mut reports = Vec::new();
+    match *days {
+        Days::One(day) => reports.push(compact_day(lake, day, codec).await?),
+        Days::Range { from, to } => {
+            if from > to {
+                return Err(CompactError::Range { from, to });
+            }
+            for day in from.iter_days().take_while(|d| *d <= to) {
+                reports.push(compact_day(lake, day, codec).await?);
+            }
+        }
+        Days::Touched => {
+            let (days, seen) = touched_days(lake).await?;
+            for day in days {
+                reports.push(compact_day(lake, day, codec).await?);
+            }
+            advance_cursor(lake, seen).await?;
+        }
+    }
+    Ok(reports)
 }
 
 /// Compacts `day`: one deduplicated `sales_events` file, one `daily_sales` file.
@@ -89,150 +178,246 @@ pub async fn compact_day(
         day: Some(day),
         ..CompactReport::default()
     };
-    if let Some(object) = lake.get(&record_key).await? {
+    // 1. Finish a committed compaction; note one that was writing, to take it over.
+    let (previous, version) = loop {
+        let Some((record, version)) = read_record(lake, &record_key).await? else {
+            break (None, None);
+        };
+        if record.phase != Phase::Removing {
+            break (Some(record), Some(version));
+        }
+        remove_all(lake, &record.inputs).await?;
+        let done = Record {
+            phase: Phase::Done,
+            ..record
+        };
+        // Lost: another compaction finished it first, or has taken the day on; read again.
+        swap(
+            lake,
+            &record_key,
+            done.encode(),
+            Precondition::Matches(version),
+        )
+        .await?;
         report.resumed = true;
-        let record: Record =
-            serde_json::from_slice(&object.bytes).map_err(|e| StateError::Corrupt {
-                key: record_key.clone(),
-                reason: e.to_string(),
-            })?;
-        let mut written = Vec::new();
-        for output in &record.outputs {
-            if lake.get(output).await?.is_some() {
-                written.push(output.clone());
-            }
-        }
-        if written.len() == record.outputs.len() {
-            // Killed while removing the inputs: finish.
-            remove_all(lake, &record.inputs).await?;
-            lake.delete(&record_key).await?;
-            report.files_in = record.inputs.len();
-            report.files_out = record.outputs.len();
-            tracing::info!(%day, "finished a compaction that was stopped while removing its inputs");
-            return Ok(report);
-        }
-        // Killed while writing the outputs: the inputs are all there; undo and start again.
-        remove_all(lake, &written).await?;
-        lake.delete(&record_key).await?;
-    }
+        tracing::info!(%day, "finished a compaction that was stopped while removing its inputs");
+    };
+    let abandoned: Vec<String> = previous
+        .filter(|record| record.phase == Phase::Writing)
+        .map(|record| record.outputs)
+        .unwrap_or_default();
 
+    // 2. The inputs.
+    let listed = list_day(lake, day).await?;
     let in_flight = files_in_flight(lake).await?;
-    let mut inputs = Vec::new();
-    for table in [SALES_EVENTS, DAILY_SALES] {
-        let keys = lake.list(&partition_dir(table, day)).await?;
-        for key in keys.into_iter().filter(|k| k.ends_with(".parquet")) {
-            if in_flight.contains(&key) {
-                report.in_flight += 1;
-            } else {
-                inputs.push(key);
-            }
-        }
-    }
-    let is_compacted = |key: &String| file_name(key).starts_with(COMPACTED);
+    let candidates: HashSet<&str> = listed
+        .iter()
+        .filter(|key| !in_flight.contains(*key) && !abandoned.contains(key))
+        .map(|key| file_name(key))
+        .collect();
+    report.in_flight = listed.iter().filter(|k| in_flight.contains(*k)).count();
+    let inputs: Vec<String> = list_day(lake, day)
+        .await?
+        .into_iter()
+        .filter(|key| candidates.contains(file_name(key)) && !abandoned.contains(key))
+        .collect();
     let events_inputs: Vec<&String> = inputs
         .iter()
         .filter(|k| k.starts_with(SALES_EVENTS))
         .collect();
-    if events_inputs.is_empty()
-        || (inputs.len() == 2 && events_inputs.len() == 1 && inputs.iter().all(is_compacted))
+    let compacted = |key: &String| file_name(key).starts_with(COMPACTED);
+    if abandoned.is_empty()
+        && (inputs.is_empty()
+            || (inputs.len() == 2 && events_inputs.len() == 1 && inputs.iter().all(compacted)))
     {
-        report.already_compacted = !events_inputs.is_empty();
+        report.already_compacted = !inputs.is_empty();
         return Ok(report);
     }
 
-    // Read the day's events, a few files at a time; a file removed since the listing belonged to
-    // a batch that did not commit.
-    let files: Vec<(String, Option<Vec<u8>>)> = futures::stream::iter(events_inputs)
-        .map(|key| async move {
-            lake.get(key)
-                .await
-                .map(|object| (key.clone(), object.map(|o| o.bytes)))
-        })
-        .buffered(crate::lake::MAX_CONCURRENT_REQUESTS)
-        .try_collect()
-        .await?;
-    let mut events = Vec::new();
-    for (key, bytes) in files {
-        let Some(bytes) = bytes else { continue };
-        let decoded = decode_sales_events(bytes).map_err(|source| CompactError::File {
-            key: key.clone(),
-            source,
-        })?;
-        events.extend(decoded);
+    // 3. Claim the day.
+    let owner = Uuid::new_v4();
+    let name = compacted_name(&inputs, owner);
+    let events_key = data_file(SALES_EVENTS, day, &name, "parquet");
+    let daily_key = data_file(DAILY_SALES, day, &name, "parquet");
+    let outputs = if events_inputs.is_empty() {
+        Vec::new()
+    } else {
+        vec![events_key.clone(), daily_key.clone()]
+    };
+    let mut record = Record {
+        day,
+        owner,
+        phase: Phase::Writing,
+        started_at: Utc::now(),
+        inputs: inputs.clone(),
+        outputs: outputs.clone(),
+    };
+    let expected = Precondition::from_read(version.as_ref());
+    let Swapped::Won(mut version) = swap(lake, &record_key, record.encode(), expected).await?
+    else {
+        report.superseded = true;
+        return Ok(report);
+    };
+    if !abandoned.is_empty() {
+        // Its owner, if it still runs, fails to commit and removes what it writes after this.
+        remove_all(lake, &abandoned).await?;
+        report.resumed = true;
+        tracing::info!(%day, files = abandoned.len(), "took over a compaction that did not commit");
     }
-    report.events_in = events.len();
-    // The first arrival of an id is the one kept.
-    events.sort_by(|a, b| {
-        (a.arrival_time, &a.shard_id, &a.sequence_number).cmp(&(
-            b.arrival_time,
-            &b.shard_id,
-            &b.sequence_number,
-        ))
-    });
-    let mut seen = HashSet::with_capacity(events.len());
-    events.retain(|e| seen.insert(e.event.event_id));
-    report.duplicates = report.events_in - events.len();
-    report.events_out = events.len();
-    events.sort_by(|a, b| {
-        (a.event.event_time, a.event.event_id).cmp(&(b.event.event_time, b.event.event_id))
-    });
-    let daily = aggregate(events.iter().map(|e| &e.event));
-    report.daily_rows = daily.len();
 
-    let name = compacted_name(&inputs);
-    let encode_error = |key: &str| {
+    // 4. Read, drop duplicates, write.
+    if !outputs.is_empty() {
+        // On an error the outputs stay named in the record, still `writing`: whichever
+        // compaction takes the day next removes them.
+        let counts = write_outputs(lake, &events_inputs, &events_key, &daily_key, codec).await?;
+        report.events_in = counts.events_in;
+        report.events_out = counts.events_out;
+        report.duplicates = counts.events_in - counts.events_out;
+        report.daily_rows = counts.daily_rows;
+    }
+
+    // 5. Commit.
+    record.phase = Phase::Removing;
+    match swap(
+        lake,
+        &record_key,
+        record.encode(),
+        Precondition::Matches(version),
+    )
+    .await?
+    {
+        Swapped::Won(committed) => version = committed,
+        Swapped::Lost(_) => {
+            remove_all(lake, &outputs).await?;
+            report.superseded = true;
+            tracing::info!(%day, "another compaction took the day over; left it to that one");
+            return Ok(report);
+        }
+    }
+
+    // 6. Remove the inputs, then close the record.
+    remove_all(lake, &inputs).await?;
+    record.phase = Phase::Done;
+    // Lost: a compaction that started meanwhile finished the removal and took the day on.
+    swap(
+        lake,
+        &record_key,
+        record.encode(),
+        Precondition::Matches(version),
+    )
+    .await?;
+    report.files_in = inputs.len();
+    report.files_out = outputs.len();
+    Ok(report)
+}
+
+struct WriteCounts {
+    events_in: usize,
+    events_out: usize,
+    daily_rows: usize,
+}
+
+/// Reads the day's events file by file, record batch by record batch, and writes the two
+/// outputs. Memory holds the ids seen (16 bytes an event), the day's `daily_sales` rows, one
+/// input file and the output files, never the day's events.
+async fn write_outputs(
+    lake: &impl Lake,
+    events_inputs: &[&String],
+    events_key: &str,
+    daily_key: &str,
+    codec: Codec,
+) -> Result<WriteCounts, CompactError> {
+    let file_error = |key: &str| {
         let key = key.to_owned();
         move |source| CompactError::File { key, source }
     };
-    let events_key = data_file(SALES_EVENTS, day, &name, "parquet");
-    let daily_key = data_file(DAILY_SALES, day, &name, "parquet");
-    let events_file = encode_sales_events(&events.iter().collect::<Vec<_>>(), codec)
-        .map_err(encode_error(&events_key))?;
-    let daily_file = encode_daily_sales(&daily.iter().collect::<Vec<_>>(), codec)
-        .map_err(encode_error(&daily_key))?;
-    let record = Record {
-        day,
-        started_at: Utc::now(),
-        inputs: inputs.clone(),
-        outputs: vec![events_key.clone(), daily_key.clone()],
-    };
-    let record_bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
-    match lake
-        .put_if(&record_key, record_bytes, Precondition::Absent)
-        .await
-    {
-        Ok(_) => {}
-        Err(LakeError::Conflict { .. }) => {
-            return Err(CompactError::Busy {
-                day,
-                key: record_key,
-            });
+    let mut seen = HashSet::new();
+    let mut writer = SalesEventsWriter::new(codec).map_err(file_error(events_key))?;
+    let mut daily = DailyAggregator::default();
+    let mut events_in = 0;
+    // A few files are fetched ahead while one is decoded.
+    // Owned keys: a stream of futures borrowing them trips the compiler's `Send` check when
+    // this runs inside a spawned task.
+    let keys: Vec<String> = events_inputs.iter().map(|key| (*key).clone()).collect();
+    let mut files = futures::stream::iter(keys)
+        .map(|key| async move { lake.get(&key).await.map(|object| (key, object)) })
+        .buffered(crate::lake::MAX_CONCURRENT_REQUESTS);
+    while let Some(file) = files.next().await {
+        let (key, object) = file?;
+        // Removed since the listing: an attempt that did not commit, removed by its shard.
+        let Some(object) = object else { continue };
+        for batch in read_sales_events(object.bytes).map_err(file_error(&key))? {
+            let batch = batch.map_err(file_error(&key))?;
+            events_in += batch.len();
+            let fresh: Vec<_> = batch
+                .iter()
+                .filter(|e| seen.insert(e.event.event_id))
+                .collect();
+            for event in &fresh {
+                daily.add(&event.event);
+            }
+            writer.write(&fresh).map_err(file_error(events_key))?;
         }
-        Err(e) => return Err(e.into()),
     }
-    lake.put(&events_key, events_file).await?;
-    lake.put(&daily_key, daily_file).await?;
-    remove_all(lake, &inputs).await?;
-    lake.delete(&record_key).await?;
-    report.files_in = inputs.len();
-    report.files_out = 2;
-    Ok(report)
+    let events_out = writer.rows();
+    let events_file = writer.finish().map_err(file_error(events_key))?;
+    let daily = daily.finish();
+    let daily_file = encode_daily_sales(&daily.iter().collect::<Vec<_>>(), codec)
+        .map_err(file_error(daily_key))?;
+    // Both writes end before either failure is reported (a write left in flight could land
+    // after the outputs were removed).
+    let (events, daily_written) = futures::join!(
+        lake.put(events_key, events_file),
+        lake.put(daily_key, daily_file)
+    );
+    events?;
+    daily_written?;
+    Ok(WriteCounts {
+        events_in,
+        events_out,
+        daily_rows: daily.len(),
+    })
+}
+
+async fn read_record(
+    lake: &impl Lake,
+    key: &str,
+) -> Result<Option<(Record, crate::lake::Version)>, CompactError> {
+    let Some(object) = lake.get(key).await? else {
+        return Ok(None);
+    };
+    let record = serde_json::from_slice(&object.bytes).map_err(|e| StateError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some((record, object.version)))
+}
+
+/// The Parquet files of both tables for `day`.
+async fn list_day(lake: &impl Lake, day: NaiveDate) -> Result<Vec<String>, LakeError> {
+    let mut keys = Vec::new();
+    for table in [SALES_EVENTS, DAILY_SALES] {
+        let listed = lake.list(&partition_dir(table, day)).await?;
+        keys.extend(listed.into_iter().filter(|k| k.ends_with(".parquet")));
+    }
+    Ok(keys)
 }
 
 fn file_name(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
 }
 
-/// `compacted-<digest of the replaced keys>`: re-running over the same inputs gives the same name.
-fn compacted_name(inputs: &[String]) -> String {
+/// `compacted-<digest of the inputs>-<owner>`: the owner makes the names this compaction's
+/// alone, so a compaction that takes the day over removes exactly these.
+fn compacted_name(inputs: &[String], owner: Uuid) -> String {
     let mut hasher = Md5::new();
     for key in inputs {
         hasher.update(key.as_bytes());
         hasher.update(b"\n");
     }
     let digest = hasher.finalize();
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{COMPACTED}{hex}")
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{COMPACTED}{hex}-{}", owner.simple())
 }
 
 /// The keys named by any shard's batch in flight.
@@ -243,4 +428,68 @@ async fn files_in_flight(lake: &impl Lake) -> Result<HashSet<String>, CompactErr
         .filter_map(|state| state.in_flight)
         .flat_map(|intent| intent.keys)
         .collect())
+}
+
+/// How far `--touched` has looked: per shard (`stream/shard`), the batch count it compacted up
+/// to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Cursor {
+    shards: BTreeMap<String, u64>,
+    #[serde(default)]
+    write_id: Uuid,
+}
+
+async fn read_cursor(
+    lake: &impl Lake,
+) -> Result<(Cursor, Option<crate::lake::Version>), CompactError> {
+    let key = compaction_cursor();
+    let Some(object) = lake.get(&key).await? else {
+        return Ok((Cursor::default(), None));
+    };
+    let cursor = serde_json::from_slice(&object.bytes).map_err(|e| StateError::Corrupt {
+        key,
+        reason: e.to_string(),
+    })?;
+    Ok((cursor, Some(object.version)))
+}
+
+/// The days some shard wrote since the cursor, and each shard's batch count as read.
+async fn touched_days(
+    lake: &impl Lake,
+) -> Result<(Vec<NaiveDate>, BTreeMap<String, u64>), CompactError> {
+    let (cursor, _) = read_cursor(lake).await?;
+    let mut days = BTreeSet::new();
+    let mut seen = BTreeMap::new();
+    for state in shard_states(lake).await? {
+        let shard = format!("{}/{}", state.stream, state.shard_id);
+        let done = cursor.shards.get(&shard).copied().unwrap_or(0);
+        days.extend(
+            state
+                .touched
+                .iter()
+                .filter(|(_, batch)| **batch > done)
+                .map(|(day, _)| *day),
+        );
+        seen.insert(shard, state.batches);
+    }
+    Ok((days.into_iter().collect(), seen))
+}
+
+/// Moves the cursor to `seen` (never back: another `--touched` run may have gone further).
+async fn advance_cursor(lake: &impl Lake, seen: BTreeMap<String, u64>) -> Result<(), CompactError> {
+    let key = compaction_cursor();
+    for _ in 0..MAX_CURSOR_RETRIES {
+        let (mut cursor, version) = read_cursor(lake).await?;
+        for (shard, batches) in &seen {
+            let at = cursor.shards.entry(shard.clone()).or_default();
+            *at = (*at).max(*batches);
+        }
+        cursor.write_id = Uuid::new_v4();
+        let bytes = serde_json::to_vec_pretty(&cursor).unwrap_or_default();
+        let expected = Precondition::from_read(version.as_ref());
+        if let Swapped::Won(_) = swap(lake, &key, bytes, expected).await? {
+            return Ok(());
+        }
+    }
+    Err(CompactError::Contended { key })
 }

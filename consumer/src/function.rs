@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::KinesisEventResponse;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use sales_stream::{LakeLocation, SequenceNumber, StreamRecord};
 use serde_json::Value;
 
 use crate::batch::{BatchCounts, BatchOptions};
 use crate::commit::Checkpoint;
+use crate::compact::Days;
 use crate::lake::Lake;
 use crate::state::WindowLimits;
 use crate::writer::Codec;
@@ -58,9 +59,10 @@ pub enum EventError {
 pub enum Invocation {
     /// A batch from the Kinesis event source mapping.
     Kinesis(KinesisEvent),
-    /// Compact a day: an EventBridge scheduled event (the day before the event's time), or
-    /// `{"action": "compact", "day": "YYYY-MM-DD"}`.
-    Compact { day: NaiveDate },
+    /// Compact days: an EventBridge scheduled event (every day touched since the last scheduled
+    /// run), `{"action": "compact", "day": "YYYY-MM-DD"}`, `{"action": "compact", "from": …,
+    /// "to": …}` or `{"action": "compact"}` (touched days).
+    Compact(Days),
 }
 
 impl Invocation {
@@ -72,24 +74,31 @@ impl Invocation {
                 .map_err(|e| EventError::Unrecognised(format!("not a Kinesis event: {e}")));
         }
         if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
-            let time = payload
-                .get("time")
-                .and_then(Value::as_str)
-                .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-                .ok_or_else(|| unrecognised("a scheduled event without a valid time"))?;
-            let day = time
-                .date_naive()
-                .pred_opt()
-                .ok_or_else(|| unrecognised("a scheduled event at the start of time"))?;
-            return Ok(Self::Compact { day });
+            return Ok(Self::Compact(Days::Touched));
         }
         if payload.get("action").and_then(Value::as_str) == Some("compact") {
-            let day = payload
-                .get("day")
-                .and_then(Value::as_str)
-                .and_then(|d| d.parse::<NaiveDate>().ok())
-                .ok_or_else(|| unrecognised("compact needs \"day\": \"YYYY-MM-DD\""))?;
-            return Ok(Self::Compact { day });
+            let date = |name: &str| -> Result<Option<NaiveDate>, EventError> {
+                match payload.get(name) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(value) => value
+                        .as_str()
+                        .and_then(|d| d.parse::<NaiveDate>().ok())
+                        .map(Some)
+                        .ok_or_else(|| {
+                            EventError::Unrecognised(format!(
+                                "compact: \"{name}\" must be a date, YYYY-MM-DD"
+                            ))
+                        }),
+                }
+            };
+            return match (date("day")?, date("from")?, date("to")?) {
+                (Some(day), None, None) => Ok(Self::Compact(Days::One(day))),
+                (None, Some(from), Some(to)) => Ok(Self::Compact(Days::Range { from, to })),
+                (None, None, None) => Ok(Self::Compact(Days::Touched)),
+                _ => Err(unrecognised(
+                    "compact takes \"day\", or \"from\" and \"to\", or neither (touched days)",
+                )),
+            };
         }
         Err(unrecognised(
             "expected a Kinesis event, an EventBridge scheduled event or {\"action\": \"compact\"}",
@@ -97,24 +106,66 @@ impl Invocation {
     }
 }
 
+/// Shards whose checkpoints a warm function instance keeps. An instance is given one shard's
+/// batch at a time, and a mapping's shards are spread over instances; beyond this many, the
+/// least recently used checkpoint is dropped (it is read from the lake again if its shard comes
+/// back), so an instance that meets thousands of shards over its life stays bounded.
+pub const MAX_CACHED_CHECKPOINTS: usize = 16;
+
 /// Shard checkpoints kept between warm invocations, so a shard's state and id window are read
 /// from the lake once per function instance, not once per batch. A stale checkpoint (another
 /// instance committed the shard meanwhile) is safe: its first write loses the compare-and-swap
-/// and the state is read again.
+/// and the state is read again. At most [`MAX_CACHED_CHECKPOINTS`] are kept.
 #[derive(Debug, Default)]
-pub struct Checkpoints(Mutex<HashMap<(String, String), Checkpoint>>);
+pub struct Checkpoints(Mutex<CheckpointCache>);
+
+#[derive(Debug, Default)]
+struct CheckpointCache {
+    /// Each checkpoint with the tick of its last use.
+    entries: HashMap<(String, String), (u64, Checkpoint)>,
+    tick: u64,
+}
 
 impl Checkpoints {
     fn take(&self, stream: &str, shard_id: &str) -> Option<Checkpoint> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&(stream.to_owned(), shard_id.to_owned()))
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entries
+            .remove(&(stream.to_owned(), shard_id.to_owned()))
+            .map(|(_, checkpoint)| checkpoint)
     }
 
     fn keep(&self, checkpoint: Checkpoint) {
         let state = checkpoint.state();
         let key = (state.stream.clone(), state.shard_id.clone());
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(key, checkpoint);
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cache.tick += 1;
+        let tick = cache.tick;
+        cache.entries.insert(key, (tick, checkpoint));
+        while cache.entries.len() > MAX_CACHED_CHECKPOINTS {
+            let oldest = cache
+                .entries
+                .iter()
+                .min_by_key(|(_, (used, _))| *used)
+                .map(|(key, _)| key.clone());
+            match oldest {
+                Some(key) => cache.entries.remove(&key),
+                None => break,
+            };
+        }
+    }
+
+    /// How many checkpoints are kept.
+    pub fn len(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -623,5 +674,38 @@ mod tests {
             "{bad}"
         );
         assert_eq!(config.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
+    }
+
+    #[tokio::test]
+    async fn the_checkpoint_cache_keeps_the_most_recently_used_shards() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = LocalLake::new(dir.path());
+        let checkpoints = Checkpoints::default();
+        let shard = |n: usize| format!("shardId-{n:012}");
+        for n in 0..=MAX_CACHED_CHECKPOINTS {
+            let checkpoint = Checkpoint::load(&lake, "s", &shard(n), WindowLimits::default())
+                .await
+                .expect("fresh");
+            checkpoints.keep(checkpoint);
+            if n == 3 {
+                // Shard 0 is used again: it becomes the most recent.
+                let again = checkpoints.take("s", &shard(0)).expect("kept");
+                checkpoints.keep(again);
+            }
+        }
+        assert_eq!(checkpoints.len(), MAX_CACHED_CHECKPOINTS);
+        assert!(
+            checkpoints.take("s", &shard(1)).is_none(),
+            "the least recently used went"
+        );
+        assert!(
+            checkpoints.take("s", &shard(0)).is_some(),
+            "used again, so kept"
+        );
+        assert!(
+            checkpoints
+                .take("s", &shard(MAX_CACHED_CHECKPOINTS))
+                .is_some()
+        );
     }
 }

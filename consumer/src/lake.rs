@@ -49,6 +49,22 @@ pub enum LakeError {
     Conflict { key: String },
 }
 
+impl LakeError {
+    /// A compare-and-swap lost to another writer.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. })
+    }
+
+    /// Whether a failed write may have been applied all the same: its answer lost, or a retry
+    /// of it refused because the first try had already changed the object (a conflict).
+    pub fn may_have_been_applied(&self) -> bool {
+        matches!(
+            self,
+            Self::Conflict { .. } | Self::S3 { .. } | Self::Io { .. }
+        )
+    }
+}
+
 /// A stored object's version, compared by [`Lake::put_if`]: the ETag on S3, the MD5 of the
 /// content locally (which is what S3's ETag of a single-part upload is, too).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +162,51 @@ pub async fn remove_all(lake: &impl Lake, keys: &[String]) -> Result<(), LakeErr
         .buffer_unordered(MAX_CONCURRENT_REQUESTS)
         .try_collect::<()>()
         .await
+}
+
+/// What a compare-and-swap write came to, once any doubt was settled by reading back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swapped {
+    /// The write was applied: the object is these bytes, at this version.
+    Won(Version),
+    /// It was not (or was overwritten since): the object as it is now, if there is one.
+    Lost(Option<Object>),
+}
+
+/// [`Lake::put_if`] that never takes a failure at its word.
+///
+/// A write whose answer is lost (a timeout, a reset, a 5xx after the write) may have been
+/// applied, and a retry of an applied conditional write meets its own write and is refused as a
+/// conflict. So after a conflict or a failed write the object is read again, and the answer is
+/// decided from what is there: `bytes` themselves means the write was applied. The bytes must be
+/// unique to this writer (a write id, an owner id) for that to be a proof.
+pub async fn swap(
+    lake: &impl Lake,
+    key: &str,
+    bytes: Vec<u8>,
+    expected: Precondition,
+) -> Result<Swapped, LakeError> {
+    let failure = match lake.put_if(key, bytes.clone(), expected).await {
+        Ok(version) => return Ok(Swapped::Won(version)),
+        Err(e) if e.may_have_been_applied() => e,
+        Err(e) => return Err(e),
+    };
+    let current = match lake.get(key).await {
+        Ok(current) => current,
+        // Nothing can be decided: the caller reads the object again before its next write.
+        Err(_) if !failure.is_conflict() => return Err(failure),
+        Err(e) => return Err(e),
+    };
+    match current {
+        Some(object) if object.bytes == bytes => {
+            tracing::info!(
+                key,
+                "a conditional write's answer was lost; reading it back shows it was applied"
+            );
+            Ok(Swapped::Won(object.version))
+        }
+        current => Ok(Swapped::Lost(current)),
+    }
 }
 
 /// A lake in a local directory (`file://DIR`). Objects are files; a write goes to a temporary

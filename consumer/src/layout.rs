@@ -44,9 +44,14 @@ pub fn shard_window(stream_name: &str, shard_id: &str, generation: u64) -> Strin
     format!("{STATE}/{stream_name}/{shard_id}/window-{generation:020}.json")
 }
 
-/// The record of a compaction of `date` in progress.
+/// The compaction record of `date` (see [`crate::compact`]).
 pub fn compaction(date: NaiveDate) -> String {
     format!("{STATE}/compaction/{date}.json")
+}
+
+/// How far `consumer compact --touched` has compacted each shard's batches.
+pub fn compaction_cursor() -> String {
+    format!("{STATE}/compaction/touched.json")
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub mod writer;
 pub use aggregate::{DailyKey, DailySales};
 pub use batch::{BatchCounts, BatchError, BatchOptions, BatchOutput, OutputFile, process_batch};
 pub use commit::{Checkpoint, CommitError, Committed};
-pub use compact::{CompactError, CompactReport, compact_day};
+pub use compact::{CompactError, CompactReport, Days, compact, compact_day};
 pub use function::{Checkpoints, FunctionConfig, Invocation, InvocationReport, handle};
 pub use kinesis::KinesisSource;
 pub use lake::{Lake, LakeError, LakeStore, LocalLake, Object, Precondition, Version};

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 
+use crate::compact::Days;
 use crate::function::parse_age;
 use crate::state::{DEFAULT_WINDOW_IDS, WindowLimits};
 use crate::writer::Codec;
@@ -25,7 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Reads every shard, writes sales_events, daily_sales and quarantine, commits positions.
     Poll(PollArgs),
-    /// Rewrites a closed day into one deduplicated file per table.
+    /// Rewrites days into one deduplicated file per table: one day, a range, or every day
+    /// touched since the last `--touched` run.
     Compact(CompactArgs),
     /// Prints each shard's committed position, lag and record counts.
     Status(StatusArgs),
@@ -73,16 +75,39 @@ impl PollArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("days").required(true).args(["day", "from", "touched"])
+))]
 pub struct CompactArgs {
     /// The lake: s3://BUCKET/PREFIX, file://DIR or a path.
     #[arg(long, env = "LAKE_URL", value_name = "URL")]
     pub lake: LakeLocation,
     /// The day to compact (the sale date), YYYY-MM-DD.
     #[arg(long, value_name = "YYYY-MM-DD")]
-    pub day: NaiveDate,
+    pub day: Option<NaiveDate>,
+    /// The first day of a range to compact (with --to; both included).
+    #[arg(long, value_name = "YYYY-MM-DD", requires = "to")]
+    pub from: Option<NaiveDate>,
+    /// The last day of the range.
+    #[arg(long, value_name = "YYYY-MM-DD", requires = "from")]
+    pub to: Option<NaiveDate>,
+    /// Every day some batch wrote since the last --touched run (what the schedule runs).
+    #[arg(long)]
+    pub touched: bool,
     /// Parquet compression.
     #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Codec::Zstd)]
     pub compression: Codec,
+}
+
+impl CompactArgs {
+    /// The days the flags name (clap makes sure exactly one form is given).
+    pub fn days(&self) -> Days {
+        match (self.day, self.from, self.to) {
+            (Some(day), _, _) => Days::One(day),
+            (None, Some(from), Some(to)) => Days::Range { from, to },
+            _ => Days::Touched,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -6,12 +6,12 @@
 //! large (16 bytes per id) and immutable: each commit writes a new window object and the state
 //! names it, so the intent write never carries the ids.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sales_stream::SequenceNumber;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -29,6 +29,10 @@ pub const DEFAULT_WINDOW_IDS: usize = 100_000;
 /// timeout, within seconds or minutes; older re-sends are caught by compaction.
 pub const DEFAULT_WINDOW_AGE: Duration = Duration::from_secs(60 * 60);
 const FORMAT_VERSION: u32 = 2;
+/// How many committed batches a shard's state remembers (see [`ShardState::committed_batches`]):
+/// a writer reads the state back within moments of a lost answer, long before 64 more batches
+/// of the same shard can commit.
+pub const COMMITS_REMEMBERED: usize = 64;
 
 /// Why stored state could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +221,20 @@ pub struct ShardState {
     pub window_key: Option<String>,
     /// The batch in flight, if one started and did not commit.
     pub in_flight: Option<Intent>,
+    /// The intent generations of the last [`COMMITS_REMEMBERED`] committed batches, oldest
+    /// first. A writer whose commit's answer was lost reads the state again and finds its own
+    /// generation here if the commit was applied, even after later writers moved the state on.
+    #[serde(default)]
+    pub committed_batches: VecDeque<u64>,
+    /// A fresh random id per write of the state, so that a writer recognises its own write when
+    /// it reads the state back, and two writers never write the same bytes.
+    #[serde(default)]
+    pub write_id: Uuid,
+    /// Every sale date this shard has written, with the batch count (`batches`) of the last
+    /// commit that wrote it: `consumer compact --touched` compacts the days touched since it
+    /// last ran.
+    #[serde(default)]
+    pub touched: BTreeMap<NaiveDate, u64>,
 }
 
 impl ShardState {
@@ -247,6 +265,37 @@ impl ShardState {
     pub fn encode(&self) -> Vec<u8> {
         // Strings, numbers and timestamps only: serialising cannot fail.
         serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// The next write of this state: generation bumped, a fresh write id.
+    pub fn next(&self) -> Self {
+        Self {
+            generation: self.generation + 1,
+            write_id: Uuid::new_v4(),
+            ..self.clone()
+        }
+    }
+
+    /// Records that the batch whose intent had `generation` committed.
+    pub fn remember_commit(&mut self, generation: u64) {
+        self.committed_batches.push_back(generation);
+        while self.committed_batches.len() > COMMITS_REMEMBERED {
+            self.committed_batches.pop_front();
+        }
+    }
+
+    /// Whether the batch whose intent had `generation` is known to have committed: `Some(true)`
+    /// or `Some(false)`, or `None` when it is older than what the state remembers.
+    pub fn has_committed(&self, generation: u64) -> Option<bool> {
+        if self.committed_batches.contains(&generation) {
+            return Some(true);
+        }
+        let forgotten = self.committed_batches.len() >= COMMITS_REMEMBERED
+            && self
+                .committed_batches
+                .front()
+                .is_some_and(|&oldest| generation < oldest);
+        (!forgotten).then_some(false)
     }
 }
 

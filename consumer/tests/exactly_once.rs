@@ -524,12 +524,11 @@ async fn every_row_lands_once_through_crashes_retries_bisects_replays_and_resend
         per_day.values().all(|n| *n == 1),
         "one file per table and day"
     );
-    assert!(
-        lake.list("_state/compaction")
-            .await
-            .expect("list")
-            .is_empty()
-    );
+    for key in lake.list("_state/compaction").await.expect("list") {
+        let record = lake.get(&key).await.expect("get").expect("record");
+        let record: serde_json::Value = serde_json::from_slice(&record.bytes).expect("json");
+        assert_eq!(record["phase"], "done", "{key}: every compaction finished");
+    }
 }
 
 #[tokio::test]
@@ -573,4 +572,309 @@ async fn of_two_writers_on_one_shard_only_one_commits_a_batch() {
         .expect("state");
     assert_eq!(state.state().counts.records, records.len() as u64);
     assert_eq!(state.state().batches, 1);
+}
+
+/// How a [`LostAnswers`] lake treats a conditional write it loses the answer of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    /// The write is applied; the answer is a failure, as after a reset or a 5xx.
+    Reset,
+    /// The write is applied; the SDK's retry then meets it and gets 412.
+    RetriedInto,
+    /// The write is applied, another writer moves the state on, then the answer is 412.
+    Overtaken,
+}
+
+/// A lake that loses the answer of every `every`-th conditional write, in turn as each [`Lost`].
+#[derive(Debug)]
+struct LostAnswers {
+    inner: LocalLake,
+    every: u64,
+    writes: AtomicU64,
+    lost: Mutex<BTreeMap<String, u64>>,
+}
+
+impl LostAnswers {
+    fn new(root: &Path, every: u64) -> Self {
+        Self {
+            inner: LocalLake::new(root),
+            every,
+            writes: AtomicU64::new(0),
+            lost: Mutex::default(),
+        }
+    }
+}
+
+impl Lake for LostAnswers {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
+        self.inner.put(key, bytes).await
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: Precondition,
+    ) -> Result<Version, LakeError> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        let commits = String::from_utf8_lossy(&bytes).contains("\"in_flight\": null");
+        let version = self.inner.put_if(key, bytes.clone(), expected).await?;
+        if !n.is_multiple_of(self.every) {
+            return Ok(version);
+        }
+        let mode = match (n / self.every) % 3 {
+            0 => Lost::Reset,
+            1 => Lost::RetriedInto,
+            _ if commits => Lost::Overtaken,
+            _ => Lost::RetriedInto,
+        };
+        *self
+            .lost
+            .lock()
+            .expect("lost")
+            .entry(format!("{mode:?}"))
+            .or_default() += 1;
+        let conflict = LakeError::Conflict {
+            key: key.to_owned(),
+        };
+        match mode {
+            Lost::Reset => Err(LakeError::S3 {
+                action: "write",
+                bucket: "lake".into(),
+                key: key.to_owned(),
+                reason: "connection reset by peer (injected)".into(),
+            }),
+            Lost::RetriedInto => Err(conflict),
+            Lost::Overtaken => {
+                // Another instance reads the committed state and writes it on (a batch of
+                // replayed records does just that) before this writer hears back.
+                let mut state: serde_json::Value = serde_json::from_slice(&bytes).expect("state");
+                state["generation"] =
+                    (state["generation"].as_u64().expect("generation") + 1).into();
+                state["write_id"] = "00000000-0000-4000-8000-000000000001".into();
+                let moved = serde_json::to_vec_pretty(&state).expect("json");
+                self.inner
+                    .put_if(key, moved, Precondition::Matches(version))
+                    .await?;
+                Err(conflict)
+            }
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Object>, LakeError> {
+        self.inner.get(key).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        self.inner.delete(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        self.inner.list(prefix).await
+    }
+}
+
+#[tokio::test]
+async fn a_state_write_whose_answer_was_lost_is_settled_by_reading_it_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = source_events(&dir.path().join("sales.csv"));
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (shards, resent, garbage) = stream(&events, &mut rng);
+    let root = dir.path().join("lake");
+    let lake = LostAnswers::new(&root, 3);
+    let options = BatchOptions::default();
+    for (n, records) in shards.iter().enumerate() {
+        let shard = format!("shardId-{n:012}");
+        let mut checkpoint = Checkpoint::load(&lake, STREAM, &shard, WindowLimits::default())
+            .await
+            .expect("load");
+        for batch in records.chunks(97) {
+            // Every batch commits first time: no lost answer is taken for a lost race.
+            checkpoint
+                .commit(&lake, batch.to_vec(), &options)
+                .await
+                .expect("commits");
+        }
+        // And a later run picks the shard up where it is.
+        let again = Checkpoint::load(&lake, STREAM, &shard, WindowLimits::default())
+            .await
+            .expect("the state reads back, its window included");
+        assert_eq!(
+            again.state().sequence_number,
+            records.last().map(|r| r.sequence_number.clone())
+        );
+    }
+    let lost = lake.lost.lock().expect("lost").clone();
+    println!("lost answers: {lost:?}");
+    for mode in ["Reset", "RetriedInto", "Overtaken"] {
+        assert!(
+            lost.get(mode).is_some_and(|n| *n >= 2),
+            "too few {mode}: {lost:?}"
+        );
+    }
+    let states = shard_states(&lake).await.expect("states");
+    let mut counts = consumer::batch::BatchCounts::default();
+    for state in &states {
+        assert!(state.in_flight.is_none());
+        counts.add(&state.counts);
+    }
+    assert_eq!(counts.accepted, events.len() as u64);
+    assert_eq!(counts.duplicates, resent);
+    assert_eq!(counts.quarantined, garbage);
+    assert_eq!(
+        rows(&root, "sales_events"),
+        events.len(),
+        "nothing lost, nothing twice"
+    );
+    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+}
+
+/// A lake that, when a compaction first writes its output, lets a second compaction of the same
+/// day run to the end first, and only then lands the write: two compactions overlapping.
+#[derive(Debug)]
+struct Overlapping {
+    inner: LocalLake,
+    day: NaiveDate,
+    done: AtomicBool,
+}
+
+impl Lake for Overlapping {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
+        if key.contains("/compacted-") && !self.done.swap(true, Ordering::SeqCst) {
+            let other = compact_day(&self.inner, self.day, Codec::Zstd)
+                .await
+                .expect("the overlapping compaction");
+            assert!(other.resumed && other.files_out == 2, "{other:?}");
+        }
+        self.inner.put(key, bytes).await
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: Precondition,
+    ) -> Result<Version, LakeError> {
+        self.inner.put_if(key, bytes, expected).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Object>, LakeError> {
+        self.inner.get(key).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        self.inner.delete(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        self.inner.list(prefix).await
+    }
+}
+
+/// Commits every shard's records into a local lake at `root`, in batches of `size`.
+async fn commit_all(lake: &impl Lake, shards: &[Vec<StreamRecord>], size: usize) {
+    for (n, records) in shards.iter().enumerate() {
+        let shard = format!("shardId-{n:012}");
+        let mut checkpoint = Checkpoint::load(lake, STREAM, &shard, WindowLimits::default())
+            .await
+            .expect("load");
+        for batch in records.chunks(size) {
+            checkpoint
+                .commit(lake, batch.to_vec(), &BatchOptions::default())
+                .await
+                .expect("commits");
+        }
+    }
+}
+
+fn files_per_partition(root: &Path) -> HashMap<String, usize> {
+    let mut per_day: HashMap<String, usize> = HashMap::new();
+    for table in ["sales_events", "daily_sales"] {
+        for path in parquet_files(root, table) {
+            let dir = path.parent().expect("partition").display().to_string();
+            *per_day.entry(dir).or_default() += 1;
+        }
+    }
+    per_day
+}
+
+#[tokio::test]
+async fn a_compaction_overtaken_by_another_leaves_the_day_to_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = source_events(&dir.path().join("sales.csv"));
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (shards, _, _) = stream(&events, &mut rng);
+    let root = dir.path().join("lake");
+    let local = LocalLake::new(&root);
+    commit_all(&local, &shards, 300).await;
+    let day = events[0].event_time.date();
+    let lake = Overlapping {
+        inner: LocalLake::new(&root),
+        day,
+        done: AtomicBool::new(false),
+    };
+    // The first compaction claims the day; the second takes it over (removing the first's
+    // outputs, not yet written) and finishes; then the first's output write lands. The first
+    // then fails to commit, removes what it wrote, and leaves the day to the second.
+    let first = compact_day(&lake, day, Codec::Zstd)
+        .await
+        .expect("compacts");
+    assert!(first.superseded, "{first:?}");
+    assert!(
+        files_per_partition(&root)
+            .iter()
+            .filter(|(dir, _)| dir.ends_with(&format!("day={:02}", chrono::Datelike::day(&day))))
+            .all(|(_, n)| *n == 1)
+    );
+    assert_eq!(rows(&root, "sales_events"), events.len());
+    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+    let again = compact_day(&local, day, Codec::Zstd).await.expect("re-run");
+    assert!(again.already_compacted, "{again:?}");
+}
+
+#[tokio::test]
+async fn touched_compaction_compacts_the_days_written_since_it_last_ran() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = source_events(&dir.path().join("sales.csv"));
+    let (old, late) = events.split_at(events.len() - 40);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let root = dir.path().join("lake");
+    let lake = LocalLake::new(&root);
+    let (shards, _, _) = stream(old, &mut rng);
+    commit_all(&lake, &shards, 250).await;
+    let days: BTreeSet<NaiveDate> = old.iter().map(|e| e.event_time.date()).collect();
+    let reports = consumer::compact(&lake, &consumer::Days::Touched, Codec::Zstd)
+        .await
+        .expect("compacts");
+    let compacted: BTreeSet<NaiveDate> = reports.iter().filter_map(|r| r.day).collect();
+    assert_eq!(compacted, days, "every day written so far");
+    assert!(files_per_partition(&root).values().all(|n| *n == 1));
+    let nothing = consumer::compact(&lake, &consumer::Days::Touched, Codec::Zstd)
+        .await
+        .expect("nothing to do");
+    assert!(nothing.is_empty(), "{nothing:?}");
+
+    // Late events of a few old days arrive, on fresh sequence numbers.
+    let (mut late_shards, _, _) = stream(late, &mut rng);
+    for (n, records) in late_shards.iter_mut().enumerate() {
+        let last = shards[n]
+            .last()
+            .map(|r| r.sequence_number.as_str().parse::<u64>().expect("n"));
+        for (i, record) in records.iter_mut().enumerate() {
+            record.sequence_number =
+                SequenceNumber::from_u64(last.unwrap_or(0) + 10 * (i as u64 + 1));
+        }
+    }
+    commit_all(&lake, &late_shards, 250).await;
+    let late_days: BTreeSet<NaiveDate> = late.iter().map(|e| e.event_time.date()).collect();
+    let reports = consumer::compact(&lake, &consumer::Days::Touched, Codec::Zstd)
+        .await
+        .expect("compacts");
+    let compacted: BTreeSet<NaiveDate> = reports.iter().filter_map(|r| r.day).collect();
+    assert_eq!(
+        compacted, late_days,
+        "only the days the late events touched"
+    );
+    assert!(files_per_partition(&root).values().all(|n| *n == 1));
+    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
 }

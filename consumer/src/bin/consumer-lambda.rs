@@ -3,10 +3,11 @@
 //! `LAKE_URL` (required), `CONSUMER_COMPRESSION`, `CONSUMER_DEDUPE_WINDOW`,
 //! `CONSUMER_DEDUPE_WINDOW_AGE`, `METRICS_NAMESPACE`.
 //!
-//! The same function compacts a day when invoked by an EventBridge schedule (the day before the
-//! event's time) or with `{"action": "compact", "day": "YYYY-MM-DD"}`.
+//! The same function compacts days when invoked by an EventBridge schedule (every day a batch
+//! touched since the last scheduled run) or with `{"action": "compact", "day": "YYYY-MM-DD"}`
+//! (or `"from"` and `"to"`).
 
-use consumer::compact::compact_day;
+use consumer::compact::compact;
 use consumer::function::{Checkpoints, FunctionConfig, Invocation, handle};
 use consumer::lake::LakeStore;
 use consumer::metrics::emf_line;
@@ -54,16 +55,19 @@ async fn main() -> Result<(), Error> {
                 );
                 Ok::<_, Error>(serde_json::to_value(response)?)
             }
-            Invocation::Compact { day } => {
-                let report = compact_day(lake, day, config.batch.codec).await?;
-                tracing::info!(
-                    %day,
-                    files_in = report.files_in,
-                    events_out = report.events_out,
-                    duplicates = report.duplicates,
-                    "day compacted"
-                );
-                Ok(serde_json::to_value(report)?)
+            Invocation::Compact(days) => {
+                let reports = compact(lake, &days, config.batch.codec).await?;
+                for report in &reports {
+                    tracing::info!(
+                        day = ?report.day,
+                        files_in = report.files_in,
+                        events_out = report.events_out,
+                        duplicates = report.duplicates,
+                        superseded = report.superseded,
+                        "day compacted"
+                    );
+                }
+                Ok(serde_json::to_value(reports)?)
             }
         }
     }))
