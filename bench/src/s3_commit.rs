@@ -126,6 +126,7 @@ pub fn commit_figures(moto_server: &Path, records: &[StreamRecord]) -> anyhow::R
         let options = BatchOptions::default();
         let mut checkpoint = Checkpoint::load(
             &lake,
+            &consumer::state::StreamIdentity::new("local:bench"),
             "bench",
             "shardId-000000000000",
             WindowLimits::default(),

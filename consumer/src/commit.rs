@@ -32,7 +32,7 @@ use crate::lake::{
     Lake, LakeError, MAX_CONCURRENT_REQUESTS, Precondition, Swapped, Version, remove_all, swap,
 };
 use crate::layout::{batch_name, shard_state, shard_window};
-use crate::state::{IdWindow, Intent, ShardState, StateError, WindowLimits};
+use crate::state::{IdWindow, Intent, ShardState, StateError, StreamIdentity, WindowLimits};
 
 /// Times a batch is tried again after losing a compare-and-swap to another writer of its shard
 /// (each time after reading the winner's state) before the conflict is reported.
@@ -58,6 +58,20 @@ pub enum CommitError {
     /// The batch step's thread stopped unexpectedly.
     #[error("the batch worker failed: {0}")]
     Worker(String),
+    /// The shard's state holds positions in another stream of the same name.
+    #[error(
+        "{key} holds positions in stream {stored}, but this is {given}: the stream was deleted \
+         and created again, or another stream has the name {stream:?}. Those positions would \
+         skip this stream's records, so nothing was written. Consume it into another lake, or \
+         remove _state/{stream}/ from this one to start over from the stream's oldest record \
+         (the lake's data stays)"
+    )]
+    OtherStream {
+        key: String,
+        stream: String,
+        stored: String,
+        given: String,
+    },
     /// A commit's answer was lost and the state, read again, has moved on too far to tell
     /// whether it was applied. Its files are left in place (removing committed files would lose
     /// data); `consumer compact` drops any event they hold twice.
@@ -93,6 +107,7 @@ pub struct Checkpoint {
     window: Arc<IdWindow>,
     version: Option<Version>,
     limits: WindowLimits,
+    identity: StreamIdentity,
 }
 
 /// The outcome of a compare-and-swap write of the state.
@@ -112,8 +127,13 @@ enum Attempt {
 
 impl Checkpoint {
     /// Reads the committed state of a shard (and its id window), or starts a fresh one.
+    ///
+    /// The state must belong to `identity`'s stream: positions in another stream of the same
+    /// name (re-created, or another embedded stream directory) would skip records, so that is an
+    /// error, before anything is written.
     pub async fn load(
         lake: &impl Lake,
+        identity: &StreamIdentity,
         stream: &str,
         shard_id: &str,
         limits: WindowLimits,
@@ -123,13 +143,28 @@ impl Checkpoint {
         loop {
             let Some(object) = lake.get(&key).await? else {
                 return Ok(Self {
-                    state: ShardState::new(stream, shard_id),
+                    state: ShardState::new(stream, shard_id, identity),
                     window: Arc::default(),
                     version: None,
                     limits,
+                    identity: identity.clone(),
                 });
             };
-            let state = ShardState::decode(&key, &object.bytes)?;
+            let mut state = ShardState::decode(&key, &object.bytes)?;
+            match &state.stream_identity {
+                Some(stored) if !stored.matches(identity) => {
+                    return Err(CommitError::OtherStream {
+                        key,
+                        stream: stream.to_owned(),
+                        stored: stored.to_string(),
+                        given: identity.to_string(),
+                    });
+                }
+                // Recorded at the next write: what the state lacked (states written before
+                // identities were kept, or a creation time only the poller knows).
+                Some(stored) if stored.created.is_some() || identity.created.is_none() => {}
+                _ => state.stream_identity = Some(identity.clone()),
+            }
             let mut window = match &state.window_key {
                 Some(window_key) => match lake.get(window_key).await? {
                     Some(window) => IdWindow::decode(window_key, &window.bytes)?,
@@ -161,6 +196,7 @@ impl Checkpoint {
                 window: Arc::new(window),
                 version: Some(object.version),
                 limits,
+                identity: identity.clone(),
             });
         }
     }
@@ -207,7 +243,8 @@ impl Checkpoint {
                     );
                     tokio::time::sleep(wait).await;
                     let (stream, shard) = (self.state.stream.clone(), self.state.shard_id.clone());
-                    *self = Self::load(lake, &stream, &shard, self.limits).await?;
+                    let identity = self.identity.clone();
+                    *self = Self::load(lake, &identity, &stream, &shard, self.limits).await?;
                 }
                 Attempt::Lost => {
                     return Err(CommitError::Contended {
@@ -358,7 +395,8 @@ impl Checkpoint {
                 // files are committed, and this checkpoint is stale.
                 Some(true) => {
                     let (stream, shard) = (stream.clone(), shard_id.clone());
-                    *self = Self::load(lake, &stream, &shard, self.limits).await?;
+                    let identity = self.identity.clone();
+                    *self = Self::load(lake, &identity, &stream, &shard, self.limits).await?;
                 }
                 // Another writer took the shard over while these files were written; they are
                 // this attempt's alone (named by its generation), so they go.

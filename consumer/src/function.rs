@@ -22,7 +22,7 @@ use crate::batch::{BatchCounts, BatchOptions};
 use crate::commit::Checkpoint;
 use crate::compact::Days;
 use crate::lake::Lake;
-use crate::state::WindowLimits;
+use crate::state::{StreamIdentity, WindowLimits};
 use crate::writer::Codec;
 
 /// The CloudWatch namespace of the function's metrics unless `METRICS_NAMESPACE` says otherwise.
@@ -258,9 +258,11 @@ pub async fn handle(
     // Records by (stream, shard), in order: one event source mapping batch is one shard's, but
     // nothing here depends on that.
     let mut groups: BTreeMap<(String, String), Vec<StreamRecord>> = BTreeMap::new();
+    let mut arns: HashMap<String, String> = HashMap::new();
     for (index, record) in event.records.into_iter().enumerate() {
-        let (stream, shard_id, record) =
+        let (arn, stream, shard_id, record) =
             stream_record(record).map_err(|reason| EventError::BadRecord { index, reason })?;
+        arns.entry(stream.clone()).or_insert(arn);
         groups.entry((stream, shard_id)).or_default().push(record);
     }
     let mut response = KinesisEventResponse::default();
@@ -278,7 +280,12 @@ pub async fn handle(
         let outcome = async {
             let mut checkpoint = match checkpoints.take(&stream, &shard_id) {
                 Some(checkpoint) => checkpoint,
-                None => Checkpoint::load(lake, &stream, &shard_id, config.window).await?,
+                None => {
+                    // The ARN: a Lambda event does not say when the stream was created.
+                    let identity =
+                        StreamIdentity::new(arns.get(&stream).cloned().unwrap_or_default());
+                    Checkpoint::load(lake, &identity, &stream, &shard_id, config.window).await?
+                }
             };
             if let Some(committed) = &checkpoint.state().sequence_number {
                 let mut after = records.iter().filter(|r| r.sequence_number > *committed);
@@ -318,8 +325,10 @@ pub async fn handle(
     Ok((response, report))
 }
 
-/// `(stream name, shard id, record)` of one event record.
-fn stream_record(record: KinesisEventRecord) -> Result<(String, String, StreamRecord), String> {
+/// `(stream ARN, stream name, shard id, record)` of one event record.
+fn stream_record(
+    record: KinesisEventRecord,
+) -> Result<(String, String, String, StreamRecord), String> {
     let arn = record.event_source_arn.ok_or("no eventSourceARN")?;
     let stream = arn
         .rsplit_once(":stream/")
@@ -338,6 +347,7 @@ fn stream_record(record: KinesisEventRecord) -> Result<(String, String, StreamRe
         )
     })?;
     Ok((
+        arn,
         stream,
         shard_id,
         StreamRecord {
@@ -683,9 +693,15 @@ mod tests {
         let checkpoints = Checkpoints::default();
         let shard = |n: usize| format!("shardId-{n:012}");
         for n in 0..=MAX_CACHED_CHECKPOINTS {
-            let checkpoint = Checkpoint::load(&lake, "s", &shard(n), WindowLimits::default())
-                .await
-                .expect("fresh");
+            let checkpoint = Checkpoint::load(
+                &lake,
+                &StreamIdentity::new("local:s"),
+                "s",
+                &shard(n),
+                WindowLimits::default(),
+            )
+            .await
+            .expect("fresh");
             checkpoints.keep(checkpoint);
             if n == 3 {
                 // Shard 0 is used again: it becomes the most recent.

@@ -18,6 +18,7 @@ use sales_aws::{RetryConfig, sdk_error_reason};
 use sales_stream::{SequenceNumber, StartingPosition, StreamRecord};
 
 use crate::poll::{PollError, ShardInfo, ShardRead, ShardSource};
+use crate::state::StreamIdentity;
 
 /// `GetRecords` returns at most 10,000 records per call.
 pub const MAX_RECORDS_PER_GET: usize = 10_000;
@@ -41,6 +42,8 @@ struct OpenIterator {
 pub struct KinesisSource {
     client: Client,
     stream: String,
+    identity: StreamIdentity,
+    retention: Duration,
     iterators: Mutex<HashMap<String, OpenIterator>>,
 }
 
@@ -50,19 +53,34 @@ impl KinesisSource {
         let config = sales_aws::load(RetryConfig::standard().with_max_attempts(KINESIS_ATTEMPTS))
             .await
             .map_err(|e| PollError::Setup(e.to_string()))?;
-        let source = Self {
-            client: Client::new(&config),
-            stream: stream.to_owned(),
-            iterators: Mutex::new(HashMap::new()),
-        };
-        match source
-            .client
+        let client = Client::new(&config);
+        match client
             .describe_stream_summary()
             .stream_name(stream)
             .send()
             .await
         {
-            Ok(_) => Ok(source),
+            Ok(output) => {
+                let summary = output.stream_description_summary();
+                let identity = StreamIdentity {
+                    id: summary
+                        .map(|s| s.stream_arn().to_owned())
+                        .unwrap_or_else(|| stream.to_owned()),
+                    created: summary.and_then(|s| {
+                        DateTime::from_timestamp_millis(
+                            s.stream_creation_timestamp().to_millis().ok()?,
+                        )
+                    }),
+                };
+                let hours = summary.map_or(24, |s| s.retention_period_hours());
+                Ok(Self {
+                    client,
+                    stream: stream.to_owned(),
+                    identity,
+                    retention: Duration::from_secs(u64::try_from(hours).unwrap_or(24) * 3600),
+                    iterators: Mutex::new(HashMap::new()),
+                })
+            }
             Err(e) if e.code() == Some("ResourceNotFoundException") => {
                 Err(PollError::Setup(format!(
                     "Kinesis stream {stream} does not exist in {}",
@@ -122,6 +140,14 @@ impl KinesisSource {
 impl ShardSource for KinesisSource {
     fn stream_name(&self) -> &str {
         &self.stream
+    }
+
+    fn identity(&self) -> StreamIdentity {
+        self.identity.clone()
+    }
+
+    fn retention(&self) -> Option<Duration> {
+        Some(self.retention)
     }
 
     async fn shards(&self) -> Result<Vec<ShardInfo>, PollError> {

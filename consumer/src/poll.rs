@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use crate::batch::{BatchCounts, BatchOptions};
 use crate::commit::{Checkpoint, CommitError};
 use crate::lake::Lake;
-use crate::state::WindowLimits;
+use crate::state::{StreamIdentity, WindowLimits};
 
 /// Options of the poller.
 #[derive(Debug, Clone)]
@@ -90,6 +90,10 @@ pub struct ShardRead {
 /// A stream read shard by shard.
 pub trait ShardSource: Send + Sync + 'static {
     fn stream_name(&self) -> &str;
+    /// What tells this stream from another of the same name (see [`StreamIdentity`]).
+    fn identity(&self) -> StreamIdentity;
+    /// How long the stream keeps records (`None`: for ever).
+    fn retention(&self) -> Option<Duration>;
     /// Every shard of the stream, open or closed, with its parents.
     fn shards(&self) -> impl Future<Output = Result<Vec<ShardInfo>, PollError>> + Send;
     /// Up to `limit` records after `position`.
@@ -104,6 +108,14 @@ pub trait ShardSource: Send + Sync + 'static {
 impl ShardSource for LocalStream {
     fn stream_name(&self) -> &str {
         self.name()
+    }
+
+    fn identity(&self) -> StreamIdentity {
+        StreamIdentity::new(LocalStream::identity(self))
+    }
+
+    fn retention(&self) -> Option<Duration> {
+        None
     }
 
     async fn shards(&self) -> Result<Vec<ShardInfo>, PollError> {
@@ -288,7 +300,8 @@ async fn poll_shard(
     stop: &AtomicBool,
 ) -> Result<(PollSummary, bool), PollError> {
     let stream = source.stream_name().to_owned();
-    let mut checkpoint = Checkpoint::load(lake, &stream, shard_id, options.window).await?;
+    let mut checkpoint =
+        Checkpoint::load(lake, &source.identity(), &stream, shard_id, options.window).await?;
     let mut summary = PollSummary::default();
     while !stop.load(Ordering::Relaxed) {
         let position = match &checkpoint.state().sequence_number {
@@ -348,6 +361,14 @@ mod tests {
     impl ShardSource for SplitStream {
         fn stream_name(&self) -> &str {
             "split"
+        }
+
+        fn identity(&self) -> StreamIdentity {
+            StreamIdentity::new("local:split")
+        }
+
+        fn retention(&self) -> Option<Duration> {
+            None
         }
 
         async fn shards(&self) -> Result<Vec<ShardInfo>, PollError> {

@@ -202,6 +202,45 @@ pub struct Intent {
 /// `received = accepted + duplicates + quarantined` events came out of the `records`.
 pub type ShardCounts = BatchCounts;
 
+/// Which stream a shard's state belongs to. The name is not enough: a stream deleted and
+/// created again under the same name, or another embedded stream directory of the same name,
+/// starts its sequence numbers afresh, and old positions would skip its records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamIdentity {
+    /// The stream's ARN, or `local:<id>` for an embedded stream.
+    pub id: String,
+    /// When the stream was created, where the reader knows it (the poller asks Kinesis; a Lambda
+    /// event carries only the ARN, which a re-created stream keeps).
+    #[serde(default)]
+    pub created: Option<DateTime<Utc>>,
+}
+
+impl StreamIdentity {
+    /// A stream known by its id alone.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            created: None,
+        }
+    }
+
+    /// Whether `other` can be the same stream: the same id, and the same creation time where
+    /// both know it.
+    pub fn matches(&self, other: &Self) -> bool {
+        self.id == other.id
+            && (self.created.is_none() || other.created.is_none() || self.created == other.created)
+    }
+}
+
+impl std::fmt::Display for StreamIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.created {
+            Some(created) => write!(f, "{} (created {created})", self.id),
+            None => f.write_str(&self.id),
+        }
+    }
+}
+
 /// The committed state of one shard.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardState {
@@ -235,14 +274,18 @@ pub struct ShardState {
     /// last ran.
     #[serde(default)]
     pub touched: BTreeMap<NaiveDate, u64>,
+    /// The stream these positions are in (states written before it was recorded have none).
+    #[serde(default)]
+    pub stream_identity: Option<StreamIdentity>,
 }
 
 impl ShardState {
-    pub fn new(stream: &str, shard_id: &str) -> Self {
+    pub fn new(stream: &str, shard_id: &str, identity: &StreamIdentity) -> Self {
         Self {
             format_version: FORMAT_VERSION,
             stream: stream.to_owned(),
             shard_id: shard_id.to_owned(),
+            stream_identity: Some(identity.clone()),
             ..Self::default()
         }
     }
@@ -372,7 +415,11 @@ mod tests {
         assert_eq!(back.segments, window.segments);
         assert!(IdWindow::decode("w", b"{}").is_err());
 
-        let mut state = ShardState::new("demo", "shardId-000000000000");
+        let mut state = ShardState::new(
+            "demo",
+            "shardId-000000000000",
+            &StreamIdentity::new("local:x"),
+        );
         state.sequence_number =
             SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898");
         state.counts.accepted = 5;

@@ -157,11 +157,16 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::StreamIdentity;
 
     #[test]
     fn the_table_sums_the_shards_and_checks_the_identity() {
         let now = DateTime::from_timestamp(1_700_000_100, 0).expect("time");
-        let mut a = ShardState::new("sales", "shardId-000000000000");
+        let mut a = ShardState::new(
+            "sales",
+            "shardId-000000000000",
+            &StreamIdentity::new("local:sales"),
+        );
         a.counts = BatchCounts {
             records: 10,
             received: 12,
@@ -171,7 +176,11 @@ mod tests {
             replayed: 4,
         };
         a.last_arrival = DateTime::from_timestamp(1_700_000_000, 0);
-        let mut b = ShardState::new("sales", "shardId-000000000001");
+        let mut b = ShardState::new(
+            "sales",
+            "shardId-000000000001",
+            &StreamIdentity::new("local:sales"),
+        );
         b.counts.records = 1;
         b.counts.received = 1;
         b.counts.accepted = 1;

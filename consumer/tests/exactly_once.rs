@@ -19,7 +19,7 @@ use consumer::batch::BatchOptions;
 use consumer::commit::Checkpoint;
 use consumer::compact::compact_day;
 use consumer::lake::{Lake, LakeError, LocalLake, Object, Precondition, Version};
-use consumer::state::{WindowLimits, shard_states};
+use consumer::state::{StreamIdentity, WindowLimits, shard_states};
 use consumer::writer::Codec;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use producer::{ColumnMap, CsvReader, DateParser, GenerateOptions, Line, RowParser};
@@ -29,6 +29,11 @@ use rust_decimal::Decimal;
 use sales_stream::{Aggregator, Compression, SalesEvent, SequenceNumber, StreamRecord, codec};
 
 const STREAM: &str = "faults";
+
+/// The stream's identity, as an embedded stream gives it.
+fn identity() -> StreamIdentity {
+    StreamIdentity::new("local:faults")
+}
 const SHARDS: u64 = 2;
 const ROWS: u64 = 4_000;
 
@@ -267,7 +272,14 @@ async fn deliver(
                 let mut checkpoint = match warm.take() {
                     Some(checkpoint) => checkpoint,
                     None => {
-                        Checkpoint::load(lake, STREAM, &shard_id, WindowLimits::default()).await?
+                        Checkpoint::load(
+                            lake,
+                            &identity(),
+                            STREAM,
+                            &shard_id,
+                            WindowLimits::default(),
+                        )
+                        .await?
                     }
                 };
                 checkpoint.commit(lake, batch, &options).await?;
@@ -284,9 +296,15 @@ async fn deliver(
                     // Lambda retries from the first record after the committed position, which
                     // a fresh instance reads from the lake; with bisecting, half as many.
                     lake.arm(None);
-                    let state = Checkpoint::load(lake, STREAM, &shard_id, WindowLimits::default())
-                        .await
-                        .expect("state readable after a crash");
+                    let state = Checkpoint::load(
+                        lake,
+                        &identity(),
+                        STREAM,
+                        &shard_id,
+                        WindowLimits::default(),
+                    )
+                    .await
+                    .expect("state readable after a crash");
                     from = match &state.state().sequence_number {
                         Some(position) => records
                             .iter()
@@ -544,10 +562,10 @@ async fn of_two_writers_on_one_shard_only_one_commits_a_batch() {
     let shard = "shardId-000000000000";
     // Both read the same state; the first commits; the second loses its compare-and-swap at
     // its intent, reads the winner's state and finds the records committed.
-    let mut first = Checkpoint::load(&lake, STREAM, shard, limits)
+    let mut first = Checkpoint::load(&lake, &identity(), STREAM, shard, limits)
         .await
         .expect("a");
-    let mut second = Checkpoint::load(&lake, STREAM, shard, limits)
+    let mut second = Checkpoint::load(&lake, &identity(), STREAM, shard, limits)
         .await
         .expect("b");
     let a = first
@@ -567,7 +585,7 @@ async fn of_two_writers_on_one_shard_only_one_commits_a_batch() {
         .await
         .expect("stale writer");
     assert_eq!(c.conflicts, 1);
-    let state = Checkpoint::load(&lake, STREAM, shard, limits)
+    let state = Checkpoint::load(&lake, &identity(), STREAM, shard, limits)
         .await
         .expect("state");
     assert_eq!(state.state().counts.records, records.len() as u64);
@@ -685,9 +703,10 @@ async fn a_state_write_whose_answer_was_lost_is_settled_by_reading_it_back() {
     let options = BatchOptions::default();
     for (n, records) in shards.iter().enumerate() {
         let shard = format!("shardId-{n:012}");
-        let mut checkpoint = Checkpoint::load(&lake, STREAM, &shard, WindowLimits::default())
-            .await
-            .expect("load");
+        let mut checkpoint =
+            Checkpoint::load(&lake, &identity(), STREAM, &shard, WindowLimits::default())
+                .await
+                .expect("load");
         for batch in records.chunks(97) {
             // Every batch commits first time: no lost answer is taken for a lost race.
             checkpoint
@@ -696,7 +715,7 @@ async fn a_state_write_whose_answer_was_lost_is_settled_by_reading_it_back() {
                 .expect("commits");
         }
         // And a later run picks the shard up where it is.
-        let again = Checkpoint::load(&lake, STREAM, &shard, WindowLimits::default())
+        let again = Checkpoint::load(&lake, &identity(), STREAM, &shard, WindowLimits::default())
             .await
             .expect("the state reads back, its window included");
         assert_eq!(
@@ -775,9 +794,10 @@ impl Lake for Overlapping {
 async fn commit_all(lake: &impl Lake, shards: &[Vec<StreamRecord>], size: usize) {
     for (n, records) in shards.iter().enumerate() {
         let shard = format!("shardId-{n:012}");
-        let mut checkpoint = Checkpoint::load(lake, STREAM, &shard, WindowLimits::default())
-            .await
-            .expect("load");
+        let mut checkpoint =
+            Checkpoint::load(lake, &identity(), STREAM, &shard, WindowLimits::default())
+                .await
+                .expect("load");
         for batch in records.chunks(size) {
             checkpoint
                 .commit(lake, batch.to_vec(), &BatchOptions::default())
@@ -877,4 +897,60 @@ async fn touched_compaction_compacts_the_days_written_since_it_last_ran() {
     );
     assert!(files_per_partition(&root).values().all(|n| *n == 1));
     assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+}
+
+#[tokio::test]
+async fn positions_of_another_stream_of_the_same_name_are_refused_before_any_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = source_events(&dir.path().join("sales.csv"));
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (shards, _, _) = stream(&events[..200], &mut rng);
+    let lake = LocalLake::new(dir.path().join("lake"));
+    let shard = "shardId-000000000000";
+    let limits = WindowLimits::default();
+    let arn = "arn:aws:kinesis:eu-west-1:123456789012:stream/faults";
+    let created = |s: i64| StreamIdentity {
+        id: arn.into(),
+        created: DateTime::from_timestamp(1_700_000_000 + s, 0),
+    };
+    // The Lambda knows the ARN only.
+    let mut lambda = Checkpoint::load(&lake, &StreamIdentity::new(arn), STREAM, shard, limits)
+        .await
+        .expect("fresh");
+    lambda
+        .commit(&lake, shards[0][..10].to_vec(), &BatchOptions::default())
+        .await
+        .expect("commits");
+    // The poller knows the creation time too: the same stream, and the time is recorded.
+    let mut poller = Checkpoint::load(&lake, &created(0), STREAM, shard, limits)
+        .await
+        .expect("the same stream");
+    poller
+        .commit(&lake, shards[0][10..20].to_vec(), &BatchOptions::default())
+        .await
+        .expect("commits");
+    let before = std::fs::read(
+        dir.path()
+            .join("lake/_state/faults/shardId-000000000000.json"),
+    )
+    .expect("state");
+    for other in [created(60), StreamIdentity::new("local:faults")] {
+        let error = Checkpoint::load(&lake, &other, STREAM, shard, limits)
+            .await
+            .expect_err("another stream");
+        let message = error.to_string();
+        assert!(
+            message.contains("deleted and created again") && message.contains("_state/faults/"),
+            "{message}"
+        );
+    }
+    let after = std::fs::read(
+        dir.path()
+            .join("lake/_state/faults/shardId-000000000000.json"),
+    )
+    .expect("state");
+    assert_eq!(before, after, "nothing written");
+    let state = serde_json::from_slice::<serde_json::Value>(&after).expect("json");
+    assert_eq!(state["stream_identity"]["id"], arn);
+    assert!(state["stream_identity"]["created"].is_string(), "{state}");
 }

@@ -112,6 +112,11 @@ struct ShardDescription {
 struct StreamDescription {
     format_version: u32,
     stream_name: String,
+    /// A random id given at creation: two streams of the same name (two directories called
+    /// `stream`, or one deleted and created again) are told apart by it. Streams created before
+    /// it existed have none.
+    #[serde(default)]
+    stream_id: Option<String>,
     shards: Vec<ShardDescription>,
 }
 
@@ -149,6 +154,7 @@ impl LocalStream {
         let description = StreamDescription {
             format_version: FORMAT_VERSION,
             stream_name,
+            stream_id: Some(uuid::Uuid::new_v4().to_string()),
             shards: HashKeyRange::split_evenly(shard_count)
                 .into_iter()
                 .enumerate()
@@ -211,6 +217,17 @@ impl LocalStream {
 
     pub fn name(&self) -> &str {
         &self.description.stream_name
+    }
+
+    /// What tells this stream from any other of the same name: `local:<id>`, or `local:<name>`
+    /// for a stream created before streams had ids.
+    pub fn identity(&self) -> String {
+        let id = self
+            .description
+            .stream_id
+            .as_deref()
+            .unwrap_or(&self.description.stream_name);
+        format!("local:{id}")
     }
 
     pub fn shard_ids(&self) -> impl Iterator<Item = &str> {
