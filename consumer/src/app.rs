@@ -10,8 +10,9 @@ use crate::batch::BatchOptions;
 use crate::compact::{CompactReport, Days, compact};
 use crate::kinesis::KinesisSource;
 use crate::lake::LakeStore;
-use crate::options::{Cli, Command, CompactArgs, PollArgs, StatusArgs};
+use crate::options::{Cli, Command, CompactArgs, PollArgs, ReplayArgs, StatusArgs};
 use crate::poll::{PollOptions, PollSummary, ShardSource, poll};
+use crate::replay::{ReplayRange, ReplayStart, replay};
 use crate::state::shard_states;
 use crate::status::Status;
 
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Poll(args) => poll_command(args).await,
         Command::Compact(args) => compact_command(args).await,
         Command::Status(args) => status_command(args).await,
+        Command::Replay(args) => replay_command(args).await,
         #[cfg(feature = "query")]
         Command::Query(args) => query_command(args).await,
     }
@@ -119,6 +121,90 @@ fn compact_line(report: &CompactReport) -> String {
         ));
     }
     line
+}
+
+async fn replay_command(args: ReplayArgs) -> anyhow::Result<()> {
+    let range = replay_range(&args)?;
+    let lake = open_lake(&args.lake).await?;
+    let options = BatchOptions {
+        codec: args.compression,
+    };
+    let batch_size = args.batch_size as usize;
+    let summary = match &args.stream {
+        StreamLocation::Local { dir } => {
+            replay(
+                &LocalStream::open(dir)?,
+                &lake,
+                &range,
+                batch_size,
+                &options,
+            )
+            .await?
+        }
+        StreamLocation::Kinesis { name } => {
+            let source = KinesisSource::connect(name).await?;
+            replay(&source, &lake, &range, batch_size, &options).await?
+        }
+    };
+    let c = &summary.counts;
+    println!(
+        "{} -> {}: {} shards replayed, {} records: {} events missing from the lake written, {} \
+         already there, {} quarantined; {} files",
+        args.stream,
+        args.lake,
+        summary.shards,
+        c.records,
+        c.accepted,
+        c.duplicates,
+        c.quarantined,
+        summary.files
+    );
+    if !summary.not_started.is_empty() {
+        println!(
+            "  nothing committed yet on {} (`consumer poll` reads them from their start)",
+            summary.not_started.join(", ")
+        );
+    }
+    if let Some(path) = args.summary_json {
+        let json = serde_json::to_vec_pretty(&summary).context("encoding the summary")?;
+        std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The range the flags name: a timestamp, a shard's sequence number, or a failures-queue
+/// message (whose stream must be the one given).
+fn replay_range(args: &ReplayArgs) -> anyhow::Result<ReplayRange> {
+    if let Some(path) = &args.failure_message {
+        let text = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).context("reading the message from stdin")?
+        } else {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+        };
+        let (range, stream) = ReplayRange::from_failure_message(&text)?;
+        if let (Some(stream), StreamLocation::Kinesis { name }) = (&stream, &args.stream)
+            && stream != name
+        {
+            anyhow::bail!("the message is about stream {stream}, not {name}");
+        }
+        return Ok(range);
+    }
+    let start = match (&args.from_timestamp, &args.from_sequence) {
+        (Some(time), _) => ReplayStart::Timestamp(*time),
+        (None, Some((shard_id, sequence))) => ReplayStart::Sequence {
+            shard_id: shard_id.clone(),
+            sequence: sequence.clone(),
+        },
+        (None, None) => {
+            anyhow::bail!("give --from-timestamp, --from-sequence or --failure-message")
+        }
+    };
+    Ok(ReplayRange {
+        start,
+        to_timestamp: args.to_timestamp,
+        to_sequence: args.to_sequence.clone(),
+    })
 }
 
 async fn status_command(args: StatusArgs) -> anyhow::Result<()> {

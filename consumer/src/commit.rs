@@ -20,12 +20,14 @@
 //! at step 5, its own files, which no one else can have written because their names carry its
 //! intent's generation. A writer that loses at step 3 has written nothing.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
 use sales_stream::StreamRecord;
+use uuid::Uuid;
 
 use crate::batch::{BatchCounts, BatchError, BatchOptions, OutputFile, process_batch};
 use crate::lake::{
@@ -95,6 +97,8 @@ pub struct Committed {
     pub conflicts: u32,
     /// Files of an uncommitted earlier attempt that were removed.
     pub recovered_files: u64,
+    /// The ids of the events this batch accepted.
+    pub accepted_ids: Vec<Uuid>,
 }
 
 /// A shard's commit state as this writer last read or wrote it, with its id window.
@@ -108,6 +112,9 @@ pub struct Checkpoint {
     version: Option<Version>,
     limits: WindowLimits,
     identity: StreamIdentity,
+    /// Event ids known to be in the lake already, besides the window (a replay reads them from
+    /// the lake's `sales_events`): their events are dropped as duplicates.
+    known: Arc<HashSet<Uuid>>,
 }
 
 /// The outcome of a compare-and-swap write of the state.
@@ -148,6 +155,7 @@ impl Checkpoint {
                     version: None,
                     limits,
                     identity: identity.clone(),
+                    known: Arc::default(),
                 });
             };
             let mut state = ShardState::decode(&key, &object.bytes)?;
@@ -197,6 +205,7 @@ impl Checkpoint {
                 version: Some(object.version),
                 limits,
                 identity: identity.clone(),
+                known: Arc::default(),
             });
         }
     }
@@ -207,6 +216,18 @@ impl Checkpoint {
 
     pub fn window(&self) -> &IdWindow {
         &self.window
+    }
+
+    /// Drops, from the next batches on, events with these ids as duplicates.
+    pub fn know(&mut self, ids: Arc<HashSet<Uuid>>) {
+        self.known = ids;
+    }
+
+    /// Forgets the committed position (in memory; the next write records it), so that records
+    /// at or before it are processed again: a replay re-reads a range it may have read before,
+    /// and drops what is in the lake by id instead.
+    pub fn forget_position(&mut self) {
+        self.state.sequence_number = None;
     }
 
     /// Commits `records` of the shard (in stream order): writes their files, then the position.
@@ -324,6 +345,7 @@ impl Checkpoint {
         let first = records[start].sequence_number.clone();
         let name = batch_name(&shard_id, first.as_str(), generation);
         let (batch, window, limits) = (records.clone(), self.window.clone(), self.limits);
+        let known = self.known.clone();
         let batch_options = options.clone();
         let shard = shard_id.clone();
         let (output, window) = tokio::task::spawn_blocking(move || {
@@ -332,7 +354,7 @@ impl Checkpoint {
                 &shard,
                 &name,
                 records,
-                |id| window.contains(id),
+                |id| window.contains(id) || known.contains(id),
                 &batch_options,
             )?;
             let now = Utc::now();
@@ -423,6 +445,7 @@ impl Checkpoint {
         let replayed = committed.counts.replayed;
         committed.counts = output.counts;
         committed.counts.replayed = replayed;
+        committed.accepted_ids = output.accepted_ids;
         Ok(Attempt::Done(committed))
     }
 }

@@ -23,6 +23,7 @@ pub mod poll;
 pub mod quarantine;
 #[cfg(feature = "query")]
 pub mod query;
+pub mod replay;
 pub mod s3;
 pub mod state;
 pub mod status;
@@ -36,6 +37,7 @@ pub use function::{Checkpoints, FunctionConfig, Invocation, InvocationReport, ha
 pub use kinesis::KinesisSource;
 pub use lake::{Lake, LakeError, LakeStore, LocalLake, Object, Precondition, Version};
 pub use poll::{PollError, PollOptions, PollSummary, ShardInfo, ShardRead, ShardSource, poll};
+pub use replay::{ReplayError, ReplayRange, ReplayStart, ReplaySummary, replay};
 pub use s3::S3Lake;
 pub use state::{
     DEFAULT_WINDOW_AGE, DEFAULT_WINDOW_IDS, IdWindow, Intent, ShardState, WindowLimits,

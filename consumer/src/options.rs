@@ -7,7 +7,8 @@ use sales_stream::{LakeLocation, StreamLocation};
 
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
+use sales_stream::SequenceNumber;
 
 use crate::compact::Days;
 use crate::function::parse_age;
@@ -31,6 +32,9 @@ pub enum Command {
     Compact(CompactArgs),
     /// Prints each shard's committed position, lag and record counts.
     Status(StatusArgs),
+    /// Reads a range of the stream into the lake again (records given up on), dropping events
+    /// already in the lake; committed positions stay where they are.
+    Replay(ReplayArgs),
     /// Runs SQL over the lake's sales_events and daily_sales tables: locally for a file:// lake,
     /// on Athena for an s3:// lake.
     #[cfg(feature = "query")]
@@ -108,6 +112,57 @@ impl CompactArgs {
             _ => Days::Touched,
         }
     }
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("start")
+        .required(true)
+        .args(["from_timestamp", "from_sequence", "failure_message"])
+))]
+pub struct ReplayArgs {
+    /// The stream: kinesis://NAME or file://DIR.
+    #[arg(long, env = "STREAM_URL", value_name = "URL")]
+    pub stream: StreamLocation,
+    /// The lake: s3://BUCKET/PREFIX, file://DIR or a path.
+    #[arg(long, env = "LAKE_URL", value_name = "URL")]
+    pub lake: LakeLocation,
+    /// Every shard, from the records that arrived at this time (RFC 3339: 2011-12-09T08:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub from_timestamp: Option<DateTime<Utc>>,
+    /// One shard, from this record: SHARD=SEQUENCE_NUMBER.
+    #[arg(long, value_name = "SHARD=SEQ", value_parser = parse_shard_sequence)]
+    pub from_sequence: Option<(String, SequenceNumber)>,
+    /// Records that arrived after this time are left.
+    #[arg(long, value_name = "TIME")]
+    pub to_timestamp: Option<DateTime<Utc>>,
+    /// With --from-sequence: records after this one are left.
+    #[arg(long, value_name = "SEQ", requires = "from_sequence", value_parser = parse_sequence)]
+    pub to_sequence: Option<SequenceNumber>,
+    /// The range of a batch the Lambda's event source mapping gave up on: the body of the
+    /// message in the failures queue, from a file (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub failure_message: Option<PathBuf>,
+    /// Records per batch.
+    #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// Parquet compression.
+    #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Codec::Zstd)]
+    pub compression: Codec,
+    /// Also writes the summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+}
+
+fn parse_sequence(text: &str) -> Result<SequenceNumber, String> {
+    SequenceNumber::parse(text.trim()).ok_or_else(|| format!("{text:?} is not a sequence number"))
+}
+
+fn parse_shard_sequence(text: &str) -> Result<(String, SequenceNumber), String> {
+    let (shard, sequence) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: write SHARD=SEQUENCE_NUMBER"))?;
+    Ok((shard.trim().to_owned(), parse_sequence(sequence)?))
 }
 
 #[derive(Debug, Args)]

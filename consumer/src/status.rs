@@ -28,6 +28,30 @@ pub struct ShardStatus {
     pub counts: BatchCounts,
     /// Files named by a batch in flight (one that started and has not committed, or crashed).
     pub in_flight_files: usize,
+    /// What needs doing about this shard, if anything.
+    pub warnings: Vec<String>,
+}
+
+/// What the stream's retention means for a shard that is `lag` seconds behind.
+fn retention_warnings(shard: &ShardStatus, lag: f64, retention: f64) -> Vec<String> {
+    let hours = |s: f64| format!("{:.1} h", s / 3600.0);
+    let mut warnings = Vec::new();
+    if lag > 0.0 && shard.last_record_age_s.is_some_and(|age| age > retention) {
+        warnings.push(format!(
+            "its committed position is older than the stream's retention ({}): records after \
+             it may have expired unread. Compare the lake with the source (its totals) and \
+             re-stream what is missing",
+            hours(retention)
+        ));
+    } else if lag > retention / 2.0 {
+        warnings.push(format!(
+            "its oldest unread record is {} old and the stream keeps records {}: it expires \
+             unread unless the consumer catches up (or `consumer replay` reads it) first",
+            hours(lag),
+            hours(retention)
+        ));
+    }
+    warnings
 }
 
 /// The status of every shard, with the sums.
@@ -54,6 +78,7 @@ impl Status {
                 batches: state.batches,
                 counts: state.counts,
                 in_flight_files: state.in_flight.as_ref().map_or(0, |i| i.keys.len()),
+                warnings: Vec::new(),
                 stream: state.stream,
                 shard_id: state.shard_id,
             });
@@ -81,12 +106,15 @@ impl Status {
                 None => StartingPosition::TrimHorizon,
             };
             let read = source.read(&shard.shard_id, &position, 1).await?;
-            shard.lag_s = Some(
-                read.records
-                    .first()
-                    .and_then(|r| seconds(Some(r.approximate_arrival), now))
-                    .unwrap_or(0.0),
-            );
+            let lag = read
+                .records
+                .first()
+                .and_then(|r| seconds(Some(r.approximate_arrival), now))
+                .unwrap_or(0.0);
+            shard.lag_s = Some(lag);
+            if let Some(retention) = source.retention() {
+                shard.warnings = retention_warnings(shard, lag, retention.as_secs_f64());
+            }
         }
         Ok(())
     }
@@ -150,6 +178,11 @@ impl Status {
             t.quarantined,
             if holds { "adds up" } else { "DOES NOT ADD UP" }
         );
+        for s in &self.shards {
+            for warning in &s.warnings {
+                let _ = writeln!(out, "warning: {} {}: {warning}", s.stream, s.shard_id);
+            }
+        }
         out
     }
 }
@@ -194,6 +227,36 @@ mod tests {
                  13 events received = 10 accepted + 2 duplicates by id + 1 quarantined (adds up)"
             ),
             "{table}"
+        );
+    }
+
+    #[test]
+    fn a_position_older_than_the_retention_is_a_warning() {
+        let now = DateTime::from_timestamp(1_700_100_000, 0).expect("time");
+        let mut state = ShardState::new("s", "shardId-000000000000", &StreamIdentity::new("a"));
+        state.last_arrival = DateTime::from_timestamp(1_700_100_000 - 30 * 3600, 0);
+        let mut status = Status::new(vec![state], now);
+        let day = 24.0 * 3600.0;
+        let shard = &status.shards[0];
+        assert!(
+            retention_warnings(shard, 0.0, day).is_empty(),
+            "caught up: nothing lost"
+        );
+        let behind = retention_warnings(shard, 29.0 * 3600.0, day);
+        assert!(
+            behind[0].contains("older than the stream's retention (24.0 h)"),
+            "{behind:?}"
+        );
+        status.shards[0].last_record_age_s = Some(60.0);
+        let shard = &status.shards[0];
+        assert!(retention_warnings(shard, 3600.0, day).is_empty());
+        let expiring = retention_warnings(shard, 13.0 * 3600.0, day);
+        assert!(expiring[0].contains("expires unread"), "{expiring:?}");
+        status.shards[0].warnings = expiring;
+        assert!(
+            status
+                .to_table()
+                .contains("warning: s shardId-000000000000: its oldest")
         );
     }
 }

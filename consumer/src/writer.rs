@@ -331,6 +331,36 @@ pub fn read_sales_events(
     Ok(reader.map(|batch| events_of(&batch?)))
 }
 
+/// The event ids of a `sales_events` file (only that column is decoded).
+pub fn sales_events_ids(bytes: Vec<u8>) -> Result<Vec<uuid::Uuid>, WriterError> {
+    use arrow::array::AsArray;
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?;
+    let column = builder
+        .schema()
+        .index_of("event_id")
+        .map_err(|_| WriterError::Unexpected("no column event_id".into()))?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
+    let mut ids = Vec::new();
+    for batch in builder.with_projection(mask).build()? {
+        let batch = batch?;
+        let array = batch
+            .column(0)
+            .as_string_opt::<i32>()
+            .ok_or_else(|| WriterError::Unexpected("event_id is not a string".into()))?;
+        for id in array.iter().flatten() {
+            ids.push(
+                id.parse().map_err(|_| {
+                    WriterError::Unexpected(format!("event_id {id:?} is not a UUID"))
+                })?,
+            );
+        }
+    }
+    Ok(ids)
+}
+
 /// Reads a whole `sales_events` file back.
 pub fn decode_sales_events(bytes: Vec<u8>) -> Result<Vec<AcceptedEvent>, WriterError> {
     let mut events = Vec::new();

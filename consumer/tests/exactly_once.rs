@@ -954,3 +954,85 @@ async fn positions_of_another_stream_of_the_same_name_are_refused_before_any_wri
     assert_eq!(state["stream_identity"]["id"], arn);
     assert!(state["stream_identity"]["created"].is_string(), "{state}");
 }
+
+#[tokio::test]
+async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
+    use consumer::replay::{ReplayRange, ReplayStart, replay};
+    use sales_stream::{LocalStream, PutEntry, StartingPosition};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = source_events(&dir.path().join("sales.csv"));
+    let stream = LocalStream::open_or_create(&dir.path().join(STREAM), 1).expect("stream");
+    let entries: Vec<PutEntry> = events
+        .iter()
+        .map(|e| PutEntry {
+            partition_key: e.event_id.to_string(),
+            data: codec::encode(e),
+        })
+        .collect();
+    for chunk in entries.chunks(500) {
+        stream.put_records(chunk).expect("put");
+    }
+    let shard = "shardId-000000000000";
+    let records = stream
+        .read(shard, &StartingPosition::TrimHorizon, usize::MAX)
+        .expect("read");
+    assert_eq!(records.len(), events.len());
+    // The event source mapping gives up on records 1,000..1,500: the next batches commit past
+    // them, so the lake lacks their events.
+    let lake = LocalLake::new(dir.path().join("lake"));
+    let identity = StreamIdentity::new(stream.identity());
+    let mut checkpoint = Checkpoint::load(&lake, &identity, STREAM, shard, WindowLimits::default())
+        .await
+        .expect("load");
+    for batch in [&records[..1_000], &records[1_500..]] {
+        for part in batch.chunks(400) {
+            checkpoint
+                .commit(&lake, part.to_vec(), &BatchOptions::default())
+                .await
+                .expect("commits");
+        }
+    }
+    let root = dir.path().join("lake");
+    let expected = normalized(expected_totals(&events));
+    assert_ne!(lake_totals(&root), expected);
+
+    // Replaying that range (as the failures-queue message names it) brings them back...
+    let range = ReplayRange {
+        start: ReplayStart::Sequence {
+            shard_id: shard.into(),
+            sequence: records[1_000].sequence_number.clone(),
+        },
+        to_timestamp: None,
+        to_sequence: Some(records[1_499].sequence_number.clone()),
+    };
+    let summary = replay(&stream, &lake, &range, 300, &BatchOptions::default())
+        .await
+        .expect("replays");
+    assert_eq!(summary.counts.records, 500);
+    assert_eq!(summary.counts.accepted, 500);
+    assert_eq!(lake_totals(&root), expected);
+    // ... and replaying the whole stream, twice, changes nothing.
+    let everything = ReplayRange {
+        start: ReplayStart::Timestamp(DateTime::from_timestamp(0, 0).expect("time")),
+        to_timestamp: None,
+        to_sequence: None,
+    };
+    for _ in 0..2 {
+        let summary = replay(&stream, &lake, &everything, 700, &BatchOptions::default())
+            .await
+            .expect("replays");
+        assert_eq!(summary.counts.accepted, 0, "{summary:?}");
+        assert_eq!(summary.counts.duplicates, events.len() as u64);
+    }
+    assert_eq!(lake_totals(&root), expected);
+    assert_eq!(rows(&root, "sales_events"), events.len());
+    // The live position did not move.
+    let live = Checkpoint::load(&lake, &identity, STREAM, shard, WindowLimits::default())
+        .await
+        .expect("load");
+    assert_eq!(
+        live.state().sequence_number.as_ref(),
+        records.last().map(|r| &r.sequence_number)
+    );
+}
