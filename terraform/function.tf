@@ -65,8 +65,9 @@ resource "aws_lambda_event_source_mapping" "stream" {
 
   batch_size                         = var.batch_size
   maximum_batching_window_in_seconds = var.batching_window_seconds
-  # One invocation per shard at a time: the commit protocol commits a shard in order.
-  parallelization_factor = 1
+  # One invocation per shard at a time: the commit protocol commits a shard in order (the
+  # variable refuses any other value).
+  parallelization_factor = var.parallelization_factor
 
   # The function answers which record to resume from; a failing batch is halved to isolate the
   # record, retried a bounded number of times, and then its range goes to the failures queue.

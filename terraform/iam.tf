@@ -69,6 +69,15 @@ data "aws_iam_policy_document" "consumer" {
   }
 
   statement {
+    # At cold start the function checks that no Kinesis mapping of it runs a shard's batches in
+    # parallel (it would skip records). The action has no resource-level permissions: AWS allows
+    # only "*" here, and it reads mapping settings, nothing else.
+    sid       = "CheckItsMappings"
+    actions   = ["lambda:ListEventSourceMappings"]
+    resources = ["*"]
+  }
+
+  statement {
     sid       = "WriteItsLog"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.function.arn}:*"]

@@ -133,6 +133,17 @@ variable "batch_size" {
   default     = 10000
 }
 
+variable "parallelization_factor" {
+  description = "Concurrent batches per shard. Must be 1: the consumer commits each shard's records in order, and with more lanes a batch's records at or before another lane's commit would be skipped (the function also refuses to run under a mapping set higher)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.parallelization_factor == 1
+    error_message = "parallelization_factor must be 1: the consumer commits each shard in order. For more throughput add shards (or use an on-demand stream), not lanes per shard."
+  }
+}
+
 variable "batching_window_seconds" {
   description = "Longest wait to fill a batch. Longer means fewer, larger files in the lake and fewer invocations."
   type        = number

@@ -17,6 +17,7 @@ pub mod function;
 pub mod kinesis;
 pub mod lake;
 pub mod layout;
+pub mod mapping;
 pub mod metrics;
 pub mod options;
 pub mod poll;

@@ -192,6 +192,7 @@ pub async fn replay(
         )
         .await?;
         checkpoint.forget_position();
+        checkpoint.know(known.clone());
         let mut position = StartingPosition::TrimHorizon;
         loop {
             let read = source.read(&shard_id, &position, batch_size).await?;

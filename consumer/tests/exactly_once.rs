@@ -962,7 +962,7 @@ async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let events = source_events(&dir.path().join("sales.csv"));
-    let stream = LocalStream::open_or_create(&dir.path().join(STREAM), 1).expect("stream");
+    let stream = LocalStream::open_or_create(&dir.path().join(STREAM), 2).expect("stream");
     let entries: Vec<PutEntry> = events
         .iter()
         .map(|e| PutEntry {
@@ -973,24 +973,33 @@ async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
     for chunk in entries.chunks(500) {
         stream.put_records(chunk).expect("put");
     }
-    let shard = "shardId-000000000000";
-    let records = stream
-        .read(shard, &StartingPosition::TrimHorizon, usize::MAX)
-        .expect("read");
-    assert_eq!(records.len(), events.len());
-    // The event source mapping gives up on records 1,000..1,500: the next batches commit past
-    // them, so the lake lacks their events.
+    let (shard, other) = ("shardId-000000000000", "shardId-000000000001");
+    let read = |shard| {
+        stream
+            .read(shard, &StartingPosition::TrimHorizon, usize::MAX)
+            .expect("read")
+    };
+    let (records, others) = (read(shard), read(other));
+    assert_eq!(records.len() + others.len(), events.len());
+    // The event source mapping gives up on records 1,000..1,500 of the first shard: the next
+    // batches commit past them, so the lake lacks their events. The other shard is whole.
     let lake = LocalLake::new(dir.path().join("lake"));
     let identity = StreamIdentity::new(stream.identity());
-    let mut checkpoint = Checkpoint::load(&lake, &identity, STREAM, shard, WindowLimits::default())
-        .await
-        .expect("load");
-    for batch in [&records[..1_000], &records[1_500..]] {
-        for part in batch.chunks(400) {
-            checkpoint
-                .commit(&lake, part.to_vec(), &BatchOptions::default())
+    for (id, batches) in [
+        (shard, vec![&records[..1_000], &records[1_500..]]),
+        (other, vec![&others[..]]),
+    ] {
+        let mut checkpoint =
+            Checkpoint::load(&lake, &identity, STREAM, id, WindowLimits::default())
                 .await
-                .expect("commits");
+                .expect("load");
+        for batch in batches {
+            for part in batch.chunks(400) {
+                checkpoint
+                    .commit(&lake, part.to_vec(), &BatchOptions::default())
+                    .await
+                    .expect("commits");
+            }
         }
     }
     let root = dir.path().join("lake");

@@ -166,3 +166,80 @@ class FaultProxy(LocalProxy):
             self.failed_entries += failed
         result["FailedRecordCount"] = result.get("FailedRecordCount", 0) + failed
         return json.dumps(result).encode()
+
+
+class S3FaultProxy(LocalProxy):
+    """A proxy in front of the S3 emulator (moto) for the faults moto never makes:
+
+    - `lose_every`: every n-th conditional PUT (If-Match / If-None-Match: a commit-state write) is
+      applied, then its connection is closed without an answer, as after a timeout or a reset;
+    - `fail_one_write`: the first table-file PUT is refused with 403 (an error the SDK does not
+      retry), while every other table-file PUT is held `slow_s` seconds before it is forwarded,
+      so that the failing batch still has writes in flight when it learns of the failure.
+
+    Every other request is forwarded unchanged. Only 127.0.0.1.
+    """
+
+    def __init__(self, upstream_port: int, *, lose_every=None, fail_one_write=False, slow_s=3.0):
+        self.upstream_port = upstream_port
+        self.lose_every = lose_every
+        self.fail_one_write = fail_one_write
+        self.slow_s = slow_s
+        self.failing_key = None
+        self.conditional_puts = 0
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def handle_any(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length) if length else None
+                fault = proxy.draw(self.command, self.path, self.headers)
+                with proxy.lock:
+                    proxy.counts[fault] += 1
+                if fault == "fail":
+                    data = (b"<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code>"
+                            b"<Message>injected</Message></Error>")
+                    self.send_response(403)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                if fault == "slow":
+                    import time
+
+                    time.sleep(proxy.slow_s)
+                status, headers, answer = forward(proxy.upstream_port, self.command, self.path,
+                                                  self.headers, body)
+                if fault == "lose":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                relay(self, status, headers, answer)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+        self.start_server(Handler)
+
+    def draw(self, method, path, headers) -> str:
+        if method != "PUT":
+            return "pass"
+        conditional = "If-Match" in headers or "If-None-Match" in headers
+        with self.lock:
+            if conditional and self.lose_every:
+                self.conditional_puts += 1
+                if self.conditional_puts % self.lose_every == 0:
+                    return "lose"
+            table_file = "/sales_events/" in path or "/daily_sales/" in path
+            if self.fail_one_write and table_file:
+                if self.failing_key is None:
+                    self.failing_key = path
+                return "fail" if path == self.failing_key else "slow"
+        return "pass"

@@ -32,10 +32,10 @@ class Function:
         wait_for_port(self.port)
         function_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         function_env.update(AWS_ENV)
-        function_env.update(env,
-                            AWS_LAMBDA_RUNTIME_API=f"http://127.0.0.1:{self.port}/.rt",
+        function_env.update(AWS_LAMBDA_RUNTIME_API=f"http://127.0.0.1:{self.port}/.rt",
                             AWS_LAMBDA_FUNCTION_NAME="_", AWS_LAMBDA_FUNCTION_VERSION="1",
                             AWS_LAMBDA_FUNCTION_MEMORY_SIZE="1024")
+        function_env.update(env)
         self.function = subprocess.Popen([BIN / "consumer-lambda"], env=function_env,
                                          stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -161,6 +161,56 @@ def test_a_missing_lake_url_stops_the_function_at_cold_start(work):
     assert result.returncode != 0
     assert "LAKE_URL is not set" in result.stdout + result.stderr
     assert "panicked" not in result.stdout + result.stderr
+
+
+def moto_function_with_mapping(moto, name, parallelization_factor):
+    """A function in moto's Lambda API with a Kinesis event source mapping, as a deployment makes
+    it: the consumer checks its own mappings at cold start through that API."""
+    import io
+    import zipfile
+
+    import boto3
+
+    clients = {service: boto3.client(service, endpoint_url=moto, region_name=AWS_ENV["AWS_REGION"],
+                                     aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+                                     aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"])
+               for service in ("iam", "kinesis", "lambda")}
+    role = clients["iam"].create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))
+    clients["kinesis"].create_stream(StreamName=f"{name}-events", ShardCount=1)
+    stream = clients["kinesis"].describe_stream_summary(StreamName=f"{name}-events")
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("bootstrap", "")
+    clients["lambda"].create_function(FunctionName=name, Runtime="provided.al2023", Role=role["Role"]["Arn"],
+                                      Handler="bootstrap", Code={"ZipFile": code.getvalue()})
+    clients["lambda"].create_event_source_mapping(
+        FunctionName=name, EventSourceArn=stream["StreamDescriptionSummary"]["StreamARN"],
+        StartingPosition="TRIM_HORIZON", BatchSize=10000, ParallelizationFactor=parallelization_factor)
+
+
+def test_a_mapping_that_reads_a_shard_in_parallel_stops_the_function_at_cold_start(work, s3, bucket, moto):
+    moto_function_with_mapping(moto, "parallel-consumer", parallelization_factor=2)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENV, AWS_ENDPOINT_URL=moto, LAKE_URL=f"s3://{bucket}/lake",
+               AWS_LAMBDA_RUNTIME_API=f"http://127.0.0.1:{port}/.rt", AWS_LAMBDA_FUNCTION_NAME="parallel-consumer")
+    result = subprocess.run([BIN / "consumer-lambda"], env=env, capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "has ParallelizationFactor 2" in output and "parallelization_factor" in output, output
+    assert "panicked" not in output
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket), "nothing was written"
+
+
+def test_a_mapping_of_one_lane_per_shard_runs(work, s3, bucket, moto, function_for):
+    moto_function_with_mapping(moto, "serial-consumer", parallelization_factor=1)
+    expected = json.loads((FIXTURES / "batch.expected.json").read_text())
+    function = function_for(f"s3://{bucket}/lake", AWS_LAMBDA_FUNCTION_NAME="serial-consumer")
+    response, _ = function.invoke(FIXTURES / "batch.json")
+    assert response == {"batchItemFailures": []}
+    assert lake_daily_sales(s3, bucket, "lake/", work / "lake") == expected["daily_sales"]
 
 
 def test_a_10000_record_batch_warm(work, s3, bucket, function_for):

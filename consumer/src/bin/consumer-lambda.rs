@@ -10,6 +10,7 @@
 use consumer::compact::compact;
 use consumer::function::{Checkpoints, FunctionConfig, Invocation, handle};
 use consumer::lake::LakeStore;
+use consumer::mapping::check_mappings;
 use consumer::metrics::emf_line;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
@@ -32,6 +33,12 @@ async fn main() -> Result<(), Error> {
     let lake = LakeStore::open(&config.lake).await.inspect_err(|e| {
         tracing::error!(error = %e, lake = %config.lake, "cannot open the lake");
     })?;
+    // Refuse to run under a mapping that reads a shard in parallel lanes (it would skip records).
+    if let Ok(function) = std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
+        check_mappings(&function).await.inspect_err(|e| {
+            tracing::error!(error = %e, function, "refusing to run");
+        })?;
+    }
     // Shard states stay in memory between warm invocations.
     let checkpoints = Checkpoints::default();
     let (config, lake, checkpoints) = (&config, &lake, &checkpoints);
