@@ -91,11 +91,11 @@ resource "aws_sqs_queue" "failures" {
   kms_master_key_id         = aws_kms_key.lake.arn
 }
 
-# Compaction of the previous day: the function reads the "Scheduled Event" and compacts the day
-# before its time.
+# Compaction: the function reads the "Scheduled Event" and compacts every sale date a batch wrote
+# since the last scheduled run (late events and backfills land on old days, not on yesterday).
 resource "aws_cloudwatch_event_rule" "compaction" {
   name                = "${var.name}-compaction"
-  description         = "Compacts the previous day of ${local.lake_url} into one file per table"
+  description         = "Compacts the days of ${local.lake_url} written since the last run into one file per table"
   schedule_expression = var.compaction_schedule
 }
 

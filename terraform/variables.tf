@@ -174,7 +174,7 @@ variable "maximum_record_age_seconds" {
 }
 
 variable "compaction_schedule" {
-  description = "When the previous day is compacted into one file per table (EventBridge schedule expression, UTC)."
+  description = "When the days written since the last run are compacted into one file per table (EventBridge schedule expression, UTC)."
   type        = string
   default     = "cron(30 1 * * ? *)"
 }

@@ -3,8 +3,9 @@
 import duckdb
 
 # The DESIGN.md input rules, restated in DuckDB SQL: dates month first in four shapes, rows
-# without invoice, stock code or country, with a negative price or more than three decimal
-# places are not sales.
+# without invoice, stock code or country, with a negative price, more than three decimal
+# places, a price beyond decimal(18,3), a quantity beyond ±10^9 or a line amount beyond
+# decimal(18,3) are not sales.
 REFERENCE_FROM_CSV = r"""
 WITH raw AS (
   SELECT * FROM read_csv($path, delim = $delim, header = true, all_varchar = true,
@@ -29,6 +30,9 @@ sales AS (
     AND quantity IS NOT NULL
     AND TRY_CAST(price_text AS DECIMAL(38,10)) >= 0
     AND TRY_CAST(price_text AS DECIMAL(38,10)) = TRY_CAST(price_text AS DECIMAL(38,3))
+    AND TRY_CAST(price_text AS DECIMAL(38,10)) < 1000000000000000
+    AND abs(quantity) <= 1000000000
+    AND abs(quantity * TRY_CAST(price_text AS DECIMAL(38,3))) < 1000000000000000
 )
 SELECT CAST(t AS DATE) AS sale_date, country, stock_code,
   CAST(SUM(CASE WHEN quantity > 0 THEN quantity ELSE 0 END) AS BIGINT) AS units_sold,

@@ -158,6 +158,31 @@ def partition_years_default():
     raise AssertionError("no variable partition_years")
 
 
+def terraform_variable(name):
+    for block in terraform_blocks("variable"):
+        for key, body in block.items():
+            if unquote(key) == name:
+                return body
+    raise AssertionError(f"no variable {name} in terraform/")
+
+
+def test_the_mapping_reads_each_shard_in_one_lane_and_the_function_can_check_it():
+    # The commit protocol needs ParallelizationFactor 1: the variable the mapping takes it from
+    # refuses anything else, and the function's role may list its mappings (it checks them at
+    # cold start, and refuses to run under a parallel one).
+    mapping = terraform_resource("aws_lambda_event_source_mapping", "stream")
+    assert mapping["parallelization_factor"] == "${var.parallelization_factor}"
+    variable = terraform_variable("parallelization_factor")
+    assert variable["default"] == 1
+    condition = variable["validation"][0]["condition"]
+    assert condition == "${var.parallelization_factor == 1}", condition
+    policy = [b for b in terraform_blocks("data") if '"aws_iam_policy_document"' in b or "aws_iam_policy_document" in b]
+    statements = [s for block in policy for docs in block.values() for name, doc in docs.items()
+                  if unquote(name) == "consumer" for s in doc["statement"]]
+    assert any([unquote(a) for a in s.get("actions", [])] == ["lambda:ListEventSourceMappings"]
+               for s in statements), statements
+
+
 def test_every_query_file_is_a_saved_athena_query():
     named = terraform_resource("aws_athena_named_query", "lake")
     assert named["for_each"] == '${fileset("${path.module}/../queries", "*.sql")}'
