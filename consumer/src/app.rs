@@ -13,7 +13,7 @@ use crate::lake::LakeStore;
 use crate::options::{Cli, Command, CompactArgs, PollArgs, ReplayArgs, StatusArgs};
 use crate::poll::{PollOptions, PollSummary, ShardSource, poll};
 use crate::replay::{ReplayRange, ReplayStart, replay};
-use crate::state::shard_states;
+use crate::state::read_shard_states;
 use crate::status::Status;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -209,11 +209,12 @@ fn replay_range(args: &ReplayArgs) -> anyhow::Result<ReplayRange> {
 
 async fn status_command(args: StatusArgs) -> anyhow::Result<()> {
     let lake = open_lake(&args.lake).await?;
-    let states = shard_states(&lake)
+    let (states, unreadable) = read_shard_states(&lake)
         .await
         .with_context(|| format!("reading the commit state of {}", args.lake))?;
     let now = chrono::Utc::now();
     let mut status = Status::new(states, now);
+    status.add_unreadable(unreadable);
     match &args.stream {
         None => {}
         Some(StreamLocation::Local { dir }) => {

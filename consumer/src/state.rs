@@ -342,20 +342,47 @@ impl ShardState {
     }
 }
 
-/// Every shard's state in the lake (`_state/{stream}/{shard}.json`), by stream and shard.
+/// A shard state object that could not be read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnreadableState {
+    pub key: String,
+    pub reason: String,
+}
+
+/// Every shard's state in the lake (`_state/{stream}/{shard}.json`), by stream and shard; an
+/// unreadable one is an error.
 pub async fn shard_states(lake: &impl Lake) -> Result<Vec<ShardState>, StateError> {
+    let (states, unreadable) = read_shard_states(lake).await?;
+    match unreadable.into_iter().next() {
+        Some(UnreadableState { key, reason }) => Err(StateError::Corrupt { key, reason }),
+        None => Ok(states),
+    }
+}
+
+/// Every shard's state, and apart the ones that could not be read (`consumer status` reports
+/// those rather than stopping).
+pub async fn read_shard_states(
+    lake: &impl Lake,
+) -> Result<(Vec<ShardState>, Vec<UnreadableState>), StateError> {
     let mut states = Vec::new();
+    let mut unreadable = Vec::new();
     for key in lake.list(STATE).await? {
         let parts: Vec<&str> = key.split('/').collect();
         if parts.len() != 3 || parts[1] == "compaction" || !key.ends_with(".json") {
             continue;
         }
         if let Some(object) = lake.get(&key).await? {
-            states.push(ShardState::decode(&key, &object.bytes)?);
+            match ShardState::decode(&key, &object.bytes) {
+                Ok(state) => states.push(state),
+                Err(StateError::Corrupt { key, reason }) => {
+                    unreadable.push(UnreadableState { key, reason });
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     states.sort_by(|a, b| (&a.stream, &a.shard_id).cmp(&(&b.stream, &b.shard_id)));
-    Ok(states)
+    Ok((states, unreadable))
 }
 
 #[cfg(test)]

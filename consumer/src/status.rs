@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::batch::BatchCounts;
 use crate::poll::{PollError, ShardSource};
-use crate::state::ShardState;
+use crate::state::{ShardState, UnreadableState};
 
 /// One shard's line of the status.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -59,7 +59,13 @@ fn retention_warnings(shard: &ShardStatus, lag: f64, retention: f64) -> Vec<Stri
 pub struct Status {
     pub shards: Vec<ShardStatus>,
     pub totals: BatchCounts,
+    /// State objects that could not be read, each with what to do about it.
+    pub unreadable: Vec<String>,
 }
+
+/// How long a batch may stay in flight before the status calls it stopped: longer than the
+/// Lambda's longest run (15 minutes) and than any poller's batch.
+const STOPPED_AFTER: chrono::Duration = chrono::Duration::minutes(15);
 
 fn seconds(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<f64> {
     since.map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
@@ -70,6 +76,18 @@ impl Status {
         let mut status = Self::default();
         for state in states {
             status.totals.add(&state.counts);
+            let mut warnings = Vec::new();
+            if let Some(intent) = &state.in_flight
+                && now - intent.started_at > STOPPED_AFTER
+            {
+                warnings.push(format!(
+                    "a batch started at {} did not commit: the shard's next batch (`consumer \
+                     poll`, or the Lambda's next invocation) removes its {} files and reads its \
+                     records again",
+                    intent.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    intent.keys.len()
+                ));
+            }
             status.shards.push(ShardStatus {
                 position: state.sequence_number.as_ref().map(ToString::to_string),
                 committed_at: state.committed_at,
@@ -78,12 +96,25 @@ impl Status {
                 batches: state.batches,
                 counts: state.counts,
                 in_flight_files: state.in_flight.as_ref().map_or(0, |i| i.keys.len()),
-                warnings: Vec::new(),
+                warnings,
                 stream: state.stream,
                 shard_id: state.shard_id,
             });
         }
         status
+    }
+
+    /// Adds the state objects that could not be read.
+    pub fn add_unreadable(&mut self, unreadable: Vec<UnreadableState>) {
+        for state in unreadable {
+            self.unreadable.push(format!(
+                "{} is unreadable ({}): its shard stops there. Move it aside (keep it for a bug \
+                 report) and the shard starts again from the stream's oldest record; events \
+                 already in the lake are then dropped by id within the window, and at \
+                 compaction",
+                state.key, state.reason
+            ));
+        }
     }
 
     /// Fills in each shard's lag from the stream: the age of the first record after its
@@ -113,7 +144,8 @@ impl Status {
                 .unwrap_or(0.0);
             shard.lag_s = Some(lag);
             if let Some(retention) = source.retention() {
-                shard.warnings = retention_warnings(shard, lag, retention.as_secs_f64());
+                let warnings = retention_warnings(shard, lag, retention.as_secs_f64());
+                shard.warnings.extend(warnings);
             }
         }
         Ok(())
@@ -182,6 +214,9 @@ impl Status {
             for warning in &s.warnings {
                 let _ = writeln!(out, "warning: {} {}: {warning}", s.stream, s.shard_id);
             }
+        }
+        for problem in &self.unreadable {
+            let _ = writeln!(out, "warning: {problem}");
         }
         out
     }
@@ -258,5 +293,32 @@ mod tests {
                 .to_table()
                 .contains("warning: s shardId-000000000000: its oldest")
         );
+    }
+
+    #[test]
+    fn a_stopped_batch_and_an_unreadable_state_say_what_to_do() {
+        let now = DateTime::from_timestamp(1_700_100_000, 0).expect("time");
+        let mut state = ShardState::new("s", "shardId-000000000000", &StreamIdentity::new("a"));
+        state.in_flight = Some(crate::state::Intent {
+            first_sequence_number: None,
+            last_sequence_number: None,
+            keys: vec!["a".into(), "b".into()],
+            started_at: now - chrono::Duration::hours(2),
+        });
+        let mut status = Status::new(vec![state.clone()], now);
+        status.add_unreadable(vec![UnreadableState {
+            key: "_state/s/shardId-000000000001.json".into(),
+            reason: "expected value at line 1".into(),
+        }]);
+        let table = status.to_table();
+        assert!(table.contains("removes its 2 files"), "{table}");
+        assert!(
+            table.contains("shardId-000000000001.json is unreadable"),
+            "{table}"
+        );
+        assert!(table.contains("Move it aside"), "{table}");
+        // A batch in flight for moments is simply running.
+        state.in_flight.as_mut().expect("intent").started_at = now;
+        assert!(Status::new(vec![state], now).shards[0].warnings.is_empty());
     }
 }
