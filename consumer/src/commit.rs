@@ -277,6 +277,43 @@ impl Checkpoint {
         }
     }
 
+    /// Takes the shard over from an attempt that did not commit, and removes that attempt's
+    /// files: the number removed, or `None` if another writer wrote the state meanwhile.
+    async fn take_over(&mut self, lake: &impl Lake) -> Result<Option<u64>, CommitError> {
+        let Some(intent) = self.state.in_flight.clone() else {
+            return Ok(Some(0));
+        };
+        if let Swap::Lost(_) = self.swap(lake, self.state.next()).await? {
+            return Ok(None);
+        }
+        remove_all(lake, &intent.keys).await?;
+        tracing::info!(
+            stream = self.state.stream,
+            shard = self.state.shard_id,
+            files = intent.keys.len(),
+            "removed the files of an attempt that did not commit"
+        );
+        Ok(Some(intent.keys.len() as u64))
+    }
+
+    /// Settles an attempt that did not commit (takes the shard over, removes its files) before
+    /// anything else reads the lake: a replay reads the ids already in the lake, and must not
+    /// count those of files about to be removed. Returns the files removed.
+    pub async fn recover(&mut self, lake: &impl Lake) -> Result<u64, CommitError> {
+        for _ in 0..=MAX_CONFLICT_RETRIES {
+            if let Some(files) = self.take_over(lake).await? {
+                return Ok(files);
+            }
+            let (stream, shard) = (self.state.stream.clone(), self.state.shard_id.clone());
+            let identity = self.identity.clone();
+            *self = Self::load(lake, &identity, &stream, &shard, self.limits).await?;
+        }
+        Err(CommitError::Contended {
+            shard_id: self.state.shard_id.clone(),
+            attempts: MAX_CONFLICT_RETRIES + 1,
+        })
+    }
+
     /// Writes `state` if the stored state is still the one this checkpoint knows. A lost answer
     /// is settled by reading the state back ([`swap`]); a loss returns the state as it is now, so
     /// the caller can tell "never applied" from "applied, and moved on from since" with
@@ -306,18 +343,9 @@ impl Checkpoint {
     ) -> Result<Attempt, CommitError> {
         let mut committed = Committed::default();
         // 1. An earlier attempt did not commit: take the shard over, then remove its files.
-        if let Some(intent) = self.state.in_flight.clone() {
-            if let Swap::Lost(_) = self.swap(lake, self.state.next()).await? {
-                return Ok(Attempt::Lost);
-            }
-            remove_all(lake, &intent.keys).await?;
-            committed.recovered_files = intent.keys.len() as u64;
-            tracing::info!(
-                stream = self.state.stream,
-                shard = self.state.shard_id,
-                files = intent.keys.len(),
-                "removed the files of an attempt that did not commit"
-            );
+        match self.take_over(lake).await? {
+            Some(files) => committed.recovered_files = files,
+            None => return Ok(Attempt::Lost),
         }
         // 2. Redelivered records: the committed position says they are in the lake.
         let start = match &self.state.sequence_number {
@@ -343,7 +371,7 @@ impl Checkpoint {
         let generation = self.state.generation + 1;
         let (stream, shard_id) = (self.state.stream.clone(), self.state.shard_id.clone());
         let first = records[start].sequence_number.clone();
-        let name = batch_name(&shard_id, first.as_str(), generation);
+        let name = batch_name(&stream, &shard_id, first.as_str(), generation);
         let (batch, window, limits) = (records.clone(), self.window.clone(), self.limits);
         let known = self.known.clone();
         let batch_options = options.clone();

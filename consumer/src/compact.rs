@@ -50,6 +50,8 @@ use crate::writer::{Codec, SalesEventsWriter, WriterError, encode_daily_sales, r
 
 /// The name of a compacted file starts so; then a digest of its inputs and its owner's id.
 const COMPACTED: &str = "compacted-";
+/// How many committed compactions a day's record remembers (see [`Record::committed`]).
+const OWNERS_REMEMBERED: usize = 16;
 /// Times `--touched` re-reads and merges the cursor after losing its compare-and-swap to another
 /// compaction that advanced it.
 const MAX_CURSOR_RETRIES: u32 = 8;
@@ -66,6 +68,9 @@ pub enum CompactError {
     /// A `sales_events` file could not be read, or the result could not be encoded.
     #[error("{key}: {source}")]
     File { key: String, source: WriterError },
+    /// The day's record vanished while this compaction held it (records are never removed).
+    #[error("{key} was removed during the compaction; its outputs were kept")]
+    RecordGone { key: String },
     /// `--from` is after `--to`.
     #[error("--from {from} is after --to {to}")]
     Range { from: NaiveDate, to: NaiveDate },
@@ -129,6 +134,11 @@ struct Record {
     started_at: DateTime<Utc>,
     inputs: Vec<String>,
     outputs: Vec<String>,
+    /// The owners of the last [`OWNERS_REMEMBERED`] compactions of the day that committed,
+    /// carried from record to record: a compaction whose commit's answer was lost, and which
+    /// another compaction then finished and moved on from, finds itself here.
+    #[serde(default)]
+    committed: Vec<Uuid>,
 }
 
 impl Record {
@@ -202,6 +212,10 @@ pub async fn compact_day(
         report.resumed = true;
         tracing::info!(%day, "finished a compaction that was stopped while removing its inputs");
     };
+    let committed_before = previous
+        .as_ref()
+        .map(|record| record.committed.clone())
+        .unwrap_or_default();
     let abandoned: Vec<String> = previous
         .filter(|record| record.phase == Phase::Writing)
         .map(|record| record.outputs)
@@ -251,10 +265,10 @@ pub async fn compact_day(
         started_at: Utc::now(),
         inputs: inputs.clone(),
         outputs: outputs.clone(),
+        committed: committed_before,
     };
     let expected = Precondition::from_read(version.as_ref());
-    let Swapped::Won(mut version) = swap(lake, &record_key, record.encode(), expected).await?
-    else {
+    let Swapped::Won(version) = swap(lake, &record_key, record.encode(), expected).await? else {
         report.superseded = true;
         return Ok(report);
     };
@@ -278,7 +292,10 @@ pub async fn compact_day(
 
     // 5. Commit.
     record.phase = Phase::Removing;
-    match swap(
+    record.committed.push(owner);
+    let excess = record.committed.len().saturating_sub(OWNERS_REMEMBERED);
+    record.committed.drain(..excess);
+    let version = match swap(
         lake,
         &record_key,
         record.encode(),
@@ -286,26 +303,44 @@ pub async fn compact_day(
     )
     .await?
     {
-        Swapped::Won(committed) => version = committed,
-        Swapped::Lost(_) => {
-            remove_all(lake, &outputs).await?;
-            report.superseded = true;
-            tracing::info!(%day, "another compaction took the day over; left it to that one");
-            return Ok(report);
+        Swapped::Won(committed) => Some(committed),
+        Swapped::Lost(current) => {
+            let current = match current {
+                Some(object) => Some(decode_record(&record_key, &object.bytes)?),
+                None => None,
+            };
+            match current.map(|c| c.committed.contains(&owner)) {
+                // Applied, its answer lost, and another compaction has finished it (or moved
+                // on) since: the outputs are committed. Finish the removal; the record is no
+                // longer this compaction's to close.
+                Some(true) => None,
+                // Taken over before the commit: the outputs are this compaction's alone.
+                Some(false) => {
+                    remove_all(lake, &outputs).await?;
+                    report.superseded = true;
+                    tracing::info!(%day, "another compaction took the day over; left it to that one");
+                    return Ok(report);
+                }
+                // Records are never removed: someone did by hand. Keep the outputs (a later
+                // compaction drops any event they hold twice).
+                None => return Err(CompactError::RecordGone { key: record_key }),
+            }
         }
-    }
+    };
 
     // 6. Remove the inputs, then close the record.
     remove_all(lake, &inputs).await?;
-    record.phase = Phase::Done;
-    // Lost: a compaction that started meanwhile finished the removal and took the day on.
-    swap(
-        lake,
-        &record_key,
-        record.encode(),
-        Precondition::Matches(version),
-    )
-    .await?;
+    if let Some(version) = version {
+        record.phase = Phase::Done;
+        // Lost: a compaction that started meanwhile finished the removal and took the day on.
+        swap(
+            lake,
+            &record_key,
+            record.encode(),
+            Precondition::Matches(version),
+        )
+        .await?;
+    }
     report.files_in = inputs.len();
     report.files_out = outputs.len();
     Ok(report)
@@ -386,11 +421,16 @@ async fn read_record(
     let Some(object) = lake.get(key).await? else {
         return Ok(None);
     };
-    let record = serde_json::from_slice(&object.bytes).map_err(|e| StateError::Corrupt {
-        key: key.to_owned(),
-        reason: e.to_string(),
-    })?;
-    Ok(Some((record, object.version)))
+    Ok(Some((decode_record(key, &object.bytes)?, object.version)))
+}
+
+fn decode_record(key: &str, bytes: &[u8]) -> Result<Record, CompactError> {
+    Ok(
+        serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })?,
+    )
 }
 
 /// The Parquet files of both tables for `day`.

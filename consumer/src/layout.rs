@@ -26,12 +26,20 @@ pub fn data_file(table: &str, date: NaiveDate, batch_name: &str, extension: &str
     format!("{}/{batch_name}.{extension}", partition_dir(table, date))
 }
 
-/// `shardId-000000000001-<first sequence number>-<generation>`: deterministic for the batch's
-/// first record and the state generation of its intent. The generation is unique to each attempt
-/// that won the intent's compare-and-swap, so a writer that lost the shard afterwards can remove
-/// its own files without touching the winner's (see [`crate::commit`]).
-pub fn batch_name(shard_id: &str, first_sequence_number: &str, generation: u64) -> String {
-    format!("{shard_id}-{first_sequence_number}-{generation}")
+/// `<stream>-shardId-000000000001-<first sequence number>-<generation>`: deterministic for the
+/// commit state it belongs to (a stream's shard, or a replay of it), the batch's first record
+/// and the state generation of its intent. The generation is unique to each attempt that won the
+/// intent's compare-and-swap within that state, so a writer that lost the shard afterwards can
+/// remove its own files without touching the winner's (see [`crate::commit`]); the stream's
+/// name keeps two states (two streams in one lake, or a stream and its replay) from ever naming
+/// the same file.
+pub fn batch_name(
+    stream_name: &str,
+    shard_id: &str,
+    first_sequence_number: &str,
+    generation: u64,
+) -> String {
+    format!("{stream_name}-{shard_id}-{first_sequence_number}-{generation}")
 }
 
 /// The commit state of one shard of one stream.
@@ -69,10 +77,10 @@ mod tests {
             data_file(
                 SALES_EVENTS,
                 date,
-                &batch_name("shardId-000000000003", "1234", 7),
+                &batch_name("sales", "shardId-000000000003", "1234", 7),
                 "parquet"
             ),
-            "sales_events/year=2011/month=01/day=09/shardId-000000000003-1234-7.parquet"
+            "sales_events/year=2011/month=01/day=09/sales-shardId-000000000003-1234-7.parquet"
         );
         assert_eq!(
             shard_state("demo", "shardId-000000000000"),

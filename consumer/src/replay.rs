@@ -173,16 +173,14 @@ pub async fn replay(
     let mut summary = ReplaySummary::default();
     let mut known = Arc::new(HashSet::new());
     let mut days_read = HashSet::new();
+    // Every shard's checkpoints first: the live one's position bounds the replay (and it must be
+    // this stream's), and a replay killed midway left a batch in flight whose files go before any
+    // id is read from the lake, or their events would count as there and never be written again.
+    let replay_stream = replay_stream_name(&stream);
+    let mut replays = Vec::new();
     for shard_id in shards {
-        // The live state: its position bounds the replay (and it must be this stream's).
         let live =
             Checkpoint::load(lake, &identity, &stream, &shard_id, WindowLimits::default()).await?;
-        let Some(committed) = live.state().sequence_number.clone() else {
-            summary.not_started.push(shard_id);
-            continue;
-        };
-        summary.shards += 1;
-        let replay_stream = replay_stream_name(&stream);
         let mut checkpoint = Checkpoint::load(
             lake,
             &identity,
@@ -191,6 +189,14 @@ pub async fn replay(
             WindowLimits::default(),
         )
         .await?;
+        checkpoint.recover(lake).await?;
+        match live.state().sequence_number.clone() {
+            Some(committed) => replays.push((shard_id, committed, checkpoint)),
+            None => summary.not_started.push(shard_id),
+        }
+    }
+    for (shard_id, committed, mut checkpoint) in replays {
+        summary.shards += 1;
         checkpoint.forget_position();
         checkpoint.know(known.clone());
         let mut position = StartingPosition::TrimHorizon;

@@ -28,7 +28,12 @@ pub const DEFAULT_WINDOW_IDS: usize = 100_000;
 /// How long a committed id is kept unless configured otherwise. Producers re-send after a
 /// timeout, within seconds or minutes; older re-sends are caught by compaction.
 pub const DEFAULT_WINDOW_AGE: Duration = Duration::from_secs(60 * 60);
-const FORMAT_VERSION: u32 = 2;
+/// The state format this version writes. 3 added the write id, the committed batches, the
+/// touched days and the stream identity: a consumer of format 2 would drop them on its next
+/// write (and a lost answer could then be misjudged), so it refuses format 3 instead.
+const FORMAT_VERSION: u32 = 3;
+/// The oldest state format this version reads (and upgrades at its next write).
+const OLDEST_FORMAT_VERSION: u32 = 2;
 /// How many committed batches a shard's state remembers (see [`ShardState::committed_batches`]):
 /// a writer reads the state back within moments of a lost answer, long before 64 more batches
 /// of the same shard can commit.
@@ -295,13 +300,15 @@ impl ShardState {
             key: key.to_owned(),
             reason,
         };
-        let state: Self = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-        if state.format_version != FORMAT_VERSION {
+        let mut state: Self = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&state.format_version) {
             return Err(corrupt(format!(
-                "format version {} (this consumer reads {FORMAT_VERSION})",
+                "format version {} (this consumer reads {OLDEST_FORMAT_VERSION} to \
+                 {FORMAT_VERSION})",
                 state.format_version
             )));
         }
+        state.format_version = FORMAT_VERSION;
         Ok(state)
     }
 

@@ -1015,11 +1015,26 @@ async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
         to_timestamp: None,
         to_sequence: Some(records[1_499].sequence_number.clone()),
     };
+    // A first replay is killed after its second batch's intent and first file write (the first
+    // batch, of one day, is intent, 3 files and commit): that
+    // batch's files stay, uncommitted. The next replay must remove them before it reads which
+    // ids the lake holds, or their events would count as there and never be written again.
+    let crashing = CrashingLake::new(&root);
+    crashing.arm(Some(7));
+    let killed = replay(&stream, &crashing, &range, 300, &BatchOptions::default()).await;
+    assert!(killed.is_err() && crashing.crashed(), "{killed:?}");
+    let crashes = crashing.crashes.lock().expect("crashes").clone();
+    assert_eq!(crashes.get(&CrashAfter::FileWrite), Some(&1), "{crashes:?}");
     let summary = replay(&stream, &lake, &range, 300, &BatchOptions::default())
         .await
         .expect("replays");
     assert_eq!(summary.counts.records, 500);
-    assert_eq!(summary.counts.accepted, 500);
+    assert!(summary.counts.accepted > 0 && summary.counts.accepted < 500);
+    assert_eq!(
+        summary.counts.accepted + summary.counts.duplicates,
+        500,
+        "the first replay's committed batch is there already"
+    );
     assert_eq!(lake_totals(&root), expected);
     // ... and replaying the whole stream, twice, changes nothing.
     let everything = ReplayRange {
@@ -1044,4 +1059,77 @@ async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
         live.state().sequence_number.as_ref(),
         records.last().map(|r| &r.sequence_number)
     );
+}
+
+/// A lake where a compaction's commit (its record going to `removing`) is applied, then another
+/// compaction of the day runs to the end, then the first hears a conflict: its answer was lost.
+#[derive(Debug)]
+struct CommitAnswerLost {
+    inner: LocalLake,
+    day: NaiveDate,
+    done: AtomicBool,
+}
+
+impl Lake for CommitAnswerLost {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
+        self.inner.put(key, bytes).await
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: Precondition,
+    ) -> Result<Version, LakeError> {
+        let commit = String::from_utf8_lossy(&bytes).contains("\"phase\": \"removing\"");
+        let version = self.inner.put_if(key, bytes, expected).await?;
+        if commit && !self.done.swap(true, Ordering::SeqCst) {
+            let other = compact_day(&self.inner, self.day, Codec::Zstd)
+                .await
+                .expect("the other compaction");
+            assert!(
+                other.resumed,
+                "it finished the first one's removal: {other:?}"
+            );
+            return Err(LakeError::Conflict {
+                key: key.to_owned(),
+            });
+        }
+        Ok(version)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Object>, LakeError> {
+        self.inner.get(key).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        self.inner.delete(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        self.inner.list(prefix).await
+    }
+}
+
+#[tokio::test]
+async fn a_compaction_whose_commit_answer_was_lost_keeps_its_outputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = source_events(&dir.path().join("sales.csv"));
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let (shards, _, _) = stream(&events, &mut rng);
+    let root = dir.path().join("lake");
+    commit_all(&LocalLake::new(&root), &shards, 300).await;
+    let day = events[0].event_time.date();
+    let lake = CommitAnswerLost {
+        inner: LocalLake::new(&root),
+        day,
+        done: AtomicBool::new(false),
+    };
+    let report = compact_day(&lake, day, Codec::Zstd)
+        .await
+        .expect("compacts");
+    assert!(!report.superseded, "its commit was applied: {report:?}");
+    assert_eq!(rows(&root, "sales_events"), events.len(), "nothing lost");
+    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+    assert!(files_per_partition(&root).values().all(|n| *n >= 1));
 }

@@ -24,6 +24,7 @@ use crate::retry::RetryPolicy;
 use crate::row::RowParser;
 use crate::send::{self, Summary, send_csv};
 use crate::sink::DryRun;
+use crate::source::Source;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -88,22 +89,21 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
     let reader = CsvReader::new(open_input(&input)?, options.delimiter)
         .with_context(|| format!("cannot read {}", input.display()))?;
     let columns = ColumnMap::from_header(reader.header(), &options.columns)?;
-    let source_id = options
-        .source_id
-        .unwrap_or_else(|| match input.file_name() {
-            Some(name) if input.as_os_str() != "-" => name.to_string_lossy().into_owned(),
-            _ => "stdin".to_owned(),
-        });
-    let parser = RowParser::new(
-        columns,
-        DateParser::new(options.date_format),
-        source_id.clone(),
-    );
+    let source = match options.source_id {
+        Some(id) => Source::named(id),
+        None if input.as_os_str() == "-" => bail!(
+            "standard input needs --source-id: event ids are derived from it, so give the same \
+             id to the same data and different ids to different data"
+        ),
+        None => Source::of_file(&input)
+            .with_context(|| format!("cannot read input {}", input.display()))?,
+    };
     let rejects = RejectsFile::new(
         options
             .rejects
-            .unwrap_or_else(|| format!("{source_id}.rejects.csv").into()),
+            .unwrap_or_else(|| format!("{}.rejects.csv", source.name).into()),
     );
+    let parser = RowParser::new(columns, DateParser::new(options.date_format), source);
     let mut send = send::SendOptions {
         retry: RetryPolicy {
             max_attempts: options.max_attempts,

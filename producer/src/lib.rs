@@ -23,6 +23,7 @@ pub mod retry;
 pub mod row;
 pub mod send;
 pub mod sink;
+pub mod source;
 pub mod throttle;
 
 pub use batcher::{
@@ -39,4 +40,5 @@ pub use retry::RetryPolicy;
 pub use row::{RejectReason, RowParser};
 pub use send::{SendError, SendOptions, StreamFailure, Summary, send_csv};
 pub use sink::{DryRun, EntryFailure, RecordSink, SinkError};
+pub use source::Source;
 pub use throttle::Throttle;

@@ -39,8 +39,10 @@ pub struct SendOptions {
     /// Where rejected rows go [default: <input name>.rejects.csv in the current directory].
     #[arg(long, env = "PRODUCER_REJECTS", value_name = "FILE")]
     pub rejects: Option<PathBuf>,
-    /// The name event ids are derived from [default: the input's file name]. Re-sending the same
-    /// rows under the same source id sends the same ids, so the lake counts them once.
+    /// What event ids are derived from [default: the input's file name and a digest of its
+    /// bytes, so that the same file always sends the same ids and two files never share them].
+    /// Required for standard input. The same rows under the same source id send the same ids,
+    /// so the lake counts them once.
     #[arg(long, env = "PRODUCER_SOURCE_ID")]
     pub source_id: Option<String>,
     /// Field delimiter [default: detected from the header: `,`, `;` or tab].

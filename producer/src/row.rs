@@ -8,6 +8,7 @@ use sales_stream::{EventError, SalesEvent, event_id};
 use crate::columns::{ColumnMap, Field};
 use crate::dates::DateParser;
 use crate::reader::RawRecord;
+use crate::source::Source;
 
 /// Why a row was rejected. The text is what the rejects file says.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,8 +38,9 @@ pub enum RejectReason {
 pub struct RowParser {
     columns: ColumnMap,
     dates: DateParser,
-    /// Names the source in event ids; the same id for the same file makes re-streaming harmless.
-    source_id: String,
+    /// The input: its identity names the event ids (the same file, the same ids: re-streaming is
+    /// harmless), its name the events' `source`.
+    source: Source,
 }
 
 /// `NA`, `nan` and the like stand for a missing customer in real exports.
@@ -87,16 +89,16 @@ fn non_empty(text: &str) -> Option<String> {
 }
 
 impl RowParser {
-    pub fn new(columns: ColumnMap, dates: DateParser, source_id: impl Into<String>) -> Self {
+    pub fn new(columns: ColumnMap, dates: DateParser, source: impl Into<Source>) -> Self {
         Self {
             columns,
             dates,
-            source_id: source_id.into(),
+            source: source.into(),
         }
     }
 
-    pub fn source_id(&self) -> &str {
-        &self.source_id
+    pub fn source(&self) -> &Source {
+        &self.source
     }
 
     pub fn parse(&self, record: &RawRecord) -> Result<SalesEvent, RejectReason> {
@@ -122,7 +124,7 @@ impl RowParser {
             .parse(date_text)
             .ok_or_else(|| RejectReason::BadDate(date_text.trim().to_owned()))?;
         let event = SalesEvent {
-            event_id: event_id(&self.source_id, record.line),
+            event_id: event_id(&self.source.id, record.line),
             event_time,
             invoice_no,
             stock_code,
@@ -131,7 +133,7 @@ impl RowParser {
             unit_price,
             customer_id: customer_id(get(Field::CustomerId)),
             country,
-            source: format!("{}:{}", self.source_id, record.line),
+            source: format!("{}:{}", self.source.name, record.line),
         };
         event.validate()?;
         Ok(event)

@@ -2,6 +2,8 @@
 back by DuckDB and compared with totals DuckDB computes straight from the source CSV."""
 
 import json
+import shutil
+import subprocess
 import struct
 import zlib
 from decimal import Decimal
@@ -177,3 +179,38 @@ def test_a_file_with_the_wrong_header_is_refused_clearly(work):
     result = run(BIN / "producer", "--input", bad, "--stream", f"file://{work / 's'}", check=False)
     assert result.returncode == 1
     assert "has no column for invoice_no" in result.stderr and "--columns" in result.stderr
+
+
+def test_two_different_files_of_one_name_both_count_and_the_same_file_twice_counts_once(work):
+    from test_kinesis import generated
+    from test_poll import summed
+
+    folders = {name: work / name for name in ("jan", "feb", "jan-copy")}
+    for folder in folders.values():
+        folder.mkdir()
+    shutil.move(generated(work, 1_200, seed=51), folders["jan"] / "sales.csv")
+    shutil.move(generated(work, 1_300, seed=52), folders["feb"] / "sales.csv")
+    shutil.copy(folders["jan"] / "sales.csv", folders["jan-copy"] / "sales.csv")
+    stream, lake = work / "stream", work / "lake"
+    sent = [produce(folders[name] / "sales.csv", stream, work) for name in ("jan", "feb", "jan-copy")]
+    consumed = consume(stream, lake, work)
+    assert consumed["counts"]["accepted"] == sent[0]["events_sent"] + sent[1]["events_sent"]
+    assert consumed["counts"]["duplicates"] == sent[2]["events_sent"], "the copy is the same file"
+    con = connect()
+    expected = summed(reference_totals(con, folders["jan"] / "sales.csv"),
+                      reference_totals(con, folders["feb"] / "sales.csv"))
+    assert_same_totals(expected, lake_totals(con, lake))
+    sources = {row[0] for row in con.execute(
+        "SELECT DISTINCT split_part(source, ':', 1) FROM read_parquet($g)",
+        {"g": f"{lake}/sales_events/*/*/*/*.parquet"}).fetchall()}
+    assert sources == {"sales.csv"}, "the source field keeps the file's name"
+
+
+def test_standard_input_needs_a_source_id(work):
+    result = subprocess.run([str(BIN / "producer"), "--input", "-", "--stream", f"file://{work / 's'}"],
+                            input="InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+                                  "536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom\n",
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "standard input needs --source-id" in result.stderr, result.stderr
+    assert "panicked" not in result.stderr
