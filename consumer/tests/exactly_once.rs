@@ -37,6 +37,44 @@ fn identity() -> StreamIdentity {
 const SHARDS: u64 = 2;
 const ROWS: u64 = 4_000;
 
+/// Lake methods a fault-injecting test lake hands straight to its inner local lake.
+macro_rules! pass_reads_through {
+    () => {
+        async fn get(&self, key: &str) -> Result<Option<Object>, LakeError> {
+            self.inner.get(key).await
+        }
+
+        async fn delete(&self, key: &str) -> Result<(), LakeError> {
+            self.inner.delete(key).await
+        }
+
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+            self.inner.list(prefix).await
+        }
+    };
+}
+
+macro_rules! pass_put_through {
+    () => {
+        async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
+            self.inner.put(key, bytes).await
+        }
+    };
+}
+
+macro_rules! pass_put_if_through {
+    () => {
+        async fn put_if(
+            &self,
+            key: &str,
+            bytes: Vec<u8>,
+            expected: Precondition,
+        ) -> Result<Version, LakeError> {
+            self.inner.put_if(key, bytes, expected).await
+        }
+    };
+}
+
 /// Where a crash can happen: after which kind of lake operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum CrashAfter {
@@ -624,9 +662,7 @@ impl LostAnswers {
 }
 
 impl Lake for LostAnswers {
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
-        self.inner.put(key, bytes).await
-    }
+    pass_put_through!();
 
     async fn put_if(
         &self,
@@ -679,17 +715,7 @@ impl Lake for LostAnswers {
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Object>, LakeError> {
-        self.inner.get(key).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), LakeError> {
-        self.inner.delete(key).await
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
-        self.inner.list(prefix).await
-    }
+    pass_reads_through!();
 }
 
 #[tokio::test]
@@ -768,26 +794,9 @@ impl Lake for Overlapping {
         self.inner.put(key, bytes).await
     }
 
-    async fn put_if(
-        &self,
-        key: &str,
-        bytes: Vec<u8>,
-        expected: Precondition,
-    ) -> Result<Version, LakeError> {
-        self.inner.put_if(key, bytes, expected).await
-    }
+    pass_put_if_through!();
 
-    async fn get(&self, key: &str) -> Result<Option<Object>, LakeError> {
-        self.inner.get(key).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), LakeError> {
-        self.inner.delete(key).await
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
-        self.inner.list(prefix).await
-    }
+    pass_reads_through!();
 }
 
 /// Commits every shard's records into a local lake at `root`, in batches of `size`.
@@ -1071,9 +1080,7 @@ struct CommitAnswerLost {
 }
 
 impl Lake for CommitAnswerLost {
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
-        self.inner.put(key, bytes).await
-    }
+    pass_put_through!();
 
     async fn put_if(
         &self,
@@ -1098,17 +1105,7 @@ impl Lake for CommitAnswerLost {
         Ok(version)
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Object>, LakeError> {
-        self.inner.get(key).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), LakeError> {
-        self.inner.delete(key).await
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
-        self.inner.list(prefix).await
-    }
+    pass_reads_through!();
 }
 
 #[tokio::test]
