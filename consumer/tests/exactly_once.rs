@@ -630,6 +630,33 @@ async fn of_two_writers_on_one_shard_only_one_commits_a_batch() {
     assert_eq!(state.state().batches, 1);
 }
 
+/// A temporary directory with the generated source events, the stream of them (with re-sent
+/// events and garbage) and where the lake goes.
+struct Setup {
+    _dir: tempfile::TempDir,
+    events: Vec<SalesEvent>,
+    shards: Vec<Vec<StreamRecord>>,
+    resent: u64,
+    garbage: u64,
+    root: PathBuf,
+}
+
+fn setup(seed: u64) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = source_events(&dir.path().join("sales.csv"));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (shards, resent, garbage) = stream(&events, &mut rng);
+    let root = dir.path().join("lake");
+    Setup {
+        _dir: dir,
+        events,
+        shards,
+        resent,
+        garbage,
+        root,
+    }
+}
+
 /// How a [`LostAnswers`] lake treats a conditional write it loses the answer of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lost {
@@ -720,11 +747,15 @@ impl Lake for LostAnswers {
 
 #[tokio::test]
 async fn a_state_write_whose_answer_was_lost_is_settled_by_reading_it_back() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let events = source_events(&dir.path().join("sales.csv"));
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let (shards, resent, garbage) = stream(&events, &mut rng);
-    let root = dir.path().join("lake");
+    // `_dir` keeps the temporary directory until the test ends.
+    let Setup {
+        _dir,
+        events,
+        shards,
+        resent,
+        garbage,
+        root,
+    } = setup(3);
     let lake = LostAnswers::new(&root, 3);
     let options = BatchOptions::default();
     for (n, records) in shards.iter().enumerate() {
@@ -829,11 +860,13 @@ fn files_per_partition(root: &Path) -> HashMap<String, usize> {
 
 #[tokio::test]
 async fn a_compaction_overtaken_by_another_leaves_the_day_to_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let events = source_events(&dir.path().join("sales.csv"));
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let (shards, _, _) = stream(&events, &mut rng);
-    let root = dir.path().join("lake");
+    let Setup {
+        _dir,
+        events,
+        shards,
+        root,
+        ..
+    } = setup(5);
     let local = LocalLake::new(&root);
     commit_all(&local, &shards, 300).await;
     let day = events[0].event_time.date();
@@ -1110,11 +1143,13 @@ impl Lake for CommitAnswerLost {
 
 #[tokio::test]
 async fn a_compaction_whose_commit_answer_was_lost_keeps_its_outputs() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let events = source_events(&dir.path().join("sales.csv"));
-    let mut rng = ChaCha8Rng::seed_from_u64(13);
-    let (shards, _, _) = stream(&events, &mut rng);
-    let root = dir.path().join("lake");
+    let Setup {
+        _dir,
+        events,
+        shards,
+        root,
+        ..
+    } = setup(13);
     commit_all(&LocalLake::new(&root), &shards, 300).await;
     let day = events[0].event_time.date();
     let lake = CommitAnswerLost {
