@@ -274,6 +274,7 @@ pub async fn handle(
         if !report.streams.contains(&stream) {
             report.streams.push(stream.clone());
         }
+        let last = records.last().map(|r| r.sequence_number.clone());
         // What Lambda is told to retry from: the first record after the committed position.
         let mut first_uncommitted = records.first().map(|r| r.sequence_number.clone());
         let mut uncommitted = records.len() as u64;
@@ -308,10 +309,21 @@ pub async fn handle(
             }
             Err(failure) => {
                 let error = failure.to_string();
+                // Should the mapping give these records up after its retries, this brings them
+                // back (the failures queue names the same range).
+                let replay = match (&first_uncommitted, &last) {
+                    (Some(first), Some(last)) => format!(
+                        "consumer replay --stream kinesis://{stream} --lake {} --from-sequence \
+                         {shard_id}={first} --to-sequence {last}",
+                        config.lake
+                    ),
+                    _ => String::new(),
+                };
                 tracing::error!(
                     stream,
                     shard = shard_id,
                     error,
+                    replay,
                     "batch not committed; Lambda will retry it"
                 );
                 if let Some(first) = &first_uncommitted {

@@ -151,6 +151,10 @@ def test_an_unreachable_lake_fails_the_batch_from_its_first_record(work, s3, buc
     assert int(first) > int(expected["first_sequence_number"])
     assert response == {"batchItemFailures": [{"itemIdentifier": first}]}
     assert "batch not committed" in function.output()
+    last = later["Records"][-1]["kinesis"]["sequenceNumber"]
+    replay = (f"consumer replay --stream kinesis://{expected['stream']} --lake s3://{bucket}/lake "
+              f"--from-sequence {expected['shard']}={first} --to-sequence {last}")
+    assert replay in function.output(), "the log says how to bring the range back if it is given up"
 
 
 def test_a_missing_lake_url_stops_the_function_at_cold_start(work):
