@@ -263,9 +263,7 @@ impl Checkpoint {
                         "another consumer wrote this shard's state; reading it again"
                     );
                     tokio::time::sleep(wait).await;
-                    let (stream, shard) = (self.state.stream.clone(), self.state.shard_id.clone());
-                    let identity = self.identity.clone();
-                    *self = Self::load(lake, &identity, &stream, &shard, self.limits).await?;
+                    self.reload(lake).await?;
                 }
                 Attempt::Lost => {
                     return Err(CommitError::Contended {
@@ -275,6 +273,16 @@ impl Checkpoint {
                 }
             }
         }
+    }
+
+    /// Reads the shard's state again (after another writer wrote it), keeping what this
+    /// checkpoint was told: the stream's identity and the ids known to be in the lake.
+    async fn reload(&mut self, lake: &impl Lake) -> Result<(), CommitError> {
+        let (stream, shard) = (self.state.stream.clone(), self.state.shard_id.clone());
+        let known = self.known.clone();
+        *self = Self::load(lake, &self.identity.clone(), &stream, &shard, self.limits).await?;
+        self.known = known;
+        Ok(())
     }
 
     /// Takes the shard over from an attempt that did not commit, and removes that attempt's
@@ -304,9 +312,7 @@ impl Checkpoint {
             if let Some(files) = self.take_over(lake).await? {
                 return Ok(files);
             }
-            let (stream, shard) = (self.state.stream.clone(), self.state.shard_id.clone());
-            let identity = self.identity.clone();
-            *self = Self::load(lake, &identity, &stream, &shard, self.limits).await?;
+            self.reload(lake).await?;
         }
         Err(CommitError::Contended {
             shard_id: self.state.shard_id.clone(),
@@ -444,9 +450,7 @@ impl Checkpoint {
                 // Applied, its answer lost, and other writers have moved on from it since: the
                 // files are committed, and this checkpoint is stale.
                 Some(true) => {
-                    let (stream, shard) = (stream.clone(), shard_id.clone());
-                    let identity = self.identity.clone();
-                    *self = Self::load(lake, &identity, &stream, &shard, self.limits).await?;
+                    self.reload(lake).await?;
                 }
                 // Another writer took the shard over while these files were written; they are
                 // this attempt's alone (named by its generation), so they go.

@@ -997,7 +997,7 @@ async fn positions_of_another_stream_of_the_same_name_are_refused_before_any_wri
     assert!(state["stream_identity"]["created"].is_string(), "{state}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
     use consumer::replay::{ReplayRange, ReplayStart, replay};
     use sales_stream::{LocalStream, PutEntry, StartingPosition};
@@ -1093,6 +1093,17 @@ async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
     }
     assert_eq!(lake_totals(&root), expected);
     assert_eq!(rows(&root, "sales_events"), events.len());
+    // Two replays of the whole stream at once: one loses compare-and-swaps to the other and
+    // reads the state again, still knowing which ids the lake holds.
+    let options = BatchOptions::default();
+    let (a, b) = tokio::join!(
+        replay(&stream, &lake, &everything, 250, &options),
+        replay(&stream, &lake, &everything, 250, &options),
+    );
+    let (a, b) = (a.expect("first"), b.expect("second"));
+    assert_eq!(a.counts.accepted + b.counts.accepted, 0, "{a:?} {b:?}");
+    assert_eq!(lake_totals(&root), expected);
+    assert_eq!(rows(&root, "sales_events"), events.len());
     // The live position did not move.
     let live = Checkpoint::load(&lake, &identity, STREAM, shard, WindowLimits::default())
         .await
@@ -1164,4 +1175,51 @@ async fn a_compaction_whose_commit_answer_was_lost_keeps_its_outputs() {
     assert_eq!(rows(&root, "sales_events"), events.len(), "nothing lost");
     assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
     assert!(files_per_partition(&root).values().all(|n| *n >= 1));
+}
+
+#[tokio::test]
+async fn ids_known_to_be_in_the_lake_stay_known_after_a_lost_compare_and_swap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = source_events(&dir.path().join("sales.csv"));
+    let lake = LocalLake::new(dir.path().join("lake"));
+    let shard = "shardId-000000000000";
+    let limits = WindowLimits::default();
+    let record = |n: usize| StreamRecord {
+        sequence_number: SequenceNumber::from_u64(1_000 + n as u64),
+        partition_key: events[n].event_id.to_string(),
+        data: codec::encode(&events[n]),
+        approximate_arrival: DateTime::from_timestamp(1_323_400_000, 0).expect("time"),
+    };
+    let mut stale = Checkpoint::load(&lake, &identity(), STREAM, shard, limits)
+        .await
+        .expect("load");
+    let mut other = Checkpoint::load(&lake, &identity(), STREAM, shard, limits)
+        .await
+        .expect("load");
+    // The first checkpoint is told event 15 is in the lake already.
+    stale.know(std::sync::Arc::new(
+        [events[15].event_id].into_iter().collect(),
+    ));
+    other
+        .commit(
+            &lake,
+            (0..10).map(record).collect(),
+            &BatchOptions::default(),
+        )
+        .await
+        .expect("commits");
+    // Its first write loses to the other's commit; it reads the state again and retries.
+    let committed = stale
+        .commit(
+            &lake,
+            (10..20).map(record).collect(),
+            &BatchOptions::default(),
+        )
+        .await
+        .expect("commits");
+    assert_eq!(committed.conflicts, 1);
+    assert_eq!(
+        (committed.counts.accepted, committed.counts.duplicates),
+        (9, 1)
+    );
 }
