@@ -62,19 +62,6 @@ macro_rules! pass_put_through {
     };
 }
 
-macro_rules! pass_put_if_through {
-    () => {
-        async fn put_if(
-            &self,
-            key: &str,
-            bytes: Vec<u8>,
-            expected: Precondition,
-        ) -> Result<Version, LakeError> {
-            self.inner.put_if(key, bytes, expected).await
-        }
-    };
-}
-
 /// Where a crash can happen: after which kind of lake operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum CrashAfter {
@@ -805,27 +792,77 @@ async fn a_state_write_whose_answer_was_lost_is_settled_by_reading_it_back() {
     assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
 }
 
-/// A lake that, when a compaction first writes its output, lets a second compaction of the same
-/// day run to the end first, and only then lands the write: two compactions overlapping.
+/// Where a second compaction of the same day runs to its end inside the first one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OverlapAt {
+    /// Before the first one's first output write lands: the second takes the day over.
+    OutputWrite,
+    /// After the first one's commit (its record going to `removing`) is applied, before its
+    /// answer: the second finishes the first's removal, and the first hears a conflict.
+    CommitApplied,
+}
+
+/// A lake on which two compactions of one day overlap, once, at `at`.
 #[derive(Debug)]
 struct Overlapping {
     inner: LocalLake,
     day: NaiveDate,
+    at: OverlapAt,
     done: AtomicBool,
+}
+
+impl Overlapping {
+    fn new(root: &Path, day: NaiveDate, at: OverlapAt) -> Self {
+        Self {
+            inner: LocalLake::new(root),
+            day,
+            at,
+            done: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs the second compaction if `at` is now and it has not run yet.
+    async fn overlap(&self, at: OverlapAt) -> Option<consumer::CompactReport> {
+        if at != self.at || self.done.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        Some(
+            compact_day(&self.inner, self.day, Codec::Zstd)
+                .await
+                .expect("the overlapping compaction"),
+        )
+    }
 }
 
 impl Lake for Overlapping {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
-        if key.contains("/compacted-") && !self.done.swap(true, Ordering::SeqCst) {
-            let other = compact_day(&self.inner, self.day, Codec::Zstd)
-                .await
-                .expect("the overlapping compaction");
+        if key.contains("/compacted-")
+            && let Some(other) = self.overlap(OverlapAt::OutputWrite).await
+        {
             assert!(other.resumed && other.files_out == 2, "{other:?}");
         }
         self.inner.put(key, bytes).await
     }
 
-    pass_put_if_through!();
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: Precondition,
+    ) -> Result<Version, LakeError> {
+        let commit = String::from_utf8_lossy(&bytes).contains("\"phase\": \"removing\"");
+        let version = self.inner.put_if(key, bytes, expected).await?;
+        if commit && let Some(other) = self.overlap(OverlapAt::CommitApplied).await {
+            assert!(
+                other.resumed,
+                "it finished the first one's removal: {other:?}"
+            );
+            return Err(LakeError::Conflict {
+                key: key.to_owned(),
+            });
+        }
+        Ok(version)
+    }
 
     pass_reads_through!();
 }
@@ -870,11 +907,7 @@ async fn a_compaction_overtaken_by_another_leaves_the_day_to_it() {
     let local = LocalLake::new(&root);
     commit_all(&local, &shards, 300).await;
     let day = events[0].event_time.date();
-    let lake = Overlapping {
-        inner: LocalLake::new(&root),
-        day,
-        done: AtomicBool::new(false),
-    };
+    let lake = Overlapping::new(&root, day, OverlapAt::OutputWrite);
     // The first compaction claims the day; the second takes it over (removing the first's
     // outputs, not yet written) and finishes; then the first's output write lands. The first
     // then fails to commit, removes what it wrote, and leaves the day to the second.
@@ -1114,44 +1147,6 @@ async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
     );
 }
 
-/// A lake where a compaction's commit (its record going to `removing`) is applied, then another
-/// compaction of the day runs to the end, then the first hears a conflict: its answer was lost.
-#[derive(Debug)]
-struct CommitAnswerLost {
-    inner: LocalLake,
-    day: NaiveDate,
-    done: AtomicBool,
-}
-
-impl Lake for CommitAnswerLost {
-    pass_put_through!();
-
-    async fn put_if(
-        &self,
-        key: &str,
-        bytes: Vec<u8>,
-        expected: Precondition,
-    ) -> Result<Version, LakeError> {
-        let commit = String::from_utf8_lossy(&bytes).contains("\"phase\": \"removing\"");
-        let version = self.inner.put_if(key, bytes, expected).await?;
-        if commit && !self.done.swap(true, Ordering::SeqCst) {
-            let other = compact_day(&self.inner, self.day, Codec::Zstd)
-                .await
-                .expect("the other compaction");
-            assert!(
-                other.resumed,
-                "it finished the first one's removal: {other:?}"
-            );
-            return Err(LakeError::Conflict {
-                key: key.to_owned(),
-            });
-        }
-        Ok(version)
-    }
-
-    pass_reads_through!();
-}
-
 #[tokio::test]
 async fn a_compaction_whose_commit_answer_was_lost_keeps_its_outputs() {
     let Setup {
@@ -1163,11 +1158,7 @@ async fn a_compaction_whose_commit_answer_was_lost_keeps_its_outputs() {
     } = setup(13);
     commit_all(&LocalLake::new(&root), &shards, 300).await;
     let day = events[0].event_time.date();
-    let lake = CommitAnswerLost {
-        inner: LocalLake::new(&root),
-        day,
-        done: AtomicBool::new(false),
-    };
+    let lake = Overlapping::new(&root, day, OverlapAt::CommitApplied);
     let report = compact_day(&lake, day, Codec::Zstd)
         .await
         .expect("compacts");
