@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use base64::Engine;
 use clap::Parser;
+use consumer::function::Lineage;
 use consumer::{BatchOptions, Checkpoints, FunctionConfig, LocalLake, handle, process_batch};
 use producer::{ColumnMap, CsvReader, DateParser, GenerateOptions, Line, RowParser, generate};
 use sales_stream::{SequenceNumber, StreamRecord, codec};
@@ -142,7 +143,7 @@ fn main() -> anyhow::Result<()> {
             "shardId-000000000000",
             "bench",
             chunk,
-            |_| false,
+            |_, _| false,
             &BatchOptions::default(),
         )?;
         parquet_bytes += output.files.iter().map(|f| f.bytes.len()).sum::<usize>();
@@ -339,6 +340,15 @@ fn kinesis_figures(args: &Args, input: &Path, dir: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The bench's stream is never resharded.
+struct Unsplit;
+
+impl Lineage for Unsplit {
+    async fn ancestors(&self, _stream: &str, _shard_id: &str) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
+}
+
 /// The Lambda handler in process: a 10,000-record Kinesis event (as the event source mapping
 /// delivers it, base64 and all) → a local lake, warm (after a first event of the same shard).
 fn lambda_figure(records: &[StreamRecord]) -> anyhow::Result<()> {
@@ -379,10 +389,17 @@ fn lambda_figure(records: &[StreamRecord]) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     // One warm function instance: the second event finds the shard's state in memory.
     let warm = Checkpoints::default();
-    runtime.block_on(handle(event(&records[..BATCH], 0)?, &lake, &config, &warm))?;
+    let lineage = Unsplit;
+    runtime.block_on(handle(
+        event(&records[..BATCH], 0)?,
+        &lake,
+        &lineage,
+        &config,
+        &warm,
+    ))?;
     let second = event(&records[BATCH..2 * BATCH], BATCH)?;
     let started = Instant::now();
-    let (response, report) = runtime.block_on(handle(second, &lake, &config, &warm))?;
+    let (response, report) = runtime.block_on(handle(second, &lake, &lineage, &config, &warm))?;
     let elapsed = started.elapsed();
     if !response.batch_item_failures.is_empty() || report.counts.accepted != BATCH as u64 {
         bail!("the Lambda handler did not accept the whole batch: {report:?}");

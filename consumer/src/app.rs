@@ -242,7 +242,6 @@ async fn run_poll<S: ShardSource>(
     let options = PollOptions {
         batch_size: args.batch_size as usize,
         until_drained: args.until_drained,
-        window: args.window(),
         batch: BatchOptions {
             codec: args.compression,
         },

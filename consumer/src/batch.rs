@@ -1,7 +1,10 @@
 //! The consumer's one pure step: a batch of stream records in, the lake files to write out.
 //!
-//! decode → validate → drop duplicates → aggregate → encode. No I/O happens here; the poller
-//! and the Lambda both call [`process_batch`] and write what it returns.
+//! decode → validate ([`decode_batch`]), then drop duplicates → aggregate → encode
+//! ([`finish_batch`]). No I/O happens here: between the two halves the commit protocol loads the
+//! id index of the sale dates the decoded events fall on ([`crate::index`]), and after them it
+//! writes what they return. [`process_batch`] is the two in one, for callers that know the
+//! committed ids already.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -64,8 +67,8 @@ impl BatchCounts {
 #[derive(Debug, Clone, Default)]
 pub struct BatchOutput {
     pub files: Vec<OutputFile>,
-    /// Ids of the accepted events, in stream order.
-    pub accepted_ids: Vec<Uuid>,
+    /// Ids of the accepted events by sale date, each in stream order.
+    pub accepted_ids: BTreeMap<NaiveDate, Vec<Uuid>>,
     pub counts: BatchCounts,
     /// The position to commit once the files are written.
     pub last_sequence_number: Option<SequenceNumber>,
@@ -91,33 +94,43 @@ fn group_by_date<T>(
     groups
 }
 
-/// Turns the records of one shard into lake files named `batch_name` (see
-/// [`crate::layout::batch_name`]). `already_committed` says whether an event id was committed by
-/// an earlier batch of this shard.
-pub fn process_batch(
-    shard_id: &str,
-    name: &str,
-    records: &[StreamRecord],
-    already_committed: impl Fn(&Uuid) -> bool,
-    options: &BatchOptions,
-) -> Result<BatchOutput, BatchError> {
-    let mut output = BatchOutput {
-        last_sequence_number: records.last().map(|r| r.sequence_number.clone()),
-        ..BatchOutput::default()
-    };
-    if records.is_empty() {
-        return Ok(output);
+/// A batch's records decoded and validated: the events to dedupe, and what was quarantined.
+#[derive(Debug, Clone, Default)]
+pub struct Decoded {
+    /// Valid events in stream order (duplicates included).
+    pub events: Vec<AcceptedEvent>,
+    pub quarantined: Vec<QuarantinedRecord>,
+    /// `records` and `received` are known here; the rest once the batch is finished.
+    pub counts: BatchCounts,
+    pub last_sequence_number: Option<SequenceNumber>,
+}
+
+impl Decoded {
+    /// The sale dates the events fall on: the dates whose committed ids the dedupe needs.
+    pub fn days(&self) -> BTreeSet<NaiveDate> {
+        self.events
+            .iter()
+            .map(|e| e.event.event_time.date())
+            .collect()
     }
-    let mut seen_in_batch = HashSet::with_capacity(records.len());
-    let mut accepted = Vec::with_capacity(records.len());
-    let mut quarantined = Vec::new();
+}
+
+/// Decodes and validates the records of one shard; what is not a valid event is quarantined.
+pub fn decode_batch(shard_id: &str, records: &[StreamRecord]) -> Decoded {
+    let mut decoded = Decoded {
+        last_sequence_number: records.last().map(|r| r.sequence_number.clone()),
+        events: Vec::with_capacity(records.len()),
+        ..Decoded::default()
+    };
     for record in records {
-        output.counts.records += 1;
+        decoded.counts.records += 1;
         let payload = match unpack(&record.data) {
             Ok(payload) => payload,
             Err(e) => {
-                output.counts.received += 1;
-                quarantined.push(QuarantinedRecord::new(shard_id, record, e.to_string()));
+                decoded.counts.received += 1;
+                decoded
+                    .quarantined
+                    .push(QuarantinedRecord::new(shard_id, record, e.to_string()));
                 continue;
             }
         };
@@ -130,33 +143,64 @@ pub fn process_batch(
                 .collect(),
         };
         for (sub_record, partition_key, data) in parts {
-            output.counts.received += 1;
+            decoded.counts.received += 1;
             let quarantine = |reason: String| {
                 QuarantinedRecord::part(shard_id, record, sub_record, partition_key, data, reason)
             };
             let event = match codec::decode(data) {
                 Ok(event) => event,
                 Err(e) => {
-                    quarantined.push(quarantine(e.to_string()));
+                    decoded.quarantined.push(quarantine(e.to_string()));
                     continue;
                 }
             };
             if let Err(e) = event.validate() {
-                quarantined.push(quarantine(format!("invalid event: {e}")));
+                decoded
+                    .quarantined
+                    .push(quarantine(format!("invalid event: {e}")));
                 continue;
             }
-            if already_committed(&event.event_id) || !seen_in_batch.insert(event.event_id) {
-                output.counts.duplicates += 1;
-                continue;
-            }
-            output.accepted_ids.push(event.event_id);
-            accepted.push(AcceptedEvent {
+            decoded.events.push(AcceptedEvent {
                 event,
                 shard_id: shard_id.to_owned(),
                 sequence_number: record.sequence_number.clone(),
                 arrival_time: record.approximate_arrival,
             });
         }
+    }
+    decoded
+}
+
+/// Drops the events whose id was committed before (`already_committed(sale date, id)`) or seen
+/// earlier in the batch, and turns the rest into lake files named `batch_name` (see
+/// [`crate::layout::batch_name`]).
+pub fn finish_batch(
+    decoded: Decoded,
+    name: &str,
+    already_committed: impl Fn(NaiveDate, &Uuid) -> bool,
+    options: &BatchOptions,
+) -> Result<BatchOutput, BatchError> {
+    let Decoded {
+        events,
+        quarantined,
+        counts,
+        last_sequence_number,
+    } = decoded;
+    let mut output = BatchOutput {
+        counts,
+        last_sequence_number,
+        ..BatchOutput::default()
+    };
+    let mut seen_in_batch = HashSet::with_capacity(events.len());
+    let mut accepted = Vec::with_capacity(events.len());
+    for candidate in events {
+        let (day, id) = (candidate.event.event_time.date(), candidate.event.event_id);
+        if already_committed(day, &id) || !seen_in_batch.insert(id) {
+            output.counts.duplicates += 1;
+            continue;
+        }
+        output.accepted_ids.entry(day).or_default().push(id);
+        accepted.push(candidate);
     }
     output.counts.accepted = accepted.len() as u64;
     output.counts.quarantined = quarantined.len() as u64;
@@ -186,6 +230,23 @@ pub fn process_batch(
         });
     }
     Ok(output)
+}
+
+/// Turns the records of one shard into lake files named `name`: [`decode_batch`], then
+/// [`finish_batch`].
+pub fn process_batch(
+    shard_id: &str,
+    name: &str,
+    records: &[StreamRecord],
+    already_committed: impl Fn(NaiveDate, &Uuid) -> bool,
+    options: &BatchOptions,
+) -> Result<BatchOutput, BatchError> {
+    finish_batch(
+        decode_batch(shard_id, records),
+        name,
+        already_committed,
+        options,
+    )
 }
 
 #[cfg(test)]
@@ -238,7 +299,7 @@ mod tests {
             "shardId-000000000001",
             "shardId-000000000001-10-1",
             &records,
-            |id| *id == committed,
+            |_, id| *id == committed,
             &BatchOptions::default(),
         )
         .expect("processes");
@@ -257,12 +318,13 @@ mod tests {
             output.last_sequence_number,
             Some(SequenceNumber::from_u64(60))
         );
+        let day = |d| NaiveDate::from_ymd_opt(2011, 12, d).expect("date");
         assert_eq!(
             output.accepted_ids,
-            vec![
-                sales_stream::event_id("t.csv", 1),
-                sales_stream::event_id("t.csv", 2)
-            ]
+            BTreeMap::from([
+                (day(1), vec![sales_stream::event_id("t.csv", 1)]),
+                (day(2), vec![sales_stream::event_id("t.csv", 2)]),
+            ])
         );
         let keys: Vec<&str> = output.files.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(
@@ -301,7 +363,7 @@ mod tests {
             record(20, compressed),
             record(30, corrupt),
         ];
-        let output = process_batch("s", "s-1", &records, |_| false, &BatchOptions::default())
+        let output = process_batch("s", "s-1", &records, |_, _| false, &BatchOptions::default())
             .expect("processes");
         assert_eq!(
             output.counts,
@@ -336,16 +398,16 @@ mod tests {
             .map(|i| record(i * 10, codec::encode(&event(i, 1 + (i % 3) as u32))))
             .collect();
         let a =
-            process_batch("s", "s-1", &records, |_| false, &BatchOptions::default()).expect("a");
+            process_batch("s", "s-1", &records, |_, _| false, &BatchOptions::default()).expect("a");
         let b =
-            process_batch("s", "s-1", &records, |_| false, &BatchOptions::default()).expect("b");
+            process_batch("s", "s-1", &records, |_, _| false, &BatchOptions::default()).expect("b");
         assert_eq!(a.files, b.files, "a retried batch overwrites its own files");
     }
 
     #[test]
     fn an_empty_batch_writes_nothing() {
         let output =
-            process_batch("s", "s-1", &[], |_| false, &BatchOptions::default()).expect("empty");
+            process_batch("s", "s-1", &[], |_, _| false, &BatchOptions::default()).expect("empty");
         assert!(output.files.is_empty());
         assert_eq!(output.last_sequence_number, None);
     }

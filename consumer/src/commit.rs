@@ -8,9 +8,13 @@
 //! 1. If the state has an intent that never committed (a crash, a lost writer), takes the shard
 //!    over with a compare-and-swap, then removes that intent's files.
 //! 2. Skips records at or before the committed position (redeliveries: counted as replayed).
-//! 3. Records its own intent: the keys it will write, named by the intent's generation.
-//! 4. Writes its files and its id window.
-//! 5. Commits: position, counts, window, no intent. Then removes the superseded id window.
+//! 3. Decodes the records, loads the id index of the sale dates they fall on (the shard's and
+//!    its ancestors', [`crate::index`]), drops the events committed before, and records its own
+//!    intent: the keys it will write (data files and new index segments), named by the intent's
+//!    generation.
+//! 4. Writes its files and its index segments.
+//! 5. Commits: position, counts, the index manifest, no intent. Then removes the index segments
+//!    the new ones absorbed.
 //!
 //! Why this is exactly once: the position only moves in step 5, and only if nobody wrote the
 //! state since step 3, so a batch's records count once they are all in the lake and never
@@ -19,22 +23,34 @@
 //! that holds the shard: after its own compare-and-swap in step 1, or, when it lost the shard
 //! at step 5, its own files, which no one else can have written because their names carry its
 //! intent's generation. A writer that loses at step 3 has written nothing.
+//!
+//! Why an id is never counted twice: the index a batch checks is the one named by the state
+//! version its intent (and so its commit) is conditional on, so no commit can slip in between
+//! the check and the commit. A re-sent event falls on the same sale date as its original, whose
+//! segments the batch loads; a shard made by a reshard loads its ancestors' too, which are
+//! complete because a child is read only after its parents were read to their end.
+//!
+//! A replay ([`Checkpoint::replay`]) runs the same steps without skipping records at or before
+//! the position, and commits without moving it: replaying any range, twice or concurrently with
+//! the live consumer, adds only the events the index lacks.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use futures::StreamExt;
 use sales_stream::StreamRecord;
-use uuid::Uuid;
 
-use crate::batch::{BatchCounts, BatchError, BatchOptions, OutputFile, process_batch};
+use crate::batch::{BatchCounts, BatchError, BatchOptions, OutputFile, decode_batch, finish_batch};
+use crate::index::{
+    DayIds, DayUpdate, IdCache, IndexError, Lookup, ShardIndex, encode_segment, ids_in_lake,
+};
 use crate::lake::{
     Lake, LakeError, MAX_CONCURRENT_REQUESTS, Precondition, Swapped, Version, remove_all, swap,
 };
-use crate::layout::{batch_name, shard_state, shard_window};
-use crate::state::{IdWindow, Intent, ShardState, StateError, StreamIdentity, WindowLimits};
+use crate::layout::{batch_name, id_segment, shard_objects, shard_state};
+use crate::state::{Intent, ShardState, StateError, StreamIdentity};
 
 /// Times a batch is tried again after losing a compare-and-swap to another writer of its shard
 /// (each time after reading the winner's state) before the conflict is reported.
@@ -57,6 +73,9 @@ pub enum CommitError {
     /// The batch step failed.
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// The id index could not be read.
+    #[error(transparent)]
+    Index(#[from] IndexError),
     /// The batch step's thread stopped unexpectedly.
     #[error("the batch worker failed: {0}")]
     Worker(String),
@@ -97,24 +116,37 @@ pub struct Committed {
     pub conflicts: u32,
     /// Files of an uncommitted earlier attempt that were removed.
     pub recovered_files: u64,
-    /// The ids of the events this batch accepted.
-    pub accepted_ids: Vec<Uuid>,
+    /// Committed ids the batch's dedupe looked up (the index of the dates it touched).
+    pub index_ids: u64,
+    /// Index segment objects the batch wrote (part of `files`) and bytes they hold.
+    pub index_files: u64,
+    pub index_bytes: u64,
 }
 
-/// A shard's commit state as this writer last read or wrote it, with its id window.
+/// Whether a batch moves its shard's committed position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Position {
+    /// The live consumer: records at or before the position are skipped, and the commit moves
+    /// it to the batch's last record.
+    Advance,
+    /// A replay: every record is processed (the index drops what is in the lake), and the
+    /// position stays where the live consumer put it.
+    Keep,
+}
+
+/// A shard's commit state as this writer last read or wrote it, with its ancestors' states.
 ///
 /// Kept between batches (and, in the Lambda, between warm invocations): a stale copy is safe,
 /// because its first write loses the compare-and-swap and the state is read again.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     state: ShardState,
-    window: Arc<IdWindow>,
     version: Option<Version>,
-    limits: WindowLimits,
     identity: StreamIdentity,
-    /// Event ids known to be in the lake already, besides the window (a replay reads them from
-    /// the lake's `sales_events`): their events are dropped as duplicates.
-    known: Arc<HashSet<Uuid>>,
+    /// The states of the shards this one was split or merged from (and theirs), whose indexes
+    /// the dedupe consults. Read once: a shard is read only after its parents were read to
+    /// their end, so their states no longer change.
+    ancestors: Vec<ShardState>,
 }
 
 /// The outcome of a compare-and-swap write of the state.
@@ -133,7 +165,7 @@ enum Attempt {
 }
 
 impl Checkpoint {
-    /// Reads the committed state of a shard (and its id window), or starts a fresh one.
+    /// Reads the committed state of a shard (and its ancestors' states), or starts a fresh one.
     ///
     /// The state must belong to `identity`'s stream: positions in another stream of the same
     /// name (re-created, or another embedded stream directory) would skip records, so that is an
@@ -143,91 +175,90 @@ impl Checkpoint {
         identity: &StreamIdentity,
         stream: &str,
         shard_id: &str,
-        limits: WindowLimits,
     ) -> Result<Self, CommitError> {
         let key = shard_state(stream, shard_id);
-        let mut previous = None;
-        loop {
-            let Some(object) = lake.get(&key).await? else {
-                return Ok(Self {
-                    state: ShardState::new(stream, shard_id, identity),
-                    window: Arc::default(),
-                    version: None,
-                    limits,
-                    identity: identity.clone(),
-                    known: Arc::default(),
-                });
-            };
-            let mut state = ShardState::decode(&key, &object.bytes)?;
-            match &state.stream_identity {
-                Some(stored) if !stored.matches(identity) => {
-                    return Err(CommitError::OtherStream {
-                        key,
-                        stream: stream.to_owned(),
-                        stored: stored.to_string(),
-                        given: identity.to_string(),
-                    });
-                }
-                // Recorded at the next write: what the state lacked (states written before
-                // identities were kept, or a creation time only the poller knows).
-                Some(stored) if stored.created.is_some() || identity.created.is_none() => {}
-                _ => state.stream_identity = Some(identity.clone()),
+        let Some(object) = lake.get(&key).await? else {
+            let mut state = ShardState::new(stream, shard_id, identity);
+            // Objects of an earlier state of this shard (its index, or its id window before
+            // the index) mean the lake holds its events: the new state's index cannot be the
+            // whole story, and dates it lacks are read from the lake.
+            let earlier = lake.list(&shard_objects(stream, shard_id)).await?;
+            if !earlier.is_empty() {
+                tracing::warn!(
+                    key,
+                    objects = earlier.len(),
+                    "the shard's state is missing but its index is not: events of dates the \
+                     new state has not indexed are checked against the lake"
+                );
+                state.index_partial = true;
             }
-            let mut window = match &state.window_key {
-                Some(window_key) => match lake.get(window_key).await? {
-                    Some(window) => IdWindow::decode(window_key, &window.bytes)?,
-                    // Another writer committed between the two reads and removed the window
-                    // this state named: read the state again. Missing twice for the same state
-                    // version, it is lost.
-                    None if previous.as_ref() != Some(&object.version) => {
-                        previous = Some(object.version);
-                        continue;
-                    }
-                    None => {
-                        // Lost for good (removed by hand, or by a tool that did not know the
-                        // protocol): the shard goes on with an empty window rather than stop.
-                        // Re-sent events it would have caught are dropped when their day is
-                        // compacted.
-                        tracing::warn!(
-                            key,
-                            window = window_key,
-                            "the shard's id window is missing; starting an empty one"
-                        );
-                        IdWindow::default()
-                    }
-                },
-                None => IdWindow::default(),
-            };
-            window.expire(Utc::now(), limits);
             return Ok(Self {
                 state,
-                window: Arc::new(window),
-                version: Some(object.version),
-                limits,
+                version: None,
                 identity: identity.clone(),
-                known: Arc::default(),
+                ancestors: Vec::new(),
             });
+        };
+        let mut state = ShardState::decode(&key, &object.bytes)?;
+        match &state.stream_identity {
+            Some(stored) if !stored.matches(identity) => {
+                return Err(CommitError::OtherStream {
+                    key,
+                    stream: stream.to_owned(),
+                    stored: stored.to_string(),
+                    given: identity.to_string(),
+                });
+            }
+            // Recorded at the next write: what the state lacked (states written before
+            // identities were kept, or a creation time only the poller knows).
+            Some(stored) if stored.created.is_some() || identity.created.is_none() => {}
+            _ => state.stream_identity = Some(identity.clone()),
         }
+        let ancestors = read_states(lake, stream, state.ancestors.iter().flatten()).await?;
+        Ok(Self {
+            state,
+            version: Some(object.version),
+            identity: identity.clone(),
+            ancestors,
+        })
     }
 
     pub fn state(&self) -> &ShardState {
         &self.state
     }
 
-    pub fn window(&self) -> &IdWindow {
-        &self.window
+    /// Whether the shard's ancestors are unknown: its state is new, or was written before they
+    /// were recorded. The caller then gives them with [`Checkpoint::set_ancestors`].
+    pub fn needs_lineage(&self) -> bool {
+        self.state.ancestors.is_none()
     }
 
-    /// Drops, from the next batches on, events with these ids as duplicates.
-    pub fn know(&mut self, ids: Arc<HashSet<Uuid>>) {
-        self.known = ids;
-    }
-
-    /// Forgets the committed position (in memory; the next write records it), so that records
-    /// at or before it are processed again: a replay re-reads a range it may have read before,
-    /// and drops what is in the lake by id instead.
-    pub fn forget_position(&mut self) {
-        self.state.sequence_number = None;
+    /// Records the shards this one was split or merged from, and their ancestors (a listing of
+    /// the stream's shards gives them; ancestors past the stream's retention are found in the
+    /// ancestors' states). Written with the next batch.
+    pub async fn set_ancestors(
+        &mut self,
+        lake: &impl Lake,
+        ancestors: impl IntoIterator<Item = String>,
+    ) -> Result<(), CommitError> {
+        let mut known = BTreeSet::new();
+        let mut pending: Vec<String> = self.state.ancestors.iter().flatten().cloned().collect();
+        pending.extend(ancestors);
+        let mut states = Vec::new();
+        while let Some(shard_id) = pending.pop() {
+            if shard_id == self.state.shard_id || !known.insert(shard_id.clone()) {
+                continue;
+            }
+            let key = shard_state(&self.state.stream, &shard_id);
+            if let Some(object) = lake.get(&key).await? {
+                let state = ShardState::decode(&key, &object.bytes)?;
+                pending.extend(state.ancestors.iter().flatten().cloned());
+                states.push(state);
+            }
+        }
+        self.state.ancestors = Some(known.into_iter().collect());
+        self.ancestors = states;
+        Ok(())
     }
 
     /// Commits `records` of the shard (in stream order): writes their files, then the position.
@@ -239,13 +270,42 @@ impl Checkpoint {
     pub async fn commit(
         &mut self,
         lake: &impl Lake,
+        cache: &IdCache,
         records: Vec<StreamRecord>,
         options: &BatchOptions,
+    ) -> Result<Committed, CommitError> {
+        self.run(lake, cache, records, options, Position::Advance)
+            .await
+    }
+
+    /// Commits `records` again without moving the position: events whose ids the index holds
+    /// are duplicates, the others (records a failed batch left behind) go into the lake.
+    pub async fn replay(
+        &mut self,
+        lake: &impl Lake,
+        cache: &IdCache,
+        records: Vec<StreamRecord>,
+        options: &BatchOptions,
+    ) -> Result<Committed, CommitError> {
+        self.run(lake, cache, records, options, Position::Keep)
+            .await
+    }
+
+    async fn run(
+        &mut self,
+        lake: &impl Lake,
+        cache: &IdCache,
+        records: Vec<StreamRecord>,
+        options: &BatchOptions,
+        position: Position,
     ) -> Result<Committed, CommitError> {
         let records: Arc<[StreamRecord]> = records.into();
         let mut conflicts = 0;
         loop {
-            match self.attempt(lake, &records, options).await? {
+            match self
+                .attempt(lake, cache, &records, options, position)
+                .await?
+            {
                 Attempt::Done(mut committed) => {
                     committed.conflicts = conflicts;
                     return Ok(committed);
@@ -276,12 +336,16 @@ impl Checkpoint {
     }
 
     /// Reads the shard's state again (after another writer wrote it), keeping what this
-    /// checkpoint was told: the stream's identity and the ids known to be in the lake.
+    /// checkpoint was told: the stream's identity and the shard's ancestors.
     async fn reload(&mut self, lake: &impl Lake) -> Result<(), CommitError> {
         let (stream, shard) = (self.state.stream.clone(), self.state.shard_id.clone());
-        let known = self.known.clone();
-        *self = Self::load(lake, &self.identity.clone(), &stream, &shard, self.limits).await?;
-        self.known = known;
+        let ancestors = self.state.ancestors.clone();
+        *self = Self::load(lake, &self.identity.clone(), &stream, &shard).await?;
+        if self.state.ancestors.is_none()
+            && let Some(ancestors) = ancestors
+        {
+            self.set_ancestors(lake, ancestors).await?;
+        }
         Ok(())
     }
 
@@ -302,22 +366,6 @@ impl Checkpoint {
             "removed the files of an attempt that did not commit"
         );
         Ok(Some(intent.keys.len() as u64))
-    }
-
-    /// Settles an attempt that did not commit (takes the shard over, removes its files) before
-    /// anything else reads the lake: a replay reads the ids already in the lake, and must not
-    /// count those of files about to be removed. Returns the files removed.
-    pub async fn recover(&mut self, lake: &impl Lake) -> Result<u64, CommitError> {
-        for _ in 0..=MAX_CONFLICT_RETRIES {
-            if let Some(files) = self.take_over(lake).await? {
-                return Ok(files);
-            }
-            self.reload(lake).await?;
-        }
-        Err(CommitError::Contended {
-            shard_id: self.state.shard_id.clone(),
-            attempts: MAX_CONFLICT_RETRIES + 1,
-        })
     }
 
     /// Writes `state` if the stored state is still the one this checkpoint knows. A lost answer
@@ -341,11 +389,69 @@ impl Checkpoint {
         }
     }
 
+    /// Whether another writer has written the shard's state since this checkpoint read it.
+    async fn is_stale(&self, lake: &impl Lake) -> Result<bool, CommitError> {
+        let key = shard_state(&self.state.stream, &self.state.shard_id);
+        let current = lake.get(&key).await?.map(|object| object.version);
+        Ok(current != self.version)
+    }
+
+    /// The committed ids of `days`: the shard's index and its ancestors', and the lake's ids of
+    /// a date where some segment cannot be had. `None` if a segment is gone because another
+    /// writer moved the state on (read it again and retry).
+    async fn lookup(
+        &self,
+        lake: &impl Lake,
+        cache: &IdCache,
+        days: &BTreeSet<NaiveDate>,
+    ) -> Result<Option<Lookup>, CommitError> {
+        let own = shard_index(&self.state);
+        let mut lookup = Lookup::default();
+        for &day in days {
+            let mut ids = DayIds::default();
+            let mut from_lake = false;
+            match own.load_day(lake, cache, day).await? {
+                Some(segments) => ids.own = segments,
+                None => {
+                    let listed = self.state.ids.get(&day).cloned().unwrap_or_default();
+                    if !listed.is_empty() {
+                        if self.is_stale(lake).await? {
+                            return Ok(None);
+                        }
+                        tracing::warn!(
+                            stream = self.state.stream,
+                            shard = self.state.shard_id,
+                            %day,
+                            "an id segment of the shard is missing; reading the date's ids \
+                             from the lake"
+                        );
+                    }
+                    // Superseded by the segment built on the lake's ids.
+                    ids.own = listed.into_iter().map(|s| (s, Arc::from([]))).collect();
+                    from_lake = true;
+                }
+            }
+            for ancestor in &self.ancestors {
+                match shard_index(ancestor).load_day(lake, cache, day).await? {
+                    Some(segments) => ids.ancestors.extend(segments.into_iter().map(|(_, s)| s)),
+                    None => from_lake = true,
+                }
+            }
+            if from_lake {
+                ids.from_lake = Some(ids_in_lake(lake, day).await?);
+            }
+            lookup.days.insert(day, ids);
+        }
+        Ok(Some(lookup))
+    }
+
     async fn attempt(
         &mut self,
         lake: &impl Lake,
+        cache: &IdCache,
         records: &Arc<[StreamRecord]>,
         options: &BatchOptions,
+        position: Position,
     ) -> Result<Attempt, CommitError> {
         let mut committed = Committed::default();
         // 1. An earlier attempt did not commit: take the shard over, then remove its files.
@@ -354,12 +460,12 @@ impl Checkpoint {
             None => return Ok(Attempt::Lost),
         }
         // 2. Redelivered records: the committed position says they are in the lake.
-        let start = match &self.state.sequence_number {
-            Some(position) => records
+        let start = match (&self.state.sequence_number, position) {
+            (Some(committed), Position::Advance) => records
                 .iter()
-                .position(|r| r.sequence_number > *position)
+                .position(|r| r.sequence_number > *committed)
                 .unwrap_or(records.len()),
-            None => 0,
+            _ => 0,
         };
         committed.counts.replayed = start as u64;
         if start == records.len() {
@@ -373,41 +479,53 @@ impl Checkpoint {
             }
             return Ok(Attempt::Done(committed));
         }
-        // 3. The batch step (CPU work: Parquet encoding, off the async workers), then the intent.
+        // 3. Decode (CPU work, off the async workers), look up the committed ids of the dates
+        // the events fall on, then dedupe, aggregate and encode.
         let generation = self.state.generation + 1;
         let (stream, shard_id) = (self.state.stream.clone(), self.state.shard_id.clone());
         let first = records[start].sequence_number.clone();
         let name = batch_name(&stream, &shard_id, first.as_str(), generation);
-        let (batch, window, limits) = (records.clone(), self.window.clone(), self.limits);
-        let known = self.known.clone();
+        let (batch, shard) = (records.clone(), shard_id.clone());
+        let decoded = tokio::task::spawn_blocking(move || decode_batch(&shard, &batch[start..]))
+            .await
+            .map_err(|e| CommitError::Worker(e.to_string()))?;
+        let Some(lookup) = self.lookup(lake, cache, &decoded.days()).await? else {
+            return Ok(Attempt::Lost);
+        };
+        committed.index_ids = lookup.len() as u64;
         let batch_options = options.clone();
-        let shard = shard_id.clone();
-        let (output, window) = tokio::task::spawn_blocking(move || {
-            let records = &batch[start..];
-            let output = process_batch(
-                &shard,
+        let (output, updates) = tokio::task::spawn_blocking(move || {
+            let output = finish_batch(
+                decoded,
                 &name,
-                records,
-                |id| window.contains(id) || known.contains(id),
+                |day, id| lookup.contains(day, id),
                 &batch_options,
             )?;
-            let now = Utc::now();
-            let mut window = IdWindow::clone(&window);
-            window.add(now, output.accepted_ids.iter().copied());
-            window.expire(now, limits);
-            Ok::<_, BatchError>((output, window))
+            let updates: BTreeMap<NaiveDate, DayUpdate> = output
+                .accepted_ids
+                .iter()
+                .map(|(day, ids)| {
+                    let known = lookup.days.get(day).cloned().unwrap_or_default();
+                    (*day, known.fold(generation, ids))
+                })
+                .collect();
+            Ok::<_, BatchError>((output, updates))
         })
         .await
         .map_err(|e| CommitError::Worker(e.to_string()))??;
-        let window_key = shard_window(&stream, &shard_id, generation);
         committed.files = output.files.len() as u64;
         committed.bytes = output.files.iter().map(|f| f.bytes.len() as u64).sum();
         let mut files = output.files;
-        files.push(OutputFile {
-            key: window_key.clone(),
-            bytes: window.encode(),
-            rows: window.len(),
-        });
+        for (day, update) in &updates {
+            let bytes = encode_segment(&update.ids);
+            committed.index_files += 1;
+            committed.index_bytes += bytes.len() as u64;
+            files.push(OutputFile {
+                key: id_segment(&stream, &shard_id, *day, generation),
+                bytes,
+                rows: update.ids.len(),
+            });
+        }
         let keys: Vec<String> = files.iter().map(|f| f.key.clone()).collect();
         let mut state = self.state.next();
         state.in_flight = Some(Intent {
@@ -431,11 +549,12 @@ impl Checkpoint {
             .await;
         writes.into_iter().collect::<Result<(), LakeError>>()?;
         // 5. Commit.
-        let superseded_window = self.state.window_key.clone();
         let mut state = self.state.next();
         state.remember_commit(generation);
-        state.sequence_number = output.last_sequence_number;
-        state.last_arrival = records.last().map(|r| r.approximate_arrival);
+        if position == Position::Advance {
+            state.sequence_number = output.last_sequence_number;
+            state.last_arrival = records.last().map(|r| r.approximate_arrival);
+        }
         state.committed_at = Some(Utc::now());
         state.counts.add(&output.counts);
         state.counts.replayed += committed.counts.replayed;
@@ -443,7 +562,9 @@ impl Checkpoint {
         for day in &output.days {
             state.touched.insert(*day, state.batches);
         }
-        state.window_key = Some(window_key);
+        for (day, update) in &updates {
+            state.ids.insert(*day, update.segments.clone());
+        }
         state.in_flight = None;
         if let Swap::Lost(current) = self.swap(lake, state).await? {
             match current.as_ref().and_then(|c| c.has_committed(generation)) {
@@ -465,19 +586,57 @@ impl Checkpoint {
                     });
                 }
             }
-        } else {
-            self.window = Arc::new(window);
         }
-        if let Some(key) = superseded_window
-            && let Err(error) = lake.delete(&key).await
-        {
-            // Only storage is lost: the state no longer names it.
-            tracing::warn!(key, error = %error, "could not remove a superseded id window");
+        // The new segments are what the next batch of these dates reads first; the ones they
+        // absorbed are named by no state from this commit on.
+        let mut superseded = Vec::new();
+        for (day, update) in updates {
+            cache.insert(id_segment(&stream, &shard_id, day, generation), update.ids);
+            superseded.extend(
+                update
+                    .superseded
+                    .iter()
+                    .map(|g| id_segment(&stream, &shard_id, day, *g)),
+            );
+        }
+        if let Err(error) = remove_all(lake, &superseded).await {
+            // Only storage is lost: no state names them.
+            tracing::warn!(error = %error, "could not remove superseded id segments");
         }
         let replayed = committed.counts.replayed;
         committed.counts = output.counts;
         committed.counts.replayed = replayed;
-        committed.accepted_ids = output.accepted_ids;
         Ok(Attempt::Done(committed))
     }
+}
+
+/// The index a shard's state names.
+fn shard_index(state: &ShardState) -> ShardIndex<'_> {
+    ShardIndex {
+        stream: &state.stream,
+        shard_id: &state.shard_id,
+        manifest: &state.ids,
+        touched: &state.touched,
+        partial: state.index_partial,
+    }
+}
+
+/// The states of `shards` of `stream` that exist.
+async fn read_states<'a>(
+    lake: &impl Lake,
+    stream: &str,
+    shards: impl IntoIterator<Item = &'a String>,
+) -> Result<Vec<ShardState>, CommitError> {
+    let mut states = Vec::new();
+    let mut seen = HashSet::new();
+    for shard_id in shards {
+        if !seen.insert(shard_id) {
+            continue;
+        }
+        let key = shard_state(stream, shard_id);
+        if let Some(object) = lake.get(&key).await? {
+            states.push(ShardState::decode(&key, &object.bytes)?);
+        }
+    }
+    Ok(states)
 }

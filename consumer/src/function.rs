@@ -18,11 +18,14 @@ use chrono::NaiveDate;
 use sales_stream::{LakeLocation, SequenceNumber, StreamRecord};
 use serde_json::Value;
 
+use std::future::Future;
+
 use crate::batch::{BatchCounts, BatchOptions};
-use crate::commit::Checkpoint;
+use crate::commit::{Checkpoint, CommitError};
 use crate::compact::Days;
+use crate::index::IdCache;
 use crate::lake::Lake;
-use crate::state::{StreamIdentity, WindowLimits};
+use crate::state::StreamIdentity;
 use crate::writer::Codec;
 
 /// The CloudWatch namespace of the function's metrics unless `METRICS_NAMESPACE` says otherwise.
@@ -106,18 +109,46 @@ impl Invocation {
     }
 }
 
+/// Why one shard's batch was not committed.
+#[derive(Debug, thiserror::Error)]
+enum ShardError {
+    /// The commit protocol failed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    /// The shard's ancestors could not be learnt.
+    #[error("listing the shards of {stream}: {reason}")]
+    Lineage { stream: String, reason: String },
+}
+
+/// Where the function learns which shards a shard was split or merged from: a Lambda event
+/// names only the shard. Asked once per shard, when its state is new.
+pub trait Lineage: Send + Sync {
+    /// Every ancestor of `shard_id` in the stream named `stream`, as far as the stream lists
+    /// them (ancestors older than its retention are found in the ancestors' states).
+    fn ancestors(
+        &self,
+        stream: &str,
+        shard_id: &str,
+    ) -> impl Future<Output = Result<Vec<String>, String>> + Send;
+}
+
 /// Shards whose checkpoints a warm function instance keeps. An instance is given one shard's
 /// batch at a time, and a mapping's shards are spread over instances; beyond this many, the
 /// least recently used checkpoint is dropped (it is read from the lake again if its shard comes
 /// back), so an instance that meets thousands of shards over its life stays bounded.
 pub const MAX_CACHED_CHECKPOINTS: usize = 16;
 
-/// Shard checkpoints kept between warm invocations, so a shard's state and id window are read
-/// from the lake once per function instance, not once per batch. A stale checkpoint (another
-/// instance committed the shard meanwhile) is safe: its first write loses the compare-and-swap
-/// and the state is read again. At most [`MAX_CACHED_CHECKPOINTS`] are kept.
+/// Shard checkpoints and id index segments kept between warm invocations, so a shard's state
+/// and the index of the dates it writes are read from the lake once per function instance, not
+/// once per batch. A stale checkpoint (another instance committed the shard meanwhile) is safe:
+/// its first write loses the compare-and-swap and the state is read again; segments never
+/// change. At most [`MAX_CACHED_CHECKPOINTS`] checkpoints and
+/// [`crate::index::DEFAULT_CACHE_IDS`] ids are kept.
 #[derive(Debug, Default)]
-pub struct Checkpoints(Mutex<CheckpointCache>);
+pub struct Checkpoints {
+    checkpoints: Mutex<CheckpointCache>,
+    ids: IdCache,
+}
 
 #[derive(Debug, Default)]
 struct CheckpointCache {
@@ -127,8 +158,13 @@ struct CheckpointCache {
 }
 
 impl Checkpoints {
+    /// The id segments kept.
+    pub fn ids(&self) -> &IdCache {
+        &self.ids
+    }
+
     fn take(&self, stream: &str, shard_id: &str) -> Option<Checkpoint> {
-        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .entries
             .remove(&(stream.to_owned(), shard_id.to_owned()))
@@ -138,7 +174,7 @@ impl Checkpoints {
     fn keep(&self, checkpoint: Checkpoint) {
         let state = checkpoint.state();
         let key = (state.stream.clone(), state.shard_id.clone());
-        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
         cache.tick += 1;
         let tick = cache.tick;
         cache.entries.insert(key, (tick, checkpoint));
@@ -157,7 +193,7 @@ impl Checkpoints {
 
     /// How many checkpoints are kept.
     pub fn len(&self) -> usize {
-        self.0
+        self.checkpoints
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entries
@@ -176,9 +212,6 @@ pub struct FunctionConfig {
     pub lake: LakeLocation,
     /// `CONSUMER_COMPRESSION`: zstd (default) or snappy.
     pub batch: BatchOptions,
-    /// `CONSUMER_DEDUPE_WINDOW` (ids) and `CONSUMER_DEDUPE_WINDOW_AGE` (`90m`, `2h`): the
-    /// committed ids kept per shard.
-    pub window: WindowLimits,
     /// `METRICS_NAMESPACE`.
     pub metrics_namespace: String,
 }
@@ -202,24 +235,9 @@ impl FunctionConfig {
                 invalid("CONSUMER_COMPRESSION", &value, "use zstd or snappy".into())
             })?,
         };
-        let mut window = WindowLimits::default();
-        if let Some(value) = set("CONSUMER_DEDUPE_WINDOW") {
-            window.max_ids = value.trim().parse().map_err(|_| {
-                invalid(
-                    "CONSUMER_DEDUPE_WINDOW",
-                    &value,
-                    "a number of event ids".into(),
-                )
-            })?;
-        }
-        if let Some(value) = set("CONSUMER_DEDUPE_WINDOW_AGE") {
-            window.max_age = parse_age(&value)
-                .map_err(|reason| invalid("CONSUMER_DEDUPE_WINDOW_AGE", &value, reason))?;
-        }
         Ok(Self {
             lake,
             batch: BatchOptions { codec },
-            window,
             metrics_namespace: set("METRICS_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned()),
         })
@@ -251,6 +269,7 @@ pub struct InvocationReport {
 pub async fn handle(
     event: KinesisEvent,
     lake: &impl Lake,
+    lineage: &impl Lineage,
     config: &FunctionConfig,
     checkpoints: &Checkpoints,
 ) -> Result<(KinesisEventResponse, InvocationReport), EventError> {
@@ -285,9 +304,19 @@ pub async fn handle(
                     // The ARN: a Lambda event does not say when the stream was created.
                     let identity =
                         StreamIdentity::new(arns.get(&stream).cloned().unwrap_or_default());
-                    Checkpoint::load(lake, &identity, &stream, &shard_id, config.window).await?
+                    Checkpoint::load(lake, &identity, &stream, &shard_id).await?
                 }
             };
+            if checkpoint.needs_lineage() {
+                let ancestors = lineage
+                    .ancestors(&stream, &shard_id)
+                    .await
+                    .map_err(|reason| ShardError::Lineage {
+                        stream: stream.clone(),
+                        reason,
+                    })?;
+                checkpoint.set_ancestors(lake, ancestors).await?;
+            }
             if let Some(committed) = &checkpoint.state().sequence_number {
                 let mut after = records.iter().filter(|r| r.sequence_number > *committed);
                 first_uncommitted = after.next().map(|r| r.sequence_number.clone());
@@ -295,10 +324,12 @@ pub async fn handle(
                     .as_ref()
                     .map_or(0, |_| 1 + after.count() as u64);
             }
-            let committed = checkpoint.commit(lake, records, &config.batch).await?;
+            let committed = checkpoint
+                .commit(lake, checkpoints.ids(), records, &config.batch)
+                .await?;
             // Kept only after a success: after a failure the next invocation reads the lake.
             checkpoints.keep(checkpoint);
-            Ok::<_, crate::commit::CommitError>(committed)
+            Ok::<_, ShardError>(committed)
         };
         match outcome.await {
             Ok(committed) => {
@@ -382,6 +413,15 @@ mod tests {
     use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use rust_decimal::Decimal;
+
+    /// A stream never resharded.
+    struct Unsplit;
+
+    impl Lineage for Unsplit {
+        async fn ancestors(&self, _stream: &str, _shard_id: &str) -> Result<Vec<String>, String> {
+            Ok(Vec::new())
+        }
+    }
 
     fn fixture(name: &str) -> String {
         let path = format!(
@@ -492,7 +532,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config(dir.path());
         let lake = LocalLake::new(dir.path());
-        let (response, report) = handle(batch(), &lake, &config, &Checkpoints::default())
+        let (response, report) = handle(batch(), &lake, &Unsplit, &config, &Checkpoints::default())
             .await
             .expect("handled");
         assert!(response.batch_item_failures.is_empty());
@@ -510,10 +550,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (config, lake) = (config(dir.path()), LocalLake::new(dir.path()));
         let warm = Checkpoints::default();
-        handle(batch(), &lake, &config, &warm).await.expect("first");
+        handle(batch(), &lake, &Unsplit, &config, &warm)
+            .await
+            .expect("first");
         // Once by the warm instance that committed it, once by a cold one that reads the lake.
         for checkpoints in [&warm, &Checkpoints::default()] {
-            let (response, report) = handle(batch(), &lake, &config, checkpoints)
+            let (response, report) = handle(batch(), &lake, &Unsplit, &config, checkpoints)
                 .await
                 .expect("again");
             assert!(response.batch_item_failures.is_empty());
@@ -587,7 +629,7 @@ mod tests {
             inner: LocalLake::new(dir.path()),
             down: AtomicBool::new(true),
         };
-        let (response, report) = handle(batch(), &lake, &config, &Checkpoints::default())
+        let (response, report) = handle(batch(), &lake, &Unsplit, &config, &Checkpoints::default())
             .await
             .expect("handled");
         let failures = failed_items(&response);
@@ -600,7 +642,7 @@ mod tests {
         assert_eq!(report.failed_records, 6);
 
         lake.down.store(false, Ordering::Relaxed);
-        let (response, report) = handle(batch(), &lake, &config, &Checkpoints::default())
+        let (response, report) = handle(batch(), &lake, &Unsplit, &config, &Checkpoints::default())
             .await
             .expect("retried");
         assert!(response.batch_item_failures.is_empty());
@@ -618,14 +660,20 @@ mod tests {
         };
         let mut first_half = batch();
         first_half.records.truncate(3);
-        handle(first_half, &lake, &config, &Checkpoints::default())
-            .await
-            .expect("handled");
+        handle(
+            first_half,
+            &lake,
+            &Unsplit,
+            &config,
+            &Checkpoints::default(),
+        )
+        .await
+        .expect("handled");
 
         lake.down.store(true, Ordering::Relaxed);
         let whole = batch();
         let fourth = whole.records[3].kinesis.sequence_number.clone();
-        let (response, report) = handle(whole, &lake, &config, &Checkpoints::default())
+        let (response, report) = handle(whole, &lake, &Unsplit, &config, &Checkpoints::default())
             .await
             .expect("handled");
         let failures = failed_items(&response);
@@ -636,7 +684,7 @@ mod tests {
         );
 
         lake.down.store(false, Ordering::Relaxed);
-        let (response, report) = handle(batch(), &lake, &config, &Checkpoints::default())
+        let (response, report) = handle(batch(), &lake, &Unsplit, &config, &Checkpoints::default())
             .await
             .expect("retried");
         assert!(response.batch_item_failures.is_empty());
@@ -679,22 +727,9 @@ mod tests {
         let config = FunctionConfig::from_env(env(&[
             ("LAKE_URL", "s3://bucket/lake"),
             ("CONSUMER_COMPRESSION", "SNAPPY"),
-            ("CONSUMER_DEDUPE_WINDOW", "1000"),
-            ("CONSUMER_DEDUPE_WINDOW_AGE", "90m"),
         ]))
         .expect("valid");
         assert_eq!(config.batch.codec, Codec::Snappy);
-        assert_eq!(config.window.max_ids, 1000);
-        assert_eq!(config.window.max_age, Duration::from_secs(90 * 60));
-        let bad = FunctionConfig::from_env(env(&[
-            ("LAKE_URL", "s3://bucket/lake"),
-            ("CONSUMER_DEDUPE_WINDOW_AGE", "soon"),
-        ]))
-        .expect_err("age");
-        assert!(
-            bad.to_string().contains("CONSUMER_DEDUPE_WINDOW_AGE"),
-            "{bad}"
-        );
         assert_eq!(config.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
     }
 
@@ -705,15 +740,10 @@ mod tests {
         let checkpoints = Checkpoints::default();
         let shard = |n: usize| format!("shardId-{n:012}");
         for n in 0..=MAX_CACHED_CHECKPOINTS {
-            let checkpoint = Checkpoint::load(
-                &lake,
-                &StreamIdentity::new("local:s"),
-                "s",
-                &shard(n),
-                WindowLimits::default(),
-            )
-            .await
-            .expect("fresh");
+            let checkpoint =
+                Checkpoint::load(&lake, &StreamIdentity::new("local:s"), "s", &shard(n))
+                    .await
+                    .expect("fresh");
             checkpoints.keep(checkpoint);
             if n == 3 {
                 // Shard 0 is used again: it becomes the most recent.

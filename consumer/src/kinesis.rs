@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use sales_aws::{RetryConfig, sdk_error_reason};
 use sales_stream::{SequenceNumber, StartingPosition, StreamRecord};
 
-use crate::poll::{PollError, ShardInfo, ShardRead, ShardSource};
+use crate::function::Lineage;
+use crate::poll::{PollError, ShardInfo, ShardRead, ShardSource, ancestors};
 use crate::state::StreamIdentity;
 
 /// `GetRecords` returns at most 10,000 records per call.
@@ -151,20 +152,7 @@ impl ShardSource for KinesisSource {
     }
 
     async fn shards(&self) -> Result<Vec<ShardInfo>, PollError> {
-        let shards = sales_aws::list_shards(&self.client, &self.stream)
-            .await
-            .map_err(|e| kinesis_error("ListShards", &self.stream, &e))?;
-        Ok(shards
-            .iter()
-            .map(|shard| ShardInfo {
-                id: shard.shard_id().to_owned(),
-                parents: [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
-                    .into_iter()
-                    .flatten()
-                    .map(str::to_owned)
-                    .collect(),
-            })
-            .collect())
+        shard_infos(&self.client, &self.stream).await
     }
 
     async fn read(
@@ -227,6 +215,50 @@ impl ShardSource for KinesisSource {
                 closed: false,
             });
         }
+    }
+}
+
+/// Every shard of `stream`, open and closed, with its parents.
+async fn shard_infos(client: &Client, stream: &str) -> Result<Vec<ShardInfo>, PollError> {
+    let shards = sales_aws::list_shards(client, stream)
+        .await
+        .map_err(|e| kinesis_error("ListShards", stream, &e))?;
+    Ok(shards
+        .iter()
+        .map(|shard| ShardInfo {
+            id: shard.shard_id().to_owned(),
+            parents: [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
+                .into_iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect(),
+        })
+        .collect())
+}
+
+/// The Lambda's view of its streams' reshards: `ListShards`, once per new shard.
+#[derive(Debug, Clone)]
+pub struct KinesisLineage {
+    client: Client,
+}
+
+impl KinesisLineage {
+    /// A Kinesis client from the function's configuration.
+    pub async fn connect() -> Result<Self, sales_aws::ConfigError> {
+        let config =
+            sales_aws::load(RetryConfig::standard().with_max_attempts(KINESIS_ATTEMPTS)).await?;
+        Ok(Self {
+            client: Client::new(&config),
+        })
+    }
+}
+
+impl Lineage for KinesisLineage {
+    async fn ancestors(&self, stream: &str, shard_id: &str) -> Result<Vec<String>, String> {
+        let shards = shard_infos(&self.client, stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ancestors(&shards, shard_id))
     }
 }
 

@@ -47,9 +47,15 @@ pub fn shard_state(stream_name: &str, shard_id: &str) -> String {
     format!("{STATE}/{stream_name}/{shard_id}.json")
 }
 
-/// The id window a commit of generation `generation` wrote.
-pub fn shard_window(stream_name: &str, shard_id: &str, generation: u64) -> String {
-    format!("{STATE}/{stream_name}/{shard_id}/window-{generation:020}.json")
+/// The folder of a shard's objects besides its state (its id index).
+pub fn shard_objects(stream_name: &str, shard_id: &str) -> String {
+    format!("{STATE}/{stream_name}/{shard_id}")
+}
+
+/// The segment of a shard's id index for `date` that the commit of intent generation
+/// `generation` wrote (see [`crate::index`]).
+pub fn id_segment(stream_name: &str, shard_id: &str, date: NaiveDate, generation: u64) -> String {
+    format!("{STATE}/{stream_name}/{shard_id}/ids/{date}/{generation:020}.ids")
 }
 
 /// The compaction record of `date` (see [`crate::compact`]).

@@ -14,6 +14,7 @@ pub mod batch;
 pub mod commit;
 pub mod compact;
 pub mod function;
+pub mod index;
 pub mod kinesis;
 pub mod lake;
 pub mod layout;
@@ -31,18 +32,19 @@ pub mod status;
 pub mod writer;
 
 pub use aggregate::{DailyKey, DailySales};
-pub use batch::{BatchCounts, BatchError, BatchOptions, BatchOutput, OutputFile, process_batch};
+pub use batch::{
+    BatchCounts, BatchError, BatchOptions, BatchOutput, Decoded, OutputFile, decode_batch,
+    finish_batch, process_batch,
+};
 pub use commit::{Checkpoint, CommitError, Committed};
 pub use compact::{CompactError, CompactReport, Days, compact, compact_day};
 pub use function::{Checkpoints, FunctionConfig, Invocation, InvocationReport, handle};
+pub use index::{DEFAULT_CACHE_IDS, IdCache, IndexError};
 pub use kinesis::KinesisSource;
 pub use lake::{Lake, LakeError, LakeStore, LocalLake, Object, Precondition, Version};
 pub use poll::{PollError, PollOptions, PollSummary, ShardInfo, ShardRead, ShardSource, poll};
 pub use replay::{ReplayError, ReplayRange, ReplayStart, ReplaySummary, replay};
 pub use s3::S3Lake;
-pub use state::{
-    DEFAULT_WINDOW_AGE, DEFAULT_WINDOW_IDS, IdWindow, Intent, ShardState, WindowLimits,
-    shard_states,
-};
+pub use state::{Intent, ShardState, shard_states};
 pub use status::Status;
 pub use writer::{Codec, WriterError, daily_sales_schema, sales_events_schema, writer_properties};

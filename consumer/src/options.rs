@@ -12,7 +12,6 @@ use sales_stream::SequenceNumber;
 
 use crate::compact::Days;
 use crate::function::parse_age;
-use crate::state::{DEFAULT_WINDOW_IDS, WindowLimits};
 use crate::writer::Codec;
 
 /// Consumes sales events into a Parquet lake, and queries the lake.
@@ -55,27 +54,12 @@ pub struct PollArgs {
     /// Records per batch and shard.
     #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
-    /// Recent committed event ids kept per shard to drop re-sent events.
-    #[arg(long, env = "CONSUMER_DEDUPE_WINDOW", default_value_t = DEFAULT_WINDOW_IDS)]
-    pub dedupe_window: usize,
-    /// How long a committed event id is kept (90s, 30m, 2h, 1d).
-    #[arg(long, env = "CONSUMER_DEDUPE_WINDOW_AGE", default_value = "1h", value_parser = parse_age)]
-    pub dedupe_window_age: Duration,
     /// Parquet compression.
     #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Codec::Zstd)]
     pub compression: Codec,
     /// Also writes the final summary as JSON to this file.
     #[arg(long, env = "CONSUMER_SUMMARY_JSON", value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
-}
-
-impl PollArgs {
-    pub fn window(&self) -> WindowLimits {
-        WindowLimits {
-            max_ids: self.dedupe_window,
-            max_age: self.dedupe_window_age,
-        }
-    }
 }
 
 #[derive(Debug, Args)]

@@ -18,8 +18,9 @@ use tokio::task::JoinSet;
 
 use crate::batch::{BatchCounts, BatchOptions};
 use crate::commit::{Checkpoint, CommitError};
+use crate::index::IdCache;
 use crate::lake::Lake;
-use crate::state::{StreamIdentity, WindowLimits};
+use crate::state::StreamIdentity;
 
 /// Options of the poller.
 #[derive(Debug, Clone)]
@@ -30,8 +31,6 @@ pub struct PollOptions {
     pub until_drained: bool,
     /// How long a caught-up shard waits before reading again.
     pub idle_wait: Duration,
-    /// Recent committed ids kept per shard to drop re-sent events.
-    pub window: WindowLimits,
     pub batch: BatchOptions,
 }
 
@@ -41,7 +40,6 @@ impl Default for PollOptions {
             batch_size: 10_000,
             until_drained: false,
             idle_wait: Duration::from_secs(1),
-            window: WindowLimits::default(),
             batch: BatchOptions::default(),
         }
     }
@@ -76,6 +74,32 @@ pub enum PollError {
 pub struct ShardInfo {
     pub id: String,
     pub parents: Vec<String>,
+}
+
+/// Every ancestor of `shard_id` in `shards` (its parents, their parents, and so on).
+pub fn ancestors(shards: &[ShardInfo], shard_id: &str) -> Vec<String> {
+    let parents: HashMap<&str, &[String]> = shards
+        .iter()
+        .map(|s| (s.id.as_str(), s.parents.as_slice()))
+        .collect();
+    let mut found = Vec::new();
+    let mut pending: Vec<&str> = parents
+        .get(shard_id)
+        .map_or(Vec::new(), |p| p.iter().map(String::as_str).collect());
+    while let Some(shard) = pending.pop() {
+        if found.iter().any(|f| f == shard) {
+            continue;
+        }
+        found.push(shard.to_owned());
+        pending.extend(
+            parents
+                .get(shard)
+                .into_iter()
+                .flat_map(|p| p.iter().map(String::as_str)),
+        );
+    }
+    found.sort();
+    found
 }
 
 /// One read of a shard.
@@ -225,8 +249,14 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
     let mut started_shards = HashSet::new();
     let mut summary = PollSummary::default();
     let mut first_error = None;
+    // One cache of id segments for every shard: its budget bounds the whole process.
+    let cache = Arc::new(IdCache::default());
     let mut spawn_new = |shards: Vec<ShardInfo>, workers: &mut JoinSet<ShardOutcome>| {
         let known: HashSet<String> = shards.iter().map(|s| s.id.clone()).collect();
+        let lineage_of: HashMap<String, Vec<String>> = shards
+            .iter()
+            .map(|s| (s.id.clone(), ancestors(&shards, &s.id)))
+            .collect();
         for shard in shards {
             if !started_shards.insert(shard.id.clone()) {
                 continue;
@@ -237,13 +267,15 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
                 .into_iter()
                 .filter(|p| known.contains(p))
                 .collect();
-            let (source, lake, options, stop, lineage) = (
+            let (source, lake, options, stop, lineage, cache) = (
                 source.clone(),
                 lake.clone(),
                 options.clone(),
                 stop.clone(),
                 lineage.clone(),
+                cache.clone(),
             );
+            let shard_ancestors = lineage_of.get(&shard.id).cloned().unwrap_or_default();
             workers.spawn(async move {
                 let mut ending = Ending {
                     lineage: lineage.clone(),
@@ -253,7 +285,15 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
                 if !lineage.parents_done(&parents).await {
                     return Ok((PollSummary::default(), false));
                 }
-                let result = poll_shard(&*source, &*lake, &shard.id, &options, &stop).await;
+                let result = poll_shard(
+                    &*source,
+                    &*lake,
+                    &cache,
+                    (&shard.id, shard_ancestors),
+                    &options,
+                    &stop,
+                )
+                .await;
                 ending.closed = matches!(result, Ok((_, true)));
                 result
             });
@@ -291,17 +331,19 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
     Ok(summary)
 }
 
-/// Reads one shard batch by batch; `true` with the summary if the shard was read to its end.
+/// Reads one shard (given with its ancestors) batch by batch; `true` with the summary if the
+/// shard was read to its end.
 async fn poll_shard(
     source: &impl ShardSource,
     lake: &impl Lake,
-    shard_id: &str,
+    cache: &IdCache,
+    (shard_id, ancestors): (&str, Vec<String>),
     options: &PollOptions,
     stop: &AtomicBool,
 ) -> Result<(PollSummary, bool), PollError> {
     let stream = source.stream_name().to_owned();
-    let mut checkpoint =
-        Checkpoint::load(lake, &source.identity(), &stream, shard_id, options.window).await?;
+    let mut checkpoint = Checkpoint::load(lake, &source.identity(), &stream, shard_id).await?;
+    checkpoint.set_ancestors(lake, ancestors).await?;
     let mut summary = PollSummary::default();
     while !stop.load(Ordering::Relaxed) {
         let position = match &checkpoint.state().sequence_number {
@@ -312,7 +354,7 @@ async fn poll_shard(
         let caught_up = read.records.is_empty();
         if !caught_up {
             let committed = checkpoint
-                .commit(lake, read.records, &options.batch)
+                .commit(lake, cache, read.records, &options.batch)
                 .await?;
             summary.batches += 1;
             summary.files += committed.files;

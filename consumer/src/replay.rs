@@ -4,29 +4,23 @@
 //! For records the event source mapping gave up on (after its retries, or past its maximum
 //! record age) and which sit behind the shard's committed position, and for any range a user
 //! doubts. Only records at or before each shard's committed position are replayed: what comes
-//! after is the live consumer's. Events already in the lake are dropped by id: the ids of the
-//! `sales_events` partitions a batch touches are read from the lake first, so replaying a range
-//! twice, or the whole stream, changes no total.
+//! after is the live consumer's.
 //!
-//! A replay commits through the same protocol as the poller, under its own state
-//! (`_state/<stream>.replay/<shard>.json`): killed midway, the next replay removes the files of
-//! its batch in flight before it starts.
+//! A replay commits into each shard's own state through the same protocol as the live consumer
+//! ([`Checkpoint::replay`]), without moving its position: events the shard's id index (or its
+//! ancestors') already holds are duplicates, so replaying a range twice, or the whole stream, or
+//! beside the live consumer, changes no total. Killed midway, its batch in flight is removed by
+//! the next writer of the shard, as any other.
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
-
-use chrono::{DateTime, NaiveDate, Utc};
-use sales_stream::{Payload, SequenceNumber, StartingPosition, StreamRecord, codec, unpack};
+use chrono::{DateTime, Utc};
+use sales_stream::{SequenceNumber, StartingPosition, StreamRecord};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::batch::{BatchCounts, BatchOptions};
 use crate::commit::{Checkpoint, CommitError};
-use crate::lake::{Lake, LakeError};
-use crate::layout::{SALES_EVENTS, partition_dir};
-use crate::poll::{PollError, ShardSource};
-use crate::state::WindowLimits;
-use crate::writer::{WriterError, sales_events_ids};
+use crate::index::IdCache;
+use crate::lake::Lake;
+use crate::poll::{PollError, ShardSource, ancestors};
 
 /// Why a replay stopped.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +31,6 @@ pub enum ReplayError {
     /// A batch could not be committed (or a shard's state belongs to another stream).
     #[error(transparent)]
     Commit(#[from] CommitError),
-    /// Reading the lake failed.
-    #[error(transparent)]
-    Lake(#[from] LakeError),
-    /// A `sales_events` file could not be read for its ids.
-    #[error("{key}: {source}")]
-    File { key: String, source: WriterError },
     /// The range names a shard the stream does not have.
     #[error("the stream has no shard {0}")]
     NoSuchShard(String),
@@ -148,11 +136,6 @@ pub struct ReplaySummary {
     pub files: u64,
 }
 
-/// The stream name a replay's own commit state is kept under.
-pub fn replay_stream_name(stream: &str) -> String {
-    format!("{stream}.replay")
-}
-
 /// Replays `range` of `source` into `lake`, `batch_size` records at a time.
 pub async fn replay(
     source: &impl ShardSource,
@@ -163,7 +146,8 @@ pub async fn replay(
 ) -> Result<ReplaySummary, ReplayError> {
     let stream = source.stream_name().to_owned();
     let identity = source.identity();
-    let mut shards: Vec<String> = source.shards().await?.into_iter().map(|s| s.id).collect();
+    let listing = source.shards().await?;
+    let mut shards: Vec<String> = listing.iter().map(|s| s.id.clone()).collect();
     if let ReplayStart::Sequence { shard_id, .. } = &range.start {
         if !shards.contains(shard_id) {
             return Err(ReplayError::NoSuchShard(shard_id.clone()));
@@ -171,34 +155,18 @@ pub async fn replay(
         shards.retain(|s| s == shard_id);
     }
     let mut summary = ReplaySummary::default();
-    let mut known = Arc::new(HashSet::new());
-    let mut days_read = HashSet::new();
-    // Every shard's checkpoints first: the live one's position bounds the replay (and it must be
-    // this stream's), and a replay killed midway left a batch in flight whose files go before any
-    // id is read from the lake, or their events would count as there and never be written again.
-    let replay_stream = replay_stream_name(&stream);
-    let mut replays = Vec::new();
+    let cache = IdCache::default();
     for shard_id in shards {
-        let live =
-            Checkpoint::load(lake, &identity, &stream, &shard_id, WindowLimits::default()).await?;
-        let mut checkpoint = Checkpoint::load(
-            lake,
-            &identity,
-            &replay_stream,
-            &shard_id,
-            WindowLimits::default(),
-        )
-        .await?;
-        checkpoint.recover(lake).await?;
-        match live.state().sequence_number.clone() {
-            Some(committed) => replays.push((shard_id, committed, checkpoint)),
-            None => summary.not_started.push(shard_id),
-        }
-    }
-    for (shard_id, committed, mut checkpoint) in replays {
+        let mut checkpoint = Checkpoint::load(lake, &identity, &stream, &shard_id).await?;
+        checkpoint
+            .set_ancestors(lake, ancestors(&listing, &shard_id))
+            .await?;
+        // What comes after the live consumer's position is its to read.
+        let Some(committed) = checkpoint.state().sequence_number.clone() else {
+            summary.not_started.push(shard_id);
+            continue;
+        };
         summary.shards += 1;
-        checkpoint.forget_position();
-        checkpoint.know(known.clone());
         let mut position = StartingPosition::TrimHorizon;
         loop {
             let read = source.read(&shard_id, &position, batch_size).await?;
@@ -218,26 +186,10 @@ pub async fn replay(
                 }
             }
             if !batch.is_empty() {
-                let fresh: Vec<NaiveDate> = event_days(&batch)
-                    .into_iter()
-                    .filter(|day| days_read.insert(*day))
-                    .collect();
-                if !fresh.is_empty() {
-                    // The checkpoint lets go of the set, so it grows in place.
-                    checkpoint.know(Arc::default());
-                    let ids = Arc::make_mut(&mut known);
-                    for day in fresh {
-                        ids.extend(ids_in_lake(lake, day).await?);
-                    }
-                    checkpoint.know(known.clone());
-                }
-                let committed_batch = checkpoint.commit(lake, batch, options).await?;
-                checkpoint.know(Arc::default());
-                Arc::make_mut(&mut known).extend(committed_batch.accepted_ids.iter().copied());
-                checkpoint.know(known.clone());
+                let replayed = checkpoint.replay(lake, &cache, batch, options).await?;
                 summary.batches += 1;
-                summary.files += committed_batch.files;
-                summary.counts.add(&committed_batch.counts);
+                summary.files += replayed.files;
+                summary.counts.add(&replayed.counts);
             }
             if ended {
                 break;
@@ -246,55 +198,6 @@ pub async fn replay(
         tracing::info!(shard = shard_id, "shard replayed");
     }
     Ok(summary)
-}
-
-/// The sale dates of the events in `records` (records that hold no valid event are skipped:
-/// the batch quarantines them).
-fn event_days(records: &[StreamRecord]) -> BTreeSet<NaiveDate> {
-    let mut days = BTreeSet::new();
-    let mut add = |data: &[u8]| {
-        if let Ok(event) = codec::decode(data) {
-            days.insert(event.event_time.date());
-        }
-    };
-    for record in records {
-        match unpack(&record.data) {
-            Ok(Payload::Single(data)) => add(data),
-            Ok(Payload::Aggregated(users)) => users.iter().for_each(|u| add(&u.data)),
-            Err(_) => {}
-        }
-    }
-    days
-}
-
-/// Times the ids of a day are read again because a file went between listing and reading.
-const MAX_ID_READS: usize = 5;
-
-/// Every event id in the lake's `sales_events` for `day`.
-async fn ids_in_lake(lake: &impl Lake, day: NaiveDate) -> Result<Vec<Uuid>, ReplayError> {
-    let dir = partition_dir(SALES_EVENTS, day);
-    let mut attempt = 0;
-    'listing: loop {
-        attempt += 1;
-        let mut ids = Vec::new();
-        for key in lake.list(&dir).await? {
-            if !key.ends_with(".parquet") {
-                continue;
-            }
-            let Some(object) = lake.get(&key).await? else {
-                // Compacted away since the listing: its events are in a file this listing did
-                // not see. Read the day again.
-                if attempt < MAX_ID_READS {
-                    continue 'listing;
-                }
-                continue;
-            };
-            let file_ids = sales_events_ids(object.bytes)
-                .map_err(|source| ReplayError::File { key, source })?;
-            ids.extend(file_ids);
-        }
-        return Ok(ids);
-    }
 }
 
 #[cfg(test)]

@@ -1,38 +1,29 @@
-//! Per-shard commit state: the committed position, the batch in flight, the counts, and the
-//! bounded window of recently committed event ids that drops re-sent events.
+//! Per-shard commit state: the committed position, the batch in flight, the counts, the dates
+//! written, and the manifest of the shard's exact id index ([`crate::index`]).
 //!
-//! Two objects per shard. The state itself (`_state/{stream}/{shard}.json`) is small and is the
-//! one written with compare-and-swap, twice per batch (intent, then commit). The id window is
-//! large (16 bytes per id) and immutable: each commit writes a new window object and the state
-//! names it, so the intent write never carries the ids.
+//! The state (`_state/{stream}/{shard}.json`) is the one object written with compare-and-swap,
+//! twice per batch (intent, then commit). The ids themselves are in immutable segment objects
+//! the state names, so neither write carries them.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::time::Duration;
+use std::collections::{BTreeMap, VecDeque};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, NaiveDate, Utc};
 use sales_stream::SequenceNumber;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::batch::BatchCounts;
+use crate::index::Manifest;
 use crate::lake::{Lake, LakeError};
 use crate::layout::STATE;
 
-/// Recent committed ids kept per shard unless configured otherwise: 1.6 MB in memory and in the
-/// window object. At the typical rate of a shard that is hours of events; at a shard's full
-/// 1 MiB/s of aggregated events it is seconds, and [`crate::compact`] catches older re-sends
-/// when it deduplicates the day.
-pub const DEFAULT_WINDOW_IDS: usize = 100_000;
-/// How long a committed id is kept unless configured otherwise. Producers re-send after a
-/// timeout, within seconds or minutes; older re-sends are caught by compaction.
-pub const DEFAULT_WINDOW_AGE: Duration = Duration::from_secs(60 * 60);
-/// The state format this version writes. 3 added the write id, the committed batches, the
-/// touched days and the stream identity: a consumer of format 2 would drop them on its next
-/// write (and a lost answer could then be misjudged), so it refuses format 3 instead.
-const FORMAT_VERSION: u32 = 3;
-/// The oldest state format this version reads (and upgrades at its next write).
+/// The state format this version writes. 4 replaced the id window with the exact index (`ids`)
+/// and added the shard's ancestors: a consumer of format 3 would drop them on its next write, so
+/// it refuses format 4 instead.
+const FORMAT_VERSION: u32 = 4;
+/// The oldest state format this version reads (and upgrades at its next write). Dates written
+/// under formats 2 and 3 have no index; their ids are read from the lake when a batch touches
+/// them again.
 const OLDEST_FORMAT_VERSION: u32 = 2;
 /// How many committed batches a shard's state remembers (see [`ShardState::committed_batches`]):
 /// a writer reads the state back within moments of a lost answer, long before 64 more batches
@@ -48,149 +39,6 @@ pub enum StateError {
     /// The lake could not be read.
     #[error(transparent)]
     Lake(#[from] LakeError),
-}
-
-/// How many committed ids a shard remembers, and for how long: whichever bound is hit first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WindowLimits {
-    pub max_ids: usize,
-    pub max_age: Duration,
-}
-
-impl Default for WindowLimits {
-    fn default() -> Self {
-        Self {
-            max_ids: DEFAULT_WINDOW_IDS,
-            max_age: DEFAULT_WINDOW_AGE,
-        }
-    }
-}
-
-/// The ids one commit added, with its time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Segment {
-    committed_at: DateTime<Utc>,
-    ids: VecDeque<Uuid>,
-}
-
-/// Recently committed event ids of a shard, oldest first out.
-#[derive(Debug, Clone, Default)]
-pub struct IdWindow {
-    segments: VecDeque<Segment>,
-    members: HashSet<Uuid>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredSegment {
-    committed_at: DateTime<Utc>,
-    /// The ids as 16 bytes each, base64.
-    ids: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredWindow {
-    format_version: u32,
-    segments: Vec<StoredSegment>,
-}
-
-impl IdWindow {
-    pub fn contains(&self, id: &Uuid) -> bool {
-        self.members.contains(id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
-    /// Remembers the ids of a commit made at `at`.
-    pub fn add(&mut self, at: DateTime<Utc>, ids: impl IntoIterator<Item = Uuid>) {
-        let ids: VecDeque<Uuid> = ids
-            .into_iter()
-            .filter(|id| self.members.insert(*id))
-            .collect();
-        if !ids.is_empty() {
-            self.segments.push_back(Segment {
-                committed_at: at,
-                ids,
-            });
-        }
-    }
-
-    /// Forgets ids older than `limits.max_age` at `now`, then the oldest beyond `max_ids`.
-    pub fn expire(&mut self, now: DateTime<Utc>, limits: WindowLimits) {
-        let max_age = chrono::Duration::from_std(limits.max_age).unwrap_or(chrono::Duration::MAX);
-        while let Some(oldest) = self.segments.front_mut() {
-            let too_old = now.signed_duration_since(oldest.committed_at) > max_age;
-            if !too_old && self.members.len() <= limits.max_ids {
-                break;
-            }
-            let excess = if too_old {
-                oldest.ids.len()
-            } else {
-                self.members.len() - limits.max_ids
-            };
-            for id in oldest.ids.drain(..excess.min(oldest.ids.len())) {
-                self.members.remove(&id);
-            }
-            if oldest.ids.is_empty() {
-                self.segments.pop_front();
-            }
-        }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        let segments = self
-            .segments
-            .iter()
-            .map(|segment| {
-                let mut bytes = Vec::with_capacity(segment.ids.len() * 16);
-                for id in &segment.ids {
-                    bytes.extend_from_slice(id.as_bytes());
-                }
-                StoredSegment {
-                    committed_at: segment.committed_at,
-                    ids: STANDARD.encode(bytes),
-                }
-            })
-            .collect();
-        let stored = StoredWindow {
-            format_version: FORMAT_VERSION,
-            segments,
-        };
-        // Strings and timestamps only: serialising cannot fail.
-        serde_json::to_vec(&stored).unwrap_or_default()
-    }
-
-    pub fn decode(key: &str, bytes: &[u8]) -> Result<Self, StateError> {
-        let corrupt = |reason: String| StateError::Corrupt {
-            key: key.to_owned(),
-            reason,
-        };
-        let stored: StoredWindow =
-            serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-        let mut window = Self::default();
-        for segment in stored.segments {
-            let bytes = STANDARD
-                .decode(&segment.ids)
-                .map_err(|e| corrupt(e.to_string()))?;
-            if bytes.len() % 16 != 0 {
-                return Err(corrupt(format!(
-                    "{} id bytes are not whole ids",
-                    bytes.len()
-                )));
-            }
-            let ids = bytes
-                .chunks_exact(16)
-                .map(|chunk| Uuid::from_slice(chunk).map_err(|e| corrupt(e.to_string())))
-                .collect::<Result<Vec<_>, _>>()?;
-            window.add(segment.committed_at, ids);
-        }
-        Ok(window)
-    }
 }
 
 /// The output a batch in flight will write, recorded before it writes any: if it never commits,
@@ -261,8 +109,6 @@ pub struct ShardState {
     pub committed_at: Option<DateTime<Utc>>,
     pub counts: ShardCounts,
     pub batches: u64,
-    /// The id window object of the last commit.
-    pub window_key: Option<String>,
     /// The batch in flight, if one started and did not commit.
     pub in_flight: Option<Intent>,
     /// The intent generations of the last [`COMMITS_REMEMBERED`] committed batches, oldest
@@ -282,6 +128,19 @@ pub struct ShardState {
     /// The stream these positions are in (states written before it was recorded have none).
     #[serde(default)]
     pub stream_identity: Option<StreamIdentity>,
+    /// The segments of the shard's id index, by sale date.
+    #[serde(default)]
+    pub ids: Manifest,
+    /// The shards this one was split or merged from, their ancestors included: their indexes
+    /// are looked up too. `None` in a state written before they were recorded (unknown).
+    #[serde(default)]
+    pub ancestors: Option<Vec<String>>,
+    /// The manifest may lack dates this shard wrote: the state was started again while the
+    /// shard's earlier objects were still in the lake (a state moved aside), or it was written
+    /// before the dates were recorded (format 2). Dates the manifest lacks are then read from
+    /// the lake.
+    #[serde(default)]
+    pub index_partial: bool,
 }
 
 impl ShardState {
@@ -308,13 +167,17 @@ impl ShardState {
                 state.format_version
             )));
         }
+        if state.format_version < 3 {
+            state.index_partial = true;
+        }
         state.format_version = FORMAT_VERSION;
         Ok(state)
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        // Strings, numbers and timestamps only: serialising cannot fail.
-        serde_json::to_vec_pretty(self).unwrap_or_default()
+        // Strings, numbers and timestamps only: serialising cannot fail. Compact, not pretty:
+        // the manifest grows with the dates written, and the state is written twice per batch.
+        serde_json::to_vec(self).unwrap_or_default()
     }
 
     /// The next write of this state: generation bumped, a fresh write id.
@@ -396,59 +259,12 @@ pub async fn read_shard_states(
 mod tests {
     use super::*;
 
-    fn id(n: u128) -> Uuid {
-        Uuid::from_u128(n)
-    }
-
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + seconds, 0).expect("time")
     }
 
     #[test]
-    fn the_window_forgets_the_oldest_beyond_its_count() {
-        let mut window = IdWindow::default();
-        window.add(at(0), (1..=3).map(id));
-        window.add(at(1), [id(3), id(4)]);
-        assert_eq!(
-            window.len(),
-            4,
-            "an id already remembered is not added twice"
-        );
-        let limits = WindowLimits {
-            max_ids: 3,
-            max_age: Duration::from_secs(60),
-        };
-        window.expire(at(2), limits);
-        assert_eq!(window.len(), 3);
-        assert!(!window.contains(&id(1)));
-        assert!((2..=4).all(|n| window.contains(&id(n))));
-    }
-
-    #[test]
-    fn the_window_forgets_ids_older_than_its_age() {
-        let mut window = IdWindow::default();
-        window.add(at(0), [id(1), id(2)]);
-        window.add(at(50), [id(3)]);
-        let limits = WindowLimits {
-            max_ids: 100,
-            max_age: Duration::from_secs(30),
-        };
-        window.expire(at(40), limits);
-        assert_eq!(window.len(), 1);
-        assert!(window.contains(&id(3)) && !window.contains(&id(1)));
-        window.expire(at(81), limits);
-        assert!(window.is_empty());
-    }
-
-    #[test]
-    fn window_and_state_round_trip() {
-        let mut window = IdWindow::default();
-        window.add(at(0), (1..=5).map(id));
-        window.add(at(9), [id(6)]);
-        let back = IdWindow::decode("w", &window.encode()).expect("decodes");
-        assert_eq!(back.segments, window.segments);
-        assert!(IdWindow::decode("w", b"{}").is_err());
-
+    fn state_round_trips() {
         let mut state = ShardState::new(
             "demo",
             "shardId-000000000000",
@@ -463,6 +279,14 @@ mod tests {
             keys: vec!["daily_sales/x.parquet".into()],
             started_at: at(3),
         });
+        state.ids.insert(
+            NaiveDate::from_ymd_opt(2011, 12, 9).expect("date"),
+            vec![crate::index::SegmentRef {
+                generation: 7,
+                ids: 1000,
+            }],
+        );
+        state.ancestors = Some(vec!["shardId-000000000000".into()]);
         let back = ShardState::decode("k", &state.encode()).expect("decodes");
         assert_eq!(back, state);
         assert!(ShardState::decode("k", b"{}").is_err());

@@ -110,8 +110,7 @@ impl Status {
             self.unreadable.push(format!(
                 "{} is unreadable ({}): its shard stops there. Move it aside (keep it for a bug \
                  report) and the shard starts again from the stream's oldest record; events \
-                 already in the lake are then dropped by id within the window, and at \
-                 compaction",
+                 already in the lake are then dropped by id, read from the lake",
                 state.key, state.reason
             ));
         }

@@ -18,8 +18,9 @@ use chrono::{DateTime, NaiveDate};
 use consumer::batch::BatchOptions;
 use consumer::commit::Checkpoint;
 use consumer::compact::compact_day;
+use consumer::index::IdCache;
 use consumer::lake::{Lake, LakeError, LocalLake, Object, Precondition, Version};
-use consumer::state::{StreamIdentity, WindowLimits, shard_states};
+use consumer::state::{StreamIdentity, shard_states};
 use consumer::writer::Codec;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use producer::{ColumnMap, CsvReader, DateParser, GenerateOptions, Line, RowParser};
@@ -67,11 +68,11 @@ macro_rules! pass_put_through {
 enum CrashAfter {
     /// After the state write that records a batch's intent (or takes over a failed one).
     Intent,
-    /// After the state write that commits a batch: its position, counts and window.
+    /// After the state write that commits a batch: its position, counts and index manifest.
     Commit,
-    /// After writing a data or window file.
+    /// After writing a data file or an id index segment.
     FileWrite,
-    /// After removing a file (recovery, a superseded window, compaction).
+    /// After removing a file (recovery, a merged index segment, compaction).
     Remove,
     /// After the compaction record or a compacted file was written.
     CompactionWrite,
@@ -84,6 +85,8 @@ struct CrashingLake {
     inner: LocalLake,
     operations: AtomicU64,
     crash_after: AtomicU64,
+    /// Only operations of this kind are counted towards `crash_after` (`None`: all).
+    counted: Mutex<Option<CrashAfter>>,
     dead: AtomicBool,
     crashes: Mutex<BTreeMap<CrashAfter, u64>>,
 }
@@ -94,6 +97,7 @@ impl CrashingLake {
             inner: LocalLake::new(root),
             operations: AtomicU64::new(0),
             crash_after: AtomicU64::new(u64::MAX),
+            counted: Mutex::default(),
             dead: AtomicBool::new(false),
             crashes: Mutex::default(),
         }
@@ -105,6 +109,12 @@ impl CrashingLake {
         self.crash_after
             .store(n.unwrap_or(u64::MAX), Ordering::SeqCst);
         self.dead.store(false, Ordering::SeqCst);
+    }
+
+    /// Arms a crash after the `n`-th operation of kind `point` from now.
+    fn arm_at(&self, point: CrashAfter, n: u64) {
+        self.arm(Some(n));
+        *self.counted.lock().expect("counted") = Some(point);
     }
 
     fn crashed(&self) -> bool {
@@ -125,6 +135,14 @@ impl CrashingLake {
             return Err(Self::died());
         }
         let result = operation.await;
+        if self
+            .counted
+            .lock()
+            .expect("counted")
+            .is_some_and(|counted| counted != point)
+        {
+            return result;
+        }
         let n = self.operations.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.crash_after.load(Ordering::SeqCst) && result.is_ok() {
             self.dead.store(true, Ordering::SeqCst);
@@ -158,7 +176,7 @@ impl Lake for CrashingLake {
     ) -> Result<Version, LakeError> {
         let point = if key.starts_with("_state/compaction") {
             CrashAfter::CompactionWrite
-        } else if String::from_utf8_lossy(&bytes).contains("\"in_flight\": null") {
+        } else if String::from_utf8_lossy(&bytes).contains("\"in_flight\":null") {
             CrashAfter::Commit
         } else {
             CrashAfter::Intent
@@ -296,18 +314,11 @@ async fn deliver(
             let outcome = async {
                 let mut checkpoint = match warm.take() {
                     Some(checkpoint) => checkpoint,
-                    None => {
-                        Checkpoint::load(
-                            lake,
-                            &identity(),
-                            STREAM,
-                            &shard_id,
-                            WindowLimits::default(),
-                        )
-                        .await?
-                    }
+                    None => Checkpoint::load(lake, &identity(), STREAM, &shard_id).await?,
                 };
-                checkpoint.commit(lake, batch, &options).await?;
+                checkpoint
+                    .commit(lake, &IdCache::default(), batch, &options)
+                    .await?;
                 Ok::<_, consumer::commit::CommitError>(checkpoint)
             }
             .await;
@@ -321,15 +332,9 @@ async fn deliver(
                     // Lambda retries from the first record after the committed position, which
                     // a fresh instance reads from the lake; with bisecting, half as many.
                     lake.arm(None);
-                    let state = Checkpoint::load(
-                        lake,
-                        &identity(),
-                        STREAM,
-                        &shard_id,
-                        WindowLimits::default(),
-                    )
-                    .await
-                    .expect("state readable after a crash");
+                    let state = Checkpoint::load(lake, &identity(), STREAM, &shard_id)
+                        .await
+                        .expect("state readable after a crash");
                     from = match &state.state().sequence_number {
                         Some(position) => records
                             .iter()
@@ -583,22 +588,21 @@ async fn of_two_writers_on_one_shard_only_one_commits_a_batch() {
     let (shards, _, _) = stream(&events[..300], &mut rng);
     let records = &shards[0];
     let options = BatchOptions::default();
-    let limits = WindowLimits::default();
     let shard = "shardId-000000000000";
     // Both read the same state; the first commits; the second loses its compare-and-swap at
     // its intent, reads the winner's state and finds the records committed.
-    let mut first = Checkpoint::load(&lake, &identity(), STREAM, shard, limits)
+    let mut first = Checkpoint::load(&lake, &identity(), STREAM, shard)
         .await
         .expect("a");
-    let mut second = Checkpoint::load(&lake, &identity(), STREAM, shard, limits)
+    let mut second = Checkpoint::load(&lake, &identity(), STREAM, shard)
         .await
         .expect("b");
     let a = first
-        .commit(&lake, records.clone(), &options)
+        .commit(&lake, &IdCache::default(), records.clone(), &options)
         .await
         .expect("first commits");
     let b = second
-        .commit(&lake, records.clone(), &options)
+        .commit(&lake, &IdCache::default(), records.clone(), &options)
         .await
         .expect("second retries");
     assert_eq!((a.conflicts, b.conflicts), (0, 1));
@@ -606,11 +610,11 @@ async fn of_two_writers_on_one_shard_only_one_commits_a_batch() {
     assert_eq!(b.counts.accepted, 0);
     // And the first, now stale, loses to the second's write and catches up the same way.
     let c = first
-        .commit(&lake, records.clone(), &options)
+        .commit(&lake, &IdCache::default(), records.clone(), &options)
         .await
         .expect("stale writer");
     assert_eq!(c.conflicts, 1);
-    let state = Checkpoint::load(&lake, &identity(), STREAM, shard, limits)
+    let state = Checkpoint::load(&lake, &identity(), STREAM, shard)
         .await
         .expect("state");
     assert_eq!(state.state().counts.records, records.len() as u64);
@@ -685,7 +689,7 @@ impl Lake for LostAnswers {
         expected: Precondition,
     ) -> Result<Version, LakeError> {
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        let commits = String::from_utf8_lossy(&bytes).contains("\"in_flight\": null");
+        let commits = String::from_utf8_lossy(&bytes).contains("\"in_flight\":null");
         let version = self.inner.put_if(key, bytes.clone(), expected).await?;
         if !n.is_multiple_of(self.every) {
             return Ok(version);
@@ -747,19 +751,18 @@ async fn a_state_write_whose_answer_was_lost_is_settled_by_reading_it_back() {
     let options = BatchOptions::default();
     for (n, records) in shards.iter().enumerate() {
         let shard = format!("shardId-{n:012}");
-        let mut checkpoint =
-            Checkpoint::load(&lake, &identity(), STREAM, &shard, WindowLimits::default())
-                .await
-                .expect("load");
+        let mut checkpoint = Checkpoint::load(&lake, &identity(), STREAM, &shard)
+            .await
+            .expect("load");
         for batch in records.chunks(97) {
             // Every batch commits first time: no lost answer is taken for a lost race.
             checkpoint
-                .commit(&lake, batch.to_vec(), &options)
+                .commit(&lake, &IdCache::default(), batch.to_vec(), &options)
                 .await
                 .expect("commits");
         }
         // And a later run picks the shard up where it is.
-        let again = Checkpoint::load(&lake, &identity(), STREAM, &shard, WindowLimits::default())
+        let again = Checkpoint::load(&lake, &identity(), STREAM, &shard)
             .await
             .expect("the state reads back, its window included");
         assert_eq!(
@@ -871,13 +874,17 @@ impl Lake for Overlapping {
 async fn commit_all(lake: &impl Lake, shards: &[Vec<StreamRecord>], size: usize) {
     for (n, records) in shards.iter().enumerate() {
         let shard = format!("shardId-{n:012}");
-        let mut checkpoint =
-            Checkpoint::load(lake, &identity(), STREAM, &shard, WindowLimits::default())
-                .await
-                .expect("load");
+        let mut checkpoint = Checkpoint::load(lake, &identity(), STREAM, &shard)
+            .await
+            .expect("load");
         for batch in records.chunks(size) {
             checkpoint
-                .commit(lake, batch.to_vec(), &BatchOptions::default())
+                .commit(
+                    lake,
+                    &IdCache::default(),
+                    batch.to_vec(),
+                    &BatchOptions::default(),
+                )
                 .await
                 .expect("commits");
         }
@@ -982,26 +989,35 @@ async fn positions_of_another_stream_of_the_same_name_are_refused_before_any_wri
     let (shards, _, _) = stream(&events[..200], &mut rng);
     let lake = LocalLake::new(dir.path().join("lake"));
     let shard = "shardId-000000000000";
-    let limits = WindowLimits::default();
     let arn = "arn:aws:kinesis:eu-west-1:123456789012:stream/faults";
     let created = |s: i64| StreamIdentity {
         id: arn.into(),
         created: DateTime::from_timestamp(1_700_000_000 + s, 0),
     };
     // The Lambda knows the ARN only.
-    let mut lambda = Checkpoint::load(&lake, &StreamIdentity::new(arn), STREAM, shard, limits)
+    let mut lambda = Checkpoint::load(&lake, &StreamIdentity::new(arn), STREAM, shard)
         .await
         .expect("fresh");
     lambda
-        .commit(&lake, shards[0][..10].to_vec(), &BatchOptions::default())
+        .commit(
+            &lake,
+            &IdCache::default(),
+            shards[0][..10].to_vec(),
+            &BatchOptions::default(),
+        )
         .await
         .expect("commits");
     // The poller knows the creation time too: the same stream, and the time is recorded.
-    let mut poller = Checkpoint::load(&lake, &created(0), STREAM, shard, limits)
+    let mut poller = Checkpoint::load(&lake, &created(0), STREAM, shard)
         .await
         .expect("the same stream");
     poller
-        .commit(&lake, shards[0][10..20].to_vec(), &BatchOptions::default())
+        .commit(
+            &lake,
+            &IdCache::default(),
+            shards[0][10..20].to_vec(),
+            &BatchOptions::default(),
+        )
         .await
         .expect("commits");
     let before = std::fs::read(
@@ -1010,7 +1026,7 @@ async fn positions_of_another_stream_of_the_same_name_are_refused_before_any_wri
     )
     .expect("state");
     for other in [created(60), StreamIdentity::new("local:faults")] {
-        let error = Checkpoint::load(&lake, &other, STREAM, shard, limits)
+        let error = Checkpoint::load(&lake, &other, STREAM, shard)
             .await
             .expect_err("another stream");
         let message = error.to_string();
@@ -1064,14 +1080,18 @@ async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
         (shard, vec![&records[..1_000], &records[1_500..]]),
         (other, vec![&others[..]]),
     ] {
-        let mut checkpoint =
-            Checkpoint::load(&lake, &identity, STREAM, id, WindowLimits::default())
-                .await
-                .expect("load");
+        let mut checkpoint = Checkpoint::load(&lake, &identity, STREAM, id)
+            .await
+            .expect("load");
         for batch in batches {
             for part in batch.chunks(400) {
                 checkpoint
-                    .commit(&lake, part.to_vec(), &BatchOptions::default())
+                    .commit(
+                        &lake,
+                        &IdCache::default(),
+                        part.to_vec(),
+                        &BatchOptions::default(),
+                    )
                     .await
                     .expect("commits");
             }
@@ -1090,16 +1110,13 @@ async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
         to_timestamp: None,
         to_sequence: Some(records[1_499].sequence_number.clone()),
     };
-    // A first replay is killed after its second batch's intent and first file write (the first
-    // batch, of one day, is intent, 3 files and commit): that
-    // batch's files stay, uncommitted. The next replay must remove them before it reads which
-    // ids the lake holds, or their events would count as there and never be written again.
+    // A first replay is killed right after its second batch's intent: the shard's state holds
+    // that batch in flight. The next replay takes the shard over, as any writer would, and
+    // commits the batch.
     let crashing = CrashingLake::new(&root);
-    crashing.arm(Some(7));
+    crashing.arm_at(CrashAfter::Intent, 2);
     let killed = replay(&stream, &crashing, &range, 300, &BatchOptions::default()).await;
     assert!(killed.is_err() && crashing.crashed(), "{killed:?}");
-    let crashes = crashing.crashes.lock().expect("crashes").clone();
-    assert_eq!(crashes.get(&CrashAfter::FileWrite), Some(&1), "{crashes:?}");
     let summary = replay(&stream, &lake, &range, 300, &BatchOptions::default())
         .await
         .expect("replays");
@@ -1127,7 +1144,7 @@ async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
     assert_eq!(lake_totals(&root), expected);
     assert_eq!(rows(&root, "sales_events"), events.len());
     // Two replays of the whole stream at once: one loses compare-and-swaps to the other and
-    // reads the state again, still knowing which ids the lake holds.
+    // reads the state again, with the index the other committed.
     let options = BatchOptions::default();
     let (a, b) = tokio::join!(
         replay(&stream, &lake, &everything, 250, &options),
@@ -1138,7 +1155,7 @@ async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
     assert_eq!(lake_totals(&root), expected);
     assert_eq!(rows(&root, "sales_events"), events.len());
     // The live position did not move.
-    let live = Checkpoint::load(&lake, &identity, STREAM, shard, WindowLimits::default())
+    let live = Checkpoint::load(&lake, &identity, STREAM, shard)
         .await
         .expect("load");
     assert_eq!(
@@ -1169,41 +1186,41 @@ async fn a_compaction_whose_commit_answer_was_lost_keeps_its_outputs() {
 }
 
 #[tokio::test]
-async fn ids_known_to_be_in_the_lake_stay_known_after_a_lost_compare_and_swap() {
+async fn a_checkpoint_that_loses_its_compare_and_swap_dedupes_against_the_winners_index() {
     let dir = tempfile::tempdir().expect("tempdir");
     let events = source_events(&dir.path().join("sales.csv"));
     let lake = LocalLake::new(dir.path().join("lake"));
     let shard = "shardId-000000000000";
-    let limits = WindowLimits::default();
-    let record = |n: usize| StreamRecord {
-        sequence_number: SequenceNumber::from_u64(1_000 + n as u64),
+    // Event `n` sent as the record of sequence number `sequence`.
+    let record = |(n, sequence): (usize, u64)| StreamRecord {
+        sequence_number: SequenceNumber::from_u64(sequence),
         partition_key: events[n].event_id.to_string(),
         data: codec::encode(&events[n]),
         approximate_arrival: DateTime::from_timestamp(1_323_400_000, 0).expect("time"),
     };
-    let mut stale = Checkpoint::load(&lake, &identity(), STREAM, shard, limits)
+    let cache = IdCache::default();
+    let mut stale = Checkpoint::load(&lake, &identity(), STREAM, shard)
         .await
         .expect("load");
-    let mut other = Checkpoint::load(&lake, &identity(), STREAM, shard, limits)
+    let mut other = Checkpoint::load(&lake, &identity(), STREAM, shard)
         .await
         .expect("load");
-    // The first checkpoint is told event 15 is in the lake already.
-    stale.know(std::sync::Arc::new(
-        [events[15].event_id].into_iter().collect(),
-    ));
     other
         .commit(
             &lake,
-            (0..10).map(record).collect(),
+            &cache,
+            (0..10).map(|n| (n, 1_000 + n as u64)).map(record).collect(),
             &BatchOptions::default(),
         )
         .await
         .expect("commits");
-    // Its first write loses to the other's commit; it reads the state again and retries.
+    // Its first write loses to the other's commit; it reads the state (and the index the other
+    // committed) again and retries: events 5..10, re-sent, are the other's.
     let committed = stale
         .commit(
             &lake,
-            (10..20).map(record).collect(),
+            &cache,
+            (5..15).map(|n| (n, 2_000 + n as u64)).map(record).collect(),
             &BatchOptions::default(),
         )
         .await
@@ -1211,6 +1228,7 @@ async fn ids_known_to_be_in_the_lake_stay_known_after_a_lost_compare_and_swap() 
     assert_eq!(committed.conflicts, 1);
     assert_eq!(
         (committed.counts.accepted, committed.counts.duplicates),
-        (9, 1)
+        (5, 5)
     );
+    assert_eq!(rows(&dir.path().join("lake"), "sales_events"), 15);
 }

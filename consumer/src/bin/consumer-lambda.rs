@@ -1,7 +1,6 @@
 //! The consumer as an AWS Lambda function on a Kinesis event source mapping (custom runtime
 //! `provided.al2023`). Configuration comes from the environment, read once at cold start:
-//! `LAKE_URL` (required), `CONSUMER_COMPRESSION`, `CONSUMER_DEDUPE_WINDOW`,
-//! `CONSUMER_DEDUPE_WINDOW_AGE`, `METRICS_NAMESPACE`.
+//! `LAKE_URL` (required), `CONSUMER_COMPRESSION`, `METRICS_NAMESPACE`.
 //!
 //! The same function compacts days when invoked by an EventBridge schedule (every day a batch
 //! touched since the last scheduled run) or with `{"action": "compact", "day": "YYYY-MM-DD"}`
@@ -9,6 +8,7 @@
 
 use consumer::compact::compact;
 use consumer::function::{Checkpoints, FunctionConfig, Invocation, handle};
+use consumer::kinesis::KinesisLineage;
 use consumer::lake::LakeStore;
 use consumer::mapping::check_mappings;
 use consumer::metrics::emf_line;
@@ -39,13 +39,17 @@ async fn main() -> Result<(), Error> {
             tracing::error!(error = %e, function, "refusing to run");
         })?;
     }
-    // Shard states stay in memory between warm invocations.
+    // Asked for a new shard's ancestors, so dedupe holds across reshards.
+    let lineage = KinesisLineage::connect().await.inspect_err(|e| {
+        tracing::error!(error = %e, "cannot set up the Kinesis client");
+    })?;
+    // Shard states and id index segments stay in memory between warm invocations.
     let checkpoints = Checkpoints::default();
-    let (config, lake, checkpoints) = (&config, &lake, &checkpoints);
+    let (config, lake, lineage, checkpoints) = (&config, &lake, &lineage, &checkpoints);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         match Invocation::parse(event.payload)? {
             Invocation::Kinesis(event) => {
-                let (response, report) = handle(event, lake, config, checkpoints).await?;
+                let (response, report) = handle(event, lake, lineage, config, checkpoints).await?;
                 let now = chrono::Utc::now().timestamp_millis();
                 println!("{}", emf_line(&config.metrics_namespace, &report, now));
                 tracing::info!(
