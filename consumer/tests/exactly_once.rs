@@ -1232,3 +1232,236 @@ async fn a_checkpoint_that_loses_its_compare_and_swap_dedupes_against_the_winner
     );
     assert_eq!(rows(&dir.path().join("lake"), "sales_events"), 15);
 }
+
+/// The events as plain records of one shard, from `first_sequence` on.
+fn plain_records(events: &[&SalesEvent], first_sequence: u64) -> Vec<StreamRecord> {
+    let arrival = DateTime::from_timestamp(1_323_400_000, 0).expect("time");
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| StreamRecord {
+            sequence_number: SequenceNumber::from_u64(first_sequence + i as u64),
+            partition_key: event.event_id.to_string(),
+            data: codec::encode(event),
+            approximate_arrival: arrival + chrono::Duration::seconds(first_sequence as i64),
+        })
+        .collect()
+}
+
+/// Commits `records` through `checkpoint`, `size` at a time; the summed counts.
+async fn commit_in_batches(
+    checkpoint: &mut Checkpoint,
+    lake: &impl Lake,
+    cache: &IdCache,
+    records: &[StreamRecord],
+    size: usize,
+) -> consumer::BatchCounts {
+    let mut counts = consumer::BatchCounts::default();
+    for batch in records.chunks(size) {
+        let committed = checkpoint
+            .commit(lake, cache, batch.to_vec(), &BatchOptions::default())
+            .await
+            .expect("commits");
+        counts.add(&committed.counts);
+    }
+    counts
+}
+
+#[tokio::test]
+async fn an_event_re_sent_days_and_many_batches_later_is_never_counted_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = source_events(&dir.path().join("sales.csv"));
+    let all: Vec<&SalesEvent> = events.iter().collect();
+    let root = dir.path().join("lake");
+    let lake = LocalLake::new(&root);
+    let shard = "shardId-000000000000";
+    let mut live = Checkpoint::load(&lake, &identity(), STREAM, shard)
+        .await
+        .expect("load");
+    let cache = IdCache::default();
+    let first = commit_in_batches(&mut live, &lake, &cache, &plain_records(&all, 1_000), 100).await;
+    assert_eq!(first.accepted, events.len() as u64);
+    // The whole file again, three days (and 40 batches) later: the old window kept an hour and
+    // 100,000 ids; the index keeps every id. Once by the warm process, once by a cold one (its
+    // index read from the lake), and once more after every touched day was compacted.
+    let later = 1_000_000 + 3 * 24 * 3600;
+    let again = plain_records(&all, later);
+    let warm = commit_in_batches(&mut live, &lake, &cache, &again, 250).await;
+    assert_eq!((warm.accepted, warm.duplicates), (0, events.len() as u64));
+    let mut cold = Checkpoint::load(&lake, &identity(), STREAM, shard)
+        .await
+        .expect("load");
+    let resent = plain_records(&all, 2 * later);
+    let counts = commit_in_batches(&mut cold, &lake, &IdCache::new(100), &resent, 1_000).await;
+    assert_eq!(
+        (counts.accepted, counts.duplicates),
+        (0, events.len() as u64)
+    );
+    consumer::compact(&lake, &consumer::Days::Touched, Codec::Zstd)
+        .await
+        .expect("compacts");
+    let resent = plain_records(&all, 3 * later);
+    let counts = commit_in_batches(&mut cold, &lake, &cache, &resent, 700).await;
+    assert_eq!(
+        (counts.accepted, counts.duplicates),
+        (0, events.len() as u64)
+    );
+    assert_eq!(rows(&root, "sales_events"), events.len());
+    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+}
+
+#[tokio::test]
+async fn shards_split_or_merged_from_others_drop_what_their_ancestors_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = source_events(&dir.path().join("sales.csv"));
+    let root = dir.path().join("lake");
+    let lake = LocalLake::new(&root);
+    let cache = IdCache::default();
+    let stream = identity();
+    let load = |shard: &'static str| Checkpoint::load(&lake, &stream, STREAM, shard);
+    // The parent commits the first half of the file, then is split into two children.
+    let half: Vec<&SalesEvent> = events[..events.len() / 2].iter().collect();
+    let mut parent = load("shardId-000000000000").await.expect("load");
+    commit_in_batches(
+        &mut parent,
+        &lake,
+        &cache,
+        &plain_records(&half, 1_000),
+        300,
+    )
+    .await;
+    // The whole file is sent again, spread over the children by id.
+    let mut children = Vec::new();
+    for (n, shard) in ["shardId-000000000001", "shardId-000000000002"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut child = load(shard).await.expect("load");
+        assert!(child.needs_lineage(), "a new state knows no ancestors");
+        child
+            .set_ancestors(&lake, ["shardId-000000000000".to_owned()])
+            .await
+            .expect("ancestors");
+        let mine: Vec<&SalesEvent> = events
+            .iter()
+            .filter(|e| e.event_id.as_u128() % 2 == n as u128)
+            .collect();
+        let counts =
+            commit_in_batches(&mut child, &lake, &cache, &plain_records(&mine, 5_000), 300).await;
+        let old = mine.iter().filter(|e| half.contains(e)).count() as u64;
+        assert_eq!(
+            (counts.duplicates, counts.accepted),
+            (old, mine.len() as u64 - old)
+        );
+        children.push(child);
+    }
+    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+    // The two children merge into a third shard, a grandchild of the first: it is told only
+    // its parents, and finds the grandparent in their states. A cold process sends everything
+    // a third time.
+    let mut merged = load("shardId-000000000003").await.expect("load");
+    merged
+        .set_ancestors(
+            &lake,
+            [
+                "shardId-000000000001".to_owned(),
+                "shardId-000000000002".to_owned(),
+            ],
+        )
+        .await
+        .expect("ancestors");
+    let all: Vec<&SalesEvent> = events.iter().collect();
+    let counts = commit_in_batches(
+        &mut merged,
+        &lake,
+        &IdCache::new(0),
+        &plain_records(&all, 9_000),
+        500,
+    )
+    .await;
+    assert_eq!(
+        (counts.accepted, counts.duplicates),
+        (0, events.len() as u64)
+    );
+    let state = Checkpoint::load(&lake, &identity(), STREAM, "shardId-000000000003")
+        .await
+        .expect("load");
+    assert_eq!(
+        state.state().ancestors.as_deref(),
+        Some(
+            &[
+                "shardId-000000000000".to_owned(),
+                "shardId-000000000001".to_owned(),
+                "shardId-000000000002".to_owned()
+            ][..]
+        )
+    );
+    assert_eq!(rows(&root, "sales_events"), events.len());
+    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+}
+
+#[tokio::test]
+async fn a_lost_index_segment_or_state_is_made_good_from_the_lake() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = source_events(&dir.path().join("sales.csv"));
+    let all: Vec<&SalesEvent> = events.iter().collect();
+    let root = dir.path().join("lake");
+    let lake = LocalLake::new(&root);
+    let shard = "shardId-000000000000";
+    let mut live = Checkpoint::load(&lake, &identity(), STREAM, shard)
+        .await
+        .expect("load");
+    commit_in_batches(
+        &mut live,
+        &lake,
+        &IdCache::default(),
+        &plain_records(&all, 1_000),
+        400,
+    )
+    .await;
+    // A segment is removed by hand: the next batch of its date reads the date's ids from the
+    // lake, and indexes it again.
+    let segments = lake
+        .list(&format!("_state/{STREAM}/{shard}/ids"))
+        .await
+        .expect("list");
+    lake.delete(&segments[0]).await.expect("delete");
+    let counts = commit_in_batches(
+        &mut live,
+        &lake,
+        &IdCache::new(0),
+        &plain_records(&all, 100_000),
+        400,
+    )
+    .await;
+    assert_eq!(
+        (counts.accepted, counts.duplicates),
+        (0, events.len() as u64)
+    );
+    // The state is moved aside (unreadable, say): the shard starts again from the stream's
+    // first record, with a new state whose index is empty, and its leftover segments say that
+    // the lake already holds its events.
+    std::fs::rename(
+        root.join(format!("_state/{STREAM}/{shard}.json")),
+        dir.path().join("moved-aside.json"),
+    )
+    .expect("move");
+    let mut fresh = Checkpoint::load(&lake, &identity(), STREAM, shard)
+        .await
+        .expect("load");
+    assert!(fresh.state().index_partial);
+    let counts = commit_in_batches(
+        &mut fresh,
+        &lake,
+        &IdCache::default(),
+        &plain_records(&all, 1_000),
+        400,
+    )
+    .await;
+    assert_eq!(
+        (counts.accepted, counts.duplicates),
+        (0, events.len() as u64)
+    );
+    assert_eq!(rows(&root, "sales_events"), events.len());
+    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+}
