@@ -4,80 +4,16 @@ its lake to the S3 emulator (moto server). Totals are read back by DuckDB from t
 import json
 import os
 import subprocess
-import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 import kinesis_events
-from conftest import AWS_ENV, BIN, BIN_PY, ROOT, download_lake, free_port, wait_for_port
+from conftest import AWS_ENV, BIN, ROOT, download_lake, free_port
 from reference import connect, lake_totals
 
-CARGO_LAMBDA = BIN_PY / "cargo-lambda"
 FIXTURES = ROOT / "tests" / "fixtures" / "kinesis"
-
-
-class Function:
-    """`cargo lambda watch` serving the Lambda runtime API, and our built binary as the function."""
-
-    def __init__(self, workdir, env):
-        self.port = free_port()
-        self.log = open(Path(workdir) / "lambda.log", "w+")
-        self.watch = subprocess.Popen(
-            [CARGO_LAMBDA, "lambda", "watch", "--only-lambda-apis",
-             "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port)],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        wait_for_port(self.port)
-        function_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        function_env.update(AWS_ENV)
-        function_env.update(AWS_LAMBDA_RUNTIME_API=f"http://127.0.0.1:{self.port}/.rt",
-                            AWS_LAMBDA_FUNCTION_NAME="_", AWS_LAMBDA_FUNCTION_VERSION="1",
-                            AWS_LAMBDA_FUNCTION_MEMORY_SIZE="1024")
-        function_env.update(env)
-        self.function = subprocess.Popen([BIN / "consumer-lambda"], env=function_env,
-                                         stdout=self.log, stderr=subprocess.STDOUT)
-
-    def invoke(self, data_file):
-        """The function's response, and the seconds the invocation took end to end."""
-        started = time.monotonic()
-        result = subprocess.run(
-            [CARGO_LAMBDA, "lambda", "invoke", "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port),
-             "--data-file", str(data_file), "--output-format", "json"],
-            cwd=ROOT, capture_output=True, text=True, timeout=300,
-        )
-        elapsed = time.monotonic() - started
-        assert result.returncode == 0, f"invoke failed:\n{result.stdout}\n{result.stderr}\n{self.output()}"
-        return json.loads(result.stdout), elapsed
-
-    def output(self):
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
-
-    def stop(self):
-        for process in (self.function, self.watch):
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        self.log.close()
-
-
-@pytest.fixture
-def function_for(work, moto):
-    started = []
-
-    def start(lake_url, **env):
-        function = Function(work, {"AWS_ENDPOINT_URL": moto, "LAKE_URL": lake_url, **env})
-        started.append(function)
-        return function
-
-    yield start
-    for function in started:
-        function.stop()
 
 
 def lake_daily_sales(s3, bucket, prefix, dest):
