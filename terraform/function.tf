@@ -30,10 +30,8 @@ resource "aws_lambda_function" "consumer" {
 
   environment {
     variables = {
-      LAKE_URL                   = local.lake_url
-      CONSUMER_DEDUPE_WINDOW     = tostring(var.dedupe_window)
-      CONSUMER_DEDUPE_WINDOW_AGE = var.dedupe_window_age
-      RUST_LOG                   = "info"
+      LAKE_URL = local.lake_url
+      RUST_LOG = "info"
     }
   }
   kms_key_arn = aws_kms_key.lake.arn

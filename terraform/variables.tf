@@ -115,18 +115,6 @@ variable "log_retention_days" {
   default     = 30
 }
 
-variable "dedupe_window" {
-  description = "Committed event ids remembered per shard to drop re-sent events (CONSUMER_DEDUPE_WINDOW)."
-  type        = number
-  default     = 100000
-}
-
-variable "dedupe_window_age" {
-  description = "How long a committed event id is remembered (CONSUMER_DEDUPE_WINDOW_AGE: 90s, 30m, 2h, 1d)."
-  type        = string
-  default     = "1h"
-}
-
 variable "batch_size" {
   description = "Most records per invocation (Kinesis allows up to 10,000; aggregated records hold many events each)."
   type        = number

@@ -2,9 +2,9 @@
 //!
 //! The consumer writes a `sales_events` and a `daily_sales` file per batch and date, which
 //! Athena pays for in requests. Compaction reads a day's `sales_events`, drops events whose id
-//! was seen before (over the whole day, beyond the shards' id windows), writes them as one file,
-//! and writes `daily_sales` aggregated from those events as one file with one row per key. Then
-//! it removes the files it replaced.
+//! was seen before over the whole day (across shards and streams, a second line of defence behind
+//! the id index), writes them as one file, and writes `daily_sales` aggregated from those events
+//! as one file with one row per key. Then it removes the files it replaced.
 //!
 //! It is safe to run twice at once, beside live batches, and to kill at any point. Each day has
 //! one record, `_state/compaction/<day>.json`, only ever changed with a compare-and-swap and
