@@ -34,7 +34,7 @@
 //! the position, and commits without moving it: replaying any range, twice or concurrently with
 //! the live consumer, adds only the events the index lacks.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,7 +134,7 @@ enum Position {
     Keep,
 }
 
-/// A shard's commit state as this writer last read or wrote it, with its ancestors' states.
+/// A shard's commit state as this writer last read or wrote it.
 ///
 /// Kept between batches (and, in the Lambda, between warm invocations): a stale copy is safe,
 /// because its first write loses the compare-and-swap and the state is read again.
@@ -143,10 +143,6 @@ pub struct Checkpoint {
     state: ShardState,
     version: Option<Version>,
     identity: StreamIdentity,
-    /// The states of the shards this one was split or merged from (and theirs), whose indexes
-    /// the dedupe consults. Read once: a shard is read only after its parents were read to
-    /// their end, so their states no longer change.
-    ancestors: Vec<ShardState>,
 }
 
 /// The outcome of a compare-and-swap write of the state.
@@ -165,7 +161,7 @@ enum Attempt {
 }
 
 impl Checkpoint {
-    /// Reads the committed state of a shard (and its ancestors' states), or starts a fresh one.
+    /// Reads the committed state of a shard, or starts a fresh one.
     ///
     /// The state must belong to `identity`'s stream: positions in another stream of the same
     /// name (re-created, or another embedded stream directory) would skip records, so that is an
@@ -191,12 +187,18 @@ impl Checkpoint {
                      new state has not indexed are checked against the lake"
                 );
                 state.index_partial = true;
+                // Generations name objects (index segments, batch files), and processes cache
+                // segments by name: the new state's must never name an old one.
+                state.generation = earlier
+                    .iter()
+                    .filter_map(|key| generation_in(key))
+                    .max()
+                    .unwrap_or(0);
             }
             return Ok(Self {
                 state,
                 version: None,
                 identity: identity.clone(),
-                ancestors: Vec::new(),
             });
         };
         let mut state = ShardState::decode(&key, &object.bytes)?;
@@ -214,12 +216,10 @@ impl Checkpoint {
             Some(stored) if stored.created.is_some() || identity.created.is_none() => {}
             _ => state.stream_identity = Some(identity.clone()),
         }
-        let ancestors = read_states(lake, stream, state.ancestors.iter().flatten()).await?;
         Ok(Self {
             state,
             version: Some(object.version),
             identity: identity.clone(),
-            ancestors,
         })
     }
 
@@ -244,7 +244,6 @@ impl Checkpoint {
         let mut known = BTreeSet::new();
         let mut pending: Vec<String> = self.state.ancestors.iter().flatten().cloned().collect();
         pending.extend(ancestors);
-        let mut states = Vec::new();
         while let Some(shard_id) = pending.pop() {
             if shard_id == self.state.shard_id || !known.insert(shard_id.clone()) {
                 continue;
@@ -253,11 +252,9 @@ impl Checkpoint {
             if let Some(object) = lake.get(&key).await? {
                 let state = ShardState::decode(&key, &object.bytes)?;
                 pending.extend(state.ancestors.iter().flatten().cloned());
-                states.push(state);
             }
         }
         self.state.ancestors = Some(known.into_iter().collect());
-        self.ancestors = states;
         Ok(())
     }
 
@@ -397,15 +394,28 @@ impl Checkpoint {
     }
 
     /// The committed ids of `days`: the shard's index and its ancestors', and the lake's ids of
-    /// a date where some segment cannot be had. `None` if a segment is gone because another
-    /// writer moved the state on (read it again and retry).
+    /// a date where some segment cannot be had (and, for a replay, of every date). `None` if a
+    /// segment is gone because another writer moved the state on (read it again and retry).
     async fn lookup(
         &self,
         lake: &impl Lake,
         cache: &IdCache,
         days: &BTreeSet<NaiveDate>,
+        position: Position,
     ) -> Result<Option<Lookup>, CommitError> {
         let own = shard_index(&self.state);
+        // Read at every batch: a closed shard's state changes only when a replay commits into
+        // it, but then its new ids must count here too.
+        let ancestors = if days.is_empty() {
+            Vec::new()
+        } else {
+            read_states(
+                lake,
+                &self.state.stream,
+                self.state.ancestors.iter().flatten(),
+            )
+            .await?
+        };
         let mut lookup = Lookup::default();
         for &day in days {
             let mut ids = DayIds::default();
@@ -431,14 +441,19 @@ impl Checkpoint {
                     from_lake = true;
                 }
             }
-            for ancestor in &self.ancestors {
+            for ancestor in &ancestors {
                 match shard_index(ancestor).load_day(lake, cache, day).await? {
-                    Some(segments) => ids.ancestors.extend(segments.into_iter().map(|(_, s)| s)),
+                    Some(segments) => ids.consulted.extend(segments.into_iter().map(|(_, s)| s)),
                     None => from_lake = true,
                 }
             }
             if from_lake {
                 ids.from_lake = Some(ids_in_lake(lake, day).await?);
+            } else if position == Position::Keep {
+                // A replay re-reads records the stream may also have carried to other shards
+                // since (a re-send after a split lands on a child): every id in the lake counts.
+                // Consulted, not indexed: the shard's index keeps only its own ids.
+                ids.consulted.push(ids_in_lake(lake, day).await?);
             }
             lookup.days.insert(day, ids);
         }
@@ -489,7 +504,7 @@ impl Checkpoint {
         let decoded = tokio::task::spawn_blocking(move || decode_batch(&shard, &batch[start..]))
             .await
             .map_err(|e| CommitError::Worker(e.to_string()))?;
-        let Some(lookup) = self.lookup(lake, cache, &decoded.days()).await? else {
+        let Some(lookup) = self.lookup(lake, cache, &decoded.days(), position).await? else {
             return Ok(Attempt::Lost);
         };
         committed.index_ids = lookup.len() as u64;
@@ -573,6 +588,20 @@ impl Checkpoint {
                 Some(true) => {
                     self.reload(lake).await?;
                 }
+                // The state still holds this attempt's intent: the commit's answer was lost and
+                // the write may yet land, so its files must stay. The next attempt takes the
+                // shard over with a compare-and-swap (which such a write can no longer pass)
+                // before it removes them.
+                Some(false)
+                    if current
+                        .as_ref()
+                        .is_some_and(|c| c.write_id == self.state.write_id) =>
+                {
+                    return Err(CommitError::Undecided {
+                        shard_id,
+                        generation,
+                    });
+                }
                 // Another writer took the shard over while these files were written; they are
                 // this attempt's alone (named by its generation), so they go.
                 Some(false) => {
@@ -621,22 +650,42 @@ fn shard_index(state: &ShardState) -> ShardIndex<'_> {
     }
 }
 
-/// The states of `shards` of `stream` that exist.
+/// The states of `shards` of `stream`. A shard with no state but objects of one (its state was
+/// lost) stands as a state whose index cannot be trusted, so its dates are read from the lake; a
+/// shard with neither committed nothing.
 async fn read_states<'a>(
     lake: &impl Lake,
     stream: &str,
     shards: impl IntoIterator<Item = &'a String>,
 ) -> Result<Vec<ShardState>, CommitError> {
-    let mut states = Vec::new();
-    let mut seen = HashSet::new();
-    for shard_id in shards {
-        if !seen.insert(shard_id) {
-            continue;
-        }
+    let shards: BTreeSet<&String> = shards.into_iter().collect();
+    let reads = shards.into_iter().map(|shard_id| async move {
         let key = shard_state(stream, shard_id);
-        if let Some(object) = lake.get(&key).await? {
-            states.push(ShardState::decode(&key, &object.bytes)?);
+        match lake.get(&key).await? {
+            Some(object) => Ok::<_, CommitError>(Some(ShardState::decode(&key, &object.bytes)?)),
+            None if lake
+                .list(&shard_objects(stream, shard_id))
+                .await?
+                .is_empty() =>
+            {
+                Ok(None)
+            }
+            None => Ok(Some(ShardState {
+                stream: stream.to_owned(),
+                shard_id: shard_id.clone(),
+                index_partial: true,
+                ..ShardState::default()
+            })),
         }
-    }
-    Ok(states)
+    });
+    let states = futures::future::try_join_all(reads).await?;
+    Ok(states.into_iter().flatten().collect())
+}
+
+/// The generation in the name of an object of a shard's folder (an index segment,
+/// `<generation>.ids`, or an id window of an older version, `window-<generation>.json`).
+fn generation_in(key: &str) -> Option<u64> {
+    let name = key.rsplit('/').next()?;
+    let stem = name.split('.').next()?;
+    stem.trim_start_matches("window-").parse().ok()
 }

@@ -52,6 +52,9 @@ pub enum IndexError {
     /// A `sales_events` file could not be read for its ids (a date read from the lake).
     #[error("{key}: {source}")]
     File { key: String, source: WriterError },
+    /// The files of a date kept changing (compactions) while its ids were read from the lake.
+    #[error("{dir} changed under each of {attempts} reads of its event ids; try again")]
+    Unsettled { dir: String, attempts: usize },
 }
 
 /// One segment of a date, as a shard's state names it.
@@ -229,7 +232,12 @@ impl ShardIndex<'_> {
         let mut segments = Vec::with_capacity(refs.len());
         for segment in refs {
             let key = id_segment(self.stream, self.shard_id, day, segment.generation);
-            let ids = match cache.get(&key) {
+            // A cached segment of another length is not this one (a name reused after a state
+            // was lost and started again without the leftovers that set its generations).
+            let cached = cache
+                .get(&key)
+                .filter(|ids| ids.len() as u64 == segment.ids);
+            let ids = match cached {
                 Some(ids) => ids,
                 None => match lake.get(&key).await? {
                     Some(object) => {
@@ -252,8 +260,9 @@ impl ShardIndex<'_> {
 pub struct DayIds {
     /// The shard's segments, as its manifest lists them.
     pub own: Vec<(SegmentRef, Ids)>,
-    /// The ancestors' segments.
-    pub ancestors: Vec<Ids>,
+    /// Ids consulted but not indexed: the ancestors' segments, and for a replay the ids in the
+    /// lake's `sales_events` for the date.
+    pub consulted: Vec<Ids>,
     /// Every id of the date's `sales_events` partition, when some segment could not be had: the
     /// commit replaces the shard's segments of the date with one built on these.
     pub from_lake: Option<Ids>,
@@ -264,7 +273,7 @@ impl DayIds {
         self.own
             .iter()
             .map(|(_, ids)| ids)
-            .chain(&self.ancestors)
+            .chain(&self.consulted)
             .chain(&self.from_lake)
             .any(|ids| ids.binary_search(&id).is_ok())
     }
@@ -333,7 +342,7 @@ impl Lookup {
             .values()
             .map(|day| {
                 day.own.iter().map(|(_, ids)| ids.len()).sum::<usize>()
-                    + day.ancestors.iter().map(|ids| ids.len()).sum::<usize>()
+                    + day.consulted.iter().map(|ids| ids.len()).sum::<usize>()
                     + day.from_lake.as_ref().map_or(0, |ids| ids.len())
             })
             .sum()
@@ -357,11 +366,14 @@ pub async fn ids_in_lake(lake: &impl Lake, day: NaiveDate) -> Result<Ids, IndexE
             }
             let Some(object) = lake.get(&key).await? else {
                 // Compacted away since the listing: its events are in a file this listing did
-                // not see. Read the day again.
+                // not see. Read the day again; a partial answer would let ids count twice.
                 if attempt < MAX_LAKE_READS {
                     continue 'listing;
                 }
-                continue;
+                return Err(IndexError::Unsettled {
+                    dir,
+                    attempts: attempt,
+                });
             };
             let file_ids = sales_events_ids(object.bytes)
                 .map_err(|source| IndexError::File { key, source })?;

@@ -1411,14 +1411,9 @@ async fn a_lost_index_segment_or_state_is_made_good_from_the_lake() {
     let mut live = Checkpoint::load(&lake, &identity(), STREAM, shard)
         .await
         .expect("load");
-    commit_in_batches(
-        &mut live,
-        &lake,
-        &IdCache::default(),
-        &plain_records(&all, 1_000),
-        400,
-    )
-    .await;
+    // One process throughout: its cache holds segments of the state that will be lost.
+    let cache = IdCache::default();
+    commit_in_batches(&mut live, &lake, &cache, &plain_records(&all, 1_000), 400).await;
     // A segment is removed by hand: the next batch of its date reads the date's ids from the
     // lake, and indexes it again.
     let segments = lake
@@ -1450,18 +1445,116 @@ async fn a_lost_index_segment_or_state_is_made_good_from_the_lake() {
         .await
         .expect("load");
     assert!(fresh.state().index_partial);
-    let counts = commit_in_batches(
-        &mut fresh,
-        &lake,
-        &IdCache::default(),
-        &plain_records(&all, 1_000),
-        400,
-    )
-    .await;
+    let newest_segment = lake
+        .list(&format!("_state/{STREAM}/{shard}/ids"))
+        .await
+        .expect("list")
+        .iter()
+        .filter_map(|key| {
+            key.rsplit('/')
+                .next()?
+                .strip_suffix(".ids")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .expect("segments");
+    assert!(
+        fresh.state().generation >= newest_segment,
+        "the new state's generations name no old segment"
+    );
+    let counts =
+        commit_in_batches(&mut fresh, &lake, &cache, &plain_records(&all, 1_000), 400).await;
     assert_eq!(
         (counts.accepted, counts.duplicates),
         (0, events.len() as u64)
     );
     assert_eq!(rows(&root, "sales_events"), events.len());
+    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+}
+
+#[tokio::test]
+async fn a_replay_into_a_closed_parent_and_its_children_never_count_an_event_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = source_events(&dir.path().join("sales.csv"));
+    let root = dir.path().join("lake");
+    let lake = LocalLake::new(&root);
+    let cache = IdCache::default();
+    let stream = identity();
+    let load = |shard: &'static str| Checkpoint::load(&lake, &stream, STREAM, shard);
+    let (parent_id, child_id) = ("shardId-000000000000", "shardId-000000000001");
+    // The parent commits all but a quarter of the file: the event source mapping gave that range
+    // up (its batches failed past their retries), and the position moved on past it.
+    let quarter = events.len() / 4;
+    let given_up: Vec<&SalesEvent> = events[quarter..2 * quarter].iter().collect();
+    let mut parent = load(parent_id).await.expect("load");
+    let records = plain_records(&events.iter().collect::<Vec<_>>(), 1_000);
+    for range in [0..quarter, 2 * quarter..events.len()] {
+        commit_in_batches(&mut parent, &lake, &cache, &records[range], 300).await;
+    }
+    // The shard is split. The producer re-sends the first half of the given-up range, which
+    // lands on the child; the child's process stays warm.
+    let mut child = load(child_id).await.expect("load");
+    child
+        .set_ancestors(&lake, [parent_id.to_owned()])
+        .await
+        .expect("ancestors");
+    let half = given_up.len() / 2;
+    let counts = commit_in_batches(
+        &mut child,
+        &lake,
+        &cache,
+        &plain_records(&given_up[..half], 50_000),
+        300,
+    )
+    .await;
+    assert_eq!(counts.accepted, half as u64);
+    // The given-up range is replayed into the parent: what the child committed since counts
+    // already (the replay reads the ids in the lake), the rest comes back.
+    let mut replayed = consumer::BatchCounts::default();
+    for batch in records[quarter..2 * quarter].chunks(300) {
+        let committed = parent
+            .replay(&lake, &cache, batch.to_vec(), &BatchOptions::default())
+            .await
+            .expect("replays");
+        replayed.add(&committed.counts);
+    }
+    assert_eq!(
+        (replayed.accepted, replayed.duplicates),
+        ((given_up.len() - half) as u64, half as u64)
+    );
+    // Then the producer re-sends the whole range to the warm child: the parent's new ids
+    // (committed after the child read its state) count as well.
+    let counts = commit_in_batches(
+        &mut child,
+        &lake,
+        &cache,
+        &plain_records(&given_up, 60_000),
+        300,
+    )
+    .await;
+    assert_eq!(
+        (counts.accepted, counts.duplicates),
+        (0, given_up.len() as u64)
+    );
+    assert_eq!(rows(&root, "sales_events"), events.len());
+    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+    // The parent's state is lost (moved aside) while its index is not: a shard merged from it
+    // later still finds its events, in the lake.
+    std::fs::rename(
+        root.join(format!("_state/{STREAM}/{parent_id}.json")),
+        dir.path().join("moved-aside.json"),
+    )
+    .expect("move");
+    let mut merged = load("shardId-000000000002").await.expect("load");
+    merged
+        .set_ancestors(&lake, [parent_id.to_owned(), child_id.to_owned()])
+        .await
+        .expect("ancestors");
+    let counts = commit_in_batches(&mut merged, &lake, &cache, &records, 500).await;
+    assert_eq!(
+        (counts.accepted, counts.duplicates),
+        (0, events.len() as u64)
+    );
     assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
 }
