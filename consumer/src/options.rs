@@ -1,16 +1,15 @@
 //! The consumer's command line. Every flag can also come from an environment variable.
 
 use std::path::PathBuf;
-
-use clap::{Args, Parser, Subcommand};
-use sales_stream::{LakeLocation, StreamLocation};
-
+#[cfg(feature = "query")]
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sales_stream::SequenceNumber;
+use clap::{Args, Parser, Subcommand};
+use sales_stream::{LakeLocation, SequenceNumber, StreamLocation};
 
 use crate::compact::Days;
+#[cfg(feature = "query")]
 use crate::function::parse_age;
 use crate::writer::Codec;
 
