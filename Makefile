@@ -5,7 +5,6 @@ TARGET_DIR  := $(or $(CARGO_TARGET_DIR),target)
 DEBUG_BIN   := $(TARGET_DIR)/debug
 PYTHON3     ?= python3
 VENV        := .venv
-SHARED_DATA ?= $(abspath ../shared/data)
 TOOLS       := .tools
 KINESALITE  := $(TOOLS)/node_modules/.bin/kinesalite
 LAMBDA_VENV := .tools/lambda-venv
@@ -82,10 +81,9 @@ $(KINESALITE): tests/emulators/package.json tests/emulators/package-lock.json
 	touch $@
 
 e2e: build $(VENV)/.installed $(KINESALITE) ## End-to-end tests: real binaries, real samples, Kinesis and S3 emulators, the Lambda runtime API, DuckDB as the independent reader
-	@test -d "$(SHARED_DATA)/online-retail-samples" || { echo "missing $(SHARED_DATA)/online-retail-samples (set SHARED_DATA)"; exit 1; }
 	@# The tests start the emulators (kinesalite, moto, cargo lambda watch) on 127.0.0.1
 	@# themselves and stop them when they end.
-	cd tests/e2e && BIN_DIR=$(abspath $(DEBUG_BIN)) SHARED_DATA=$(SHARED_DATA) KINESALITE=$(abspath $(KINESALITE)) \
+	cd tests/e2e && BIN_DIR=$(abspath $(DEBUG_BIN)) KINESALITE=$(abspath $(KINESALITE)) \
 		../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 bench: $(KINESALITE) $(VENV)/.installed ## Throughput and memory figures (release build, $(BENCH_ROWS) generated rows)

@@ -11,8 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("BIN_DIR", ROOT / "target" / "debug"))
-SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
-SAMPLES = SHARED_DATA / "online-retail-samples"
+# Real Online Retail exports, kept in the repository with their provenance and licence
+# (SOURCES.md beside them): the tests read nothing outside it.
+SAMPLES = ROOT / "tests" / "data" / "online-retail"
 
 
 def run(*args, check=True, cwd=None):
