@@ -156,7 +156,11 @@ pub fn commit_figures(moto_server: &Path, records: &[StreamRecord]) -> anyhow::R
             files as f64 / BATCHES as f64,
             total.as_secs_f64() * 1000.0 / BATCHES as f64
         );
-        let requests = lake.requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let requests = lake
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut protocol = (0.0, Duration::ZERO);
         let mut index = (0.0, Duration::ZERO);
         for (kind, (count, time)) in requests.iter() {
