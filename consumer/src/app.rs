@@ -1,5 +1,6 @@
 //! The consumer's commands, from parsed options to printed results.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,6 +16,14 @@ use crate::poll::{PollOptions, PollSummary, ShardSource, poll};
 use crate::replay::{ReplayRange, ReplayStart, replay};
 use crate::state::read_shard_states;
 use crate::status::Status;
+
+/// `println!` that returns the error instead of panicking when standard output is closed
+/// (`consumer query ... | head`): `main` then ends quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    };
+}
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -40,11 +49,16 @@ async fn poll_command(args: PollArgs) -> anyhow::Result<()> {
         }
     };
     let c = &summary.counts;
-    println!(
+    outln!(
         "{} -> {}: {} records = {} accepted + {} duplicates + {} quarantined",
-        args.stream, args.lake, c.received, c.accepted, c.duplicates, c.quarantined
-    );
-    println!(
+        args.stream,
+        args.lake,
+        c.received,
+        c.accepted,
+        c.duplicates,
+        c.quarantined
+    )?;
+    outln!(
         "  {} shards, {} batches, {} files, {} bytes, {} conflicts, {:.2} s, {:.0} records/s",
         summary.shards,
         summary.batches,
@@ -53,7 +67,7 @@ async fn poll_command(args: PollArgs) -> anyhow::Result<()> {
         summary.conflicts,
         summary.elapsed_s,
         c.received as f64 / summary.elapsed_s.max(1e-9)
-    );
+    )?;
     if let Some(path) = args.summary_json {
         let json = serde_json::to_vec_pretty(&summary).context("encoding the summary")?;
         std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
@@ -74,10 +88,10 @@ async fn compact_command(args: CompactArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("compacting {} of {}", describe(&days), args.lake))?;
     if reports.is_empty() {
-        println!("no day to compact");
+        outln!("no day to compact")?;
     }
     for report in reports {
-        println!("{}", compact_line(&report));
+        outln!("{}", compact_line(&report))?;
     }
     Ok(())
 }
@@ -147,7 +161,7 @@ async fn replay_command(args: ReplayArgs) -> anyhow::Result<()> {
         }
     };
     let c = &summary.counts;
-    println!(
+    outln!(
         "{} -> {}: {} shards replayed, {} records: {} events missing from the lake written, {} \
          already there, {} quarantined; {} files",
         args.stream,
@@ -158,12 +172,12 @@ async fn replay_command(args: ReplayArgs) -> anyhow::Result<()> {
         c.duplicates,
         c.quarantined,
         summary.files
-    );
+    )?;
     if !summary.not_started.is_empty() {
-        println!(
+        outln!(
             "  nothing committed yet on {} (`consumer poll` reads them from their start)",
             summary.not_started.join(", ")
-        );
+        )?;
     }
     if let Some(path) = args.summary_json {
         let json = serde_json::to_vec_pretty(&summary).context("encoding the summary")?;
@@ -227,9 +241,9 @@ async fn status_command(args: StatusArgs) -> anyhow::Result<()> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?)?;
     } else {
-        print!("{}", status.to_table());
+        write!(std::io::stdout().lock(), "{}", status.to_table())?;
     }
     Ok(())
 }
@@ -260,8 +274,6 @@ async fn run_poll<S: ShardSource>(
 
 #[cfg(feature = "query")]
 async fn query_command(args: crate::options::QueryArgs) -> anyhow::Result<()> {
-    use std::io::Write;
-
     use sales_stream::LakeLocation;
 
     use crate::athena::Athena;

@@ -16,9 +16,21 @@ async fn main() -> ExitCode {
         .init();
     match consumer::app::run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of standard output has all it wanted (`| head`): end quietly, as `cat`
+        // and `rg` do.
+        Err(error) if is_closed_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `error` comes from writing to a pipe whose reader has gone.
+fn is_closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -101,7 +101,7 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
     let rejects = RejectsFile::new(
         options
             .rejects
-            .unwrap_or_else(|| format!("{}.rejects.csv", source.name).into()),
+            .unwrap_or_else(|| default_rejects(&input, &source)),
     );
     let parser = RowParser::new(columns, DateParser::new(options.date_format), source);
     let mut send = send::SendOptions {
@@ -178,6 +178,17 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where rejected rows go unless `--rejects` says: beside the input (`<input>.rejects.csv`), or
+/// for standard input, `<source id>.rejects.csv` in the working directory.
+fn default_rejects(input: &Path, source: &Source) -> PathBuf {
+    if input.as_os_str() == "-" {
+        return format!("{}.rejects.csv", source.name).into();
+    }
+    let mut path = input.as_os_str().to_owned();
+    path.push(".rejects.csv");
+    path.into()
 }
 
 fn print_summary(

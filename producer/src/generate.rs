@@ -142,6 +142,15 @@ fn catalogue(rng: &mut ChaCha8Rng) -> Vec<Product> {
 }
 
 /// Writes the CSV and returns the number of data lines written.
+/// A CSV write error as the I/O error underneath, so that a closed pipe stays recognisable as
+/// one (writing strings can fail in no other way).
+fn write_error(error: csv::Error) -> io::Error {
+    match error.into_kind() {
+        csv::ErrorKind::Io(error) => error,
+        other => io::Error::other(format!("{other:?}")),
+    }
+}
+
 pub fn generate(options: &GenerateOptions, output: impl Write) -> io::Result<u64> {
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let products = catalogue(&mut rng);
@@ -154,14 +163,14 @@ pub fn generate(options: &GenerateOptions, output: impl Write) -> io::Result<u64
     let mut out = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(output);
-    out.write_record(HEADER)?;
+    out.write_record(HEADER).map_err(write_error)?;
 
     let mut time: NaiveDateTime = options.start.and_hms_opt(8, 0, 0).unwrap_or_default();
     let mut invoice = 536_365_u64;
     let mut written = 0_u64;
     let line = |fields: [&str; 8], out: &mut csv::Writer<_>, written: &mut u64| -> io::Result<()> {
         if *written < options.rows {
-            out.write_record(fields)?;
+            out.write_record(fields).map_err(write_error)?;
             *written += 1;
         }
         Ok(())

@@ -36,7 +36,8 @@ pub struct SendOptions {
     /// Shards of a file:// stream created by this run (an existing stream keeps its own).
     #[arg(long, env = "PRODUCER_SHARDS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub shards: u32,
-    /// Where rejected rows go [default: <input name>.rejects.csv in the current directory].
+    /// Where rejected rows go [default: <input>.rejects.csv beside the input; for standard
+    /// input, <source id>.rejects.csv in the current directory].
     #[arg(long, env = "PRODUCER_REJECTS", value_name = "FILE")]
     pub rejects: Option<PathBuf>,
     /// What event ids are derived from [default: the input's file name and a digest of its
@@ -59,9 +60,11 @@ pub struct SendOptions {
     /// 1 MiB/s instead of 1,000 events/s. The consumer reads plain and aggregated records.
     #[arg(long, env = "PRODUCER_AGGREGATE")]
     pub aggregate: bool,
-    /// Compression of aggregated records: `zstd` (about five times fewer bytes; read by this
-    /// project's consumer), or `none` (plain KPL records, readable by any KCL application).
-    #[arg(long, env = "PRODUCER_COMPRESSION", value_enum, default_value_t = CompressionArg::Zstd)]
+    /// Compression of aggregated records: `none` (standard KPL records, which the KCL and AWS's
+    /// de-aggregation libraries read), or `zstd` (about five times fewer bytes, so five times the
+    /// events per shard, but only this project's consumer reads them: choose it when that
+    /// consumer is the stream's only reader).
+    #[arg(long, env = "PRODUCER_COMPRESSION", value_enum, default_value_t = CompressionArg::None)]
     pub compression: CompressionArg,
     /// Uncompressed size at which an aggregated record is closed, in bytes (at most 1 MiB).
     #[arg(long, env = "PRODUCER_AGGREGATE_BYTES", default_value_t = DEFAULT_AGGREGATE_BYTES as u64,

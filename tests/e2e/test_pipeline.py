@@ -214,3 +214,37 @@ def test_standard_input_needs_a_source_id(work):
     assert result.returncode == 1
     assert "standard input needs --source-id" in result.stderr, result.stderr
     assert "panicked" not in result.stderr
+
+
+def first_line_then_close(*args, cwd=None):
+    """Runs a command into a pipe whose reader takes one line and goes, as `| head -1` does."""
+    process = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
+    line = process.stdout.readline()
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    return line.decode(), process.wait(timeout=120), stderr
+
+
+def test_a_closed_standard_output_ends_every_command_quietly(work):
+    line, code, stderr = first_line_then_close(BIN / "producer", "generate", "--rows", "500000", "--seed", "4")
+    assert line.startswith("InvoiceNo"), line
+    assert (code, "error" in stderr.lower(), "panicked" in stderr) == (0, False, False), stderr
+    stream, lake = work / "stream", work / "lake"
+    produce(SAMPLES / "Ahmed-878-Ghazaly-s-Public-Repo-/Online_Retail.csv", stream, work)
+    consume(stream, lake, work)
+    line, code, stderr = first_line_then_close(
+        BIN / "consumer", "query", "--lake", f"file://{lake}", "--format", "csv",
+        "SELECT * FROM sales_events")
+    assert line and (code, stderr) == (0, ""), stderr
+
+
+def test_rejected_rows_go_beside_their_input(work):
+    folder, elsewhere = work / "exports", work / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    source = folder / "generated.csv"
+    run(BIN / "producer", "generate", "--rows", "30000", "--seed", "3", "--output", source)
+    run(BIN / "producer", "--input", source, "--stream", f"file://{work / 'stream'}", cwd=elsewhere)
+    rejects = folder / "generated.csv.rejects.csv"
+    assert rejects.exists() and len(rejects.read_text().splitlines()) > 1
+    assert list(elsewhere.iterdir()) == [], "nothing lands in the working directory"
