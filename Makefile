@@ -16,6 +16,7 @@ TF          := $(TERRAFORM) -chdir=terraform
 INFRA_VENV  := .tools/infra-venv
 DEMO_DIR    := .lake-demo
 DEMO_ROWS   ?= 100000
+DEMO_SAMPLE := tests/data/online-retail/prasad4edu-DSDoc/Online Retail.csv
 BENCH_ROWS  ?= 500000
 
 .DEFAULT_GOAL := help
@@ -31,13 +32,15 @@ build: ## Build the producer and consumer
 
 demo: build ## Generate sales, stream them, consume them into a local lake, query it (no AWS)
 	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
-	@echo "==> 1/4 generating $(DEMO_ROWS) rows of Online-Retail-like sales: $(DEMO_DIR)/sales.csv"
+	@echo "==> 1/5 streaming a real export (the first 1,037 rows of UCI's Online Retail, 1 December 2010) to the embedded stream $(DEMO_DIR)/stream (4 shards)"
+	$(DEBUG_BIN)/producer --input "$(DEMO_SAMPLE)" --stream file://./$(DEMO_DIR)/stream --rejects $(DEMO_DIR)/online-retail.rejects.csv
+	@echo "==> 2/5 generating $(DEMO_ROWS) rows of Online-Retail-like sales: $(DEMO_DIR)/sales.csv"
 	$(DEBUG_BIN)/producer generate --rows $(DEMO_ROWS) --seed 42 --output $(DEMO_DIR)/sales.csv
-	@echo "==> 2/4 streaming them to the embedded stream $(DEMO_DIR)/stream (4 shards)"
-	$(DEBUG_BIN)/producer --input $(DEMO_DIR)/sales.csv --stream file://./$(DEMO_DIR)/stream --rejects $(DEMO_DIR)/sales.rejects.csv
-	@echo "==> 3/4 consuming the stream into the Parquet lake $(DEMO_DIR)/lake"
+	@echo "==> 3/5 streaming them to the same stream"
+	$(DEBUG_BIN)/producer --input $(DEMO_DIR)/sales.csv --stream file://./$(DEMO_DIR)/stream
+	@echo "==> 4/5 consuming the stream into the Parquet lake $(DEMO_DIR)/lake"
 	$(DEBUG_BIN)/consumer poll --stream file://./$(DEMO_DIR)/stream --lake file://./$(DEMO_DIR)/lake --until-drained
-	@echo "==> 4/4 queries/daily_sales_by_country.sql for United Kingdom, 2010-12-01 to 2010-12-10"
+	@echo "==> 5/5 queries/daily_sales_by_country.sql for United Kingdom, 2010-12-01 to 2010-12-10 (the real export and the generated rows)"
 	$(DEBUG_BIN)/consumer query --lake file://./$(DEMO_DIR)/lake --file queries/daily_sales_by_country.sql \
 		--param 'United Kingdom' --param 2010-12-01 --param 2010-12-10
 	@echo "==> and queries/top_products_by_country.sql, first rows"
