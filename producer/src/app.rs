@@ -12,13 +12,13 @@ use flate2::bufread::MultiGzDecoder;
 use sales_stream::{HashKeyRange, LocalStream, LocalStreamError, StreamLocation};
 
 use crate::batcher::Packing;
-use crate::columns::ColumnMap;
-use crate::dates::DateParser;
+use crate::columns::{ColumnMap, ColumnOverride, Field};
+use crate::dates::{DateOrder, DateParser, DetectedOrder, OrderDetector};
 use crate::generate::{GenerateOptions, generate};
 use crate::kinesis::KinesisSink;
 use crate::options::{Cli, Command, GenerateArgs, SendOptions};
 use crate::progress::Progress;
-use crate::reader::CsvReader;
+use crate::reader::{CsvReader, Line, TextEncoding};
 use crate::rejects::RejectsFile;
 use crate::retry::RetryPolicy;
 use crate::row::RowParser;
@@ -86,7 +86,8 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
     let Some(input) = options.input else {
         bail!("--input is required: a CSV file, or - for standard input (see producer --help)");
     };
-    let reader = CsvReader::new(open_input(&input)?, options.delimiter)
+    let encoding = options.encoding.unwrap_or_default();
+    let reader = CsvReader::with_encoding(open_input(&input)?, options.delimiter, encoding)
         .with_context(|| format!("cannot read {}", input.display()))?;
     let columns = ColumnMap::from_header(reader.header(), &options.columns)?;
     let source = match options.source_id {
@@ -103,7 +104,26 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
             .rejects
             .unwrap_or_else(|| default_rejects(&input, &source)),
     );
-    let parser = RowParser::new(columns, DateParser::new(options.date_format), source);
+    let dates = match (&options.date_format, input.as_os_str() == "-") {
+        (Some(_), _) => DateOrigin::Format,
+        // Standard input is read once: month first, as the Online Retail exports are.
+        (None, true) => DateOrigin::Unscanned,
+        (None, false) => {
+            let detected =
+                detect_date_order(&input, options.delimiter, encoding, &options.columns)?;
+            if detected.ambiguous {
+                eprintln!(
+                    "note: no date in {} says whether it is day or month first (every day is 12 \
+                     or less): reading month first; if it is day first, pass --date-format \
+                     '%d/%m/%Y %H:%M' (or the form its dates take)",
+                    input.display()
+                );
+            }
+            DateOrigin::Detected(detected)
+        }
+    };
+    let date_parser = DateParser::new(options.date_format.clone()).with_order(dates.order());
+    let parser = RowParser::new(columns, date_parser, source);
     let mut send = send::SendOptions {
         retry: RetryPolicy {
             max_attempts: options.max_attempts,
@@ -164,7 +184,7 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
         }
     };
     let (summary, rejects) = result?;
-    print_summary(&input, &destination, &summary, &rejects)?;
+    print_summary(&input, &destination, &summary, &rejects, &dates)?;
     if let Some(path) = options.summary_json {
         let json = serde_json::to_vec_pretty(&summary).context("encoding the summary")?;
         std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
@@ -178,6 +198,66 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the order of day and month in the input's dates was chosen.
+#[derive(Debug, Clone, Copy)]
+enum DateOrigin {
+    /// `--date-format` gives the one form.
+    Format,
+    /// A first pass over the file's dates.
+    Detected(DetectedOrder),
+    /// Standard input, read once: month first.
+    Unscanned,
+}
+
+impl DateOrigin {
+    fn order(&self) -> DateOrder {
+        match self {
+            Self::Detected(detected) => detected.order,
+            Self::Format | Self::Unscanned => DateOrder::MonthFirst,
+        }
+    }
+}
+
+impl std::fmt::Display for DateOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Format => f.write_str("as --date-format says"),
+            Self::Detected(DetectedOrder {
+                order,
+                ambiguous: false,
+            }) => write!(f, "{order} (detected)"),
+            Self::Detected(DetectedOrder { order, .. }) => {
+                write!(f, "{order} (assumed: no date settles it)")
+            }
+            Self::Unscanned => f.write_str("month first (standard input is not scanned ahead)"),
+        }
+    }
+}
+
+/// Reads the input's date column once to tell whether its dates are day or month first.
+fn detect_date_order(
+    input: &Path,
+    delimiter: Option<u8>,
+    encoding: TextEncoding,
+    columns: &[ColumnOverride],
+) -> anyhow::Result<DetectedOrder> {
+    let mut reader = CsvReader::with_encoding(open_input(input)?, delimiter, encoding)
+        .with_context(|| format!("cannot read {}", input.display()))?;
+    let columns = ColumnMap::from_header(reader.header(), columns)?;
+    let mut detector = OrderDetector::default();
+    while let Some(line) = reader
+        .next_line()
+        .with_context(|| format!("cannot read {}", input.display()))?
+    {
+        if let Line::Record(record) = line
+            && record.fields.len() == columns.width()
+        {
+            detector.observe(columns.get(&record.fields, Field::InvoiceDate), record.line);
+        }
+    }
+    Ok(detector.verdict()?)
 }
 
 /// Where rejected rows go unless `--rejects` says: beside the input (`<input>.rejects.csv`), or
@@ -196,6 +276,7 @@ fn print_summary(
     destination: &str,
     summary: &Summary,
     rejects: &RejectsFile,
+    dates: &DateOrigin,
 ) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     // Only an interrupted run leaves events unsent; they lie after the resume point.
@@ -229,6 +310,7 @@ fn print_summary(
         summary.elapsed_s,
         summary.rows_per_s()
     )?;
+    writeln!(out, "  dates read {dates}")?;
     if rejects.count() > 0 {
         writeln!(out, "  rejected rows: {}", rejects.path().display())?;
     }

@@ -1,19 +1,142 @@
 //! Sale timestamps. They carry no time zone and come in the forms real exports use, mixed
-//! within one file: `12/1/2010 8:26`, `12/1/10 8:26`, `12-01-11 08:33` (month first) and
-//! `2010-12-01 08:26:00`. An explicit `strftime` format overrides the detection.
+//! within one file: `12/1/2010 8:26`, `12/1/10 8:26`, `12-01-11 08:33` and
+//! `2010-12-01 08:26:00`. Slashed and dashed dates are month first (as the Online Retail exports
+//! are) or day first (as UK exports are): [`OrderDetector`] tells which from a file's dates. An
+//! explicit `strftime` format overrides the detection.
+
+use std::fmt;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+
+/// The order of day and month in slashed and dashed dates (ISO dates have their own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DateOrder {
+    #[default]
+    MonthFirst,
+    DayFirst,
+}
+
+impl fmt::Display for DateOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MonthFirst => "month first",
+            Self::DayFirst => "day first",
+        })
+    }
+}
+
+/// Why the order of a file's dates cannot be told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DateOrderError {
+    /// Some dates can only be day first and others only month first.
+    #[error(
+        "InvoiceDate holds dates that can only be day first ({day_first:?}, line {day_first_line}) \
+         and dates that can only be month first ({month_first:?}, line {month_first_line}): \
+         pass the one format with --date-format, e.g. --date-format '%d/%m/%Y %H:%M'"
+    )]
+    Mixed {
+        day_first: String,
+        day_first_line: u64,
+        month_first: String,
+        month_first_line: u64,
+    },
+}
+
+/// Watches a file's dates for the one that settles their order: a first field above 12 can only
+/// be a day, a second field above 12 only a day in the second place.
+#[derive(Debug, Clone, Default)]
+pub struct OrderDetector {
+    day_first: Option<(String, u64)>,
+    month_first: Option<(String, u64)>,
+    /// Dates seen whose order matters (not ISO).
+    ordered: u64,
+}
+
+/// What a file's dates said about their order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetectedOrder {
+    pub order: DateOrder,
+    /// Some dates needed an order and none settled it (every day was 12 or less): month first
+    /// was assumed.
+    pub ambiguous: bool,
+}
+
+impl OrderDetector {
+    /// Looks at the date of data line `line`.
+    pub fn observe(&mut self, text: &str, line: u64) {
+        let date = text.trim().split([' ', 'T']).next().unwrap_or_default();
+        let separator = if date.contains('/') { '/' } else { '-' };
+        let mut parts = date.split(separator);
+        let (Some(a), Some(b)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        if a.len() == 4 {
+            return; // ISO: year first.
+        }
+        let (Some(a), Some(b)) = (number(a, 2), number(b, 2)) else {
+            return;
+        };
+        self.ordered += 1;
+        if a > 12 && self.day_first.is_none() {
+            self.day_first = Some((text.trim().to_owned(), line));
+        }
+        if b > 12 && self.month_first.is_none() {
+            self.month_first = Some((text.trim().to_owned(), line));
+        }
+    }
+
+    /// The order the dates seen so far say.
+    pub fn verdict(&self) -> Result<DetectedOrder, DateOrderError> {
+        match (&self.day_first, &self.month_first) {
+            (Some((day_first, day_first_line)), Some((month_first, month_first_line))) => {
+                Err(DateOrderError::Mixed {
+                    day_first: day_first.clone(),
+                    day_first_line: *day_first_line,
+                    month_first: month_first.clone(),
+                    month_first_line: *month_first_line,
+                })
+            }
+            (Some(_), None) => Ok(DetectedOrder {
+                order: DateOrder::DayFirst,
+                ambiguous: false,
+            }),
+            (None, Some(_)) => Ok(DetectedOrder {
+                order: DateOrder::MonthFirst,
+                ambiguous: false,
+            }),
+            (None, None) => Ok(DetectedOrder {
+                order: DateOrder::MonthFirst,
+                ambiguous: self.ordered > 0,
+            }),
+        }
+    }
+}
 
 /// Parses sale timestamps.
 #[derive(Debug, Clone, Default)]
 pub struct DateParser {
     format: Option<String>,
+    order: DateOrder,
 }
 
 impl DateParser {
     /// With `format` (chrono `strftime` syntax), only that format is accepted.
     pub fn new(format: Option<String>) -> Self {
-        Self { format }
+        Self {
+            format,
+            order: DateOrder::default(),
+        }
+    }
+
+    /// Slashed and dashed dates in `order`.
+    pub fn with_order(mut self, order: DateOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    pub fn order(&self) -> DateOrder {
+        self.order
     }
 
     pub fn parse(&self, text: &str) -> Option<NaiveDateTime> {
@@ -26,7 +149,7 @@ impl DateParser {
                         .ok()
                         .map(|d| d.and_time(NaiveTime::MIN))
                 }),
-            None => parse_detected(text),
+            None => parse_detected(text, self.order),
         }
     }
 }
@@ -49,7 +172,7 @@ fn full_year(text: &str) -> Option<i32> {
     }
 }
 
-fn parse_date(text: &str) -> Option<NaiveDate> {
+fn parse_date(text: &str, order: DateOrder) -> Option<NaiveDate> {
     let separator = if text.contains('/') { '/' } else { '-' };
     let mut parts = text.split(separator);
     let (a, b, c) = (parts.next()?, parts.next()?, parts.next()?);
@@ -60,8 +183,11 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
         // ISO order: year-month-day.
         NaiveDate::from_ymd_opt(full_year(a)?, number(b, 2)?, number(c, 2)?)
     } else {
-        // Month first, as the Online Retail exports are.
-        NaiveDate::from_ymd_opt(full_year(c)?, number(a, 2)?, number(b, 2)?)
+        let (month, day) = match order {
+            DateOrder::MonthFirst => (a, b),
+            DateOrder::DayFirst => (b, a),
+        };
+        NaiveDate::from_ymd_opt(full_year(c)?, number(month, 2)?, number(day, 2)?)
     }
 }
 
@@ -79,12 +205,12 @@ fn parse_time(text: &str) -> Option<NaiveTime> {
     NaiveTime::from_hms_opt(hour, minute, second)
 }
 
-fn parse_detected(text: &str) -> Option<NaiveDateTime> {
+fn parse_detected(text: &str, order: DateOrder) -> Option<NaiveDateTime> {
     let (date, time) = match text.split_once([' ', 'T']) {
         Some((date, time)) => (date, Some(time.trim())),
         None => (text, None),
     };
-    let date = parse_date(date)?;
+    let date = parse_date(date, order)?;
     let time = match time {
         Some(time) => parse_time(time)?,
         None => NaiveTime::MIN,
@@ -166,5 +292,54 @@ mod tests {
         assert_eq!(parser.parse("12/31/2010 08:26"), None);
         let dates_only = DateParser::new(Some("%Y%m%d".into()));
         assert_eq!(dates_only.parse("20101201"), Some(at(2010, 12, 1, 0, 0, 0)));
+    }
+
+    #[test]
+    fn day_first_dates_are_read_day_first() {
+        let parser = DateParser::default().with_order(DateOrder::DayFirst);
+        assert_eq!(
+            parser.parse("01/12/2010 08:26"),
+            Some(at(2010, 12, 1, 8, 26, 0))
+        );
+        assert_eq!(
+            parser.parse("25/12/10 9:00"),
+            Some(at(2010, 12, 25, 9, 0, 0))
+        );
+        assert_eq!(
+            parser.parse("2010-12-01 08:26:00"),
+            Some(at(2010, 12, 1, 8, 26, 0))
+        );
+        assert_eq!(parser.parse("12/25/2010 9:00"), None);
+    }
+
+    #[test]
+    fn the_first_field_above_12_settles_the_order() {
+        let verdict = |dates: &[&str]| {
+            let mut detector = OrderDetector::default();
+            for (i, date) in dates.iter().enumerate() {
+                detector.observe(date, i as u64 + 2);
+            }
+            detector.verdict()
+        };
+        let day_first = verdict(&["01/12/2010 8:26", "2010-12-13 10:00", "13/12/2010 9:00"]);
+        assert_eq!(
+            day_first,
+            Ok(DetectedOrder {
+                order: DateOrder::DayFirst,
+                ambiguous: false
+            })
+        );
+        let month_first = verdict(&["12/1/2010 8:26", "12-13-10 09:00"]);
+        assert_eq!(month_first.map(|d| d.order), Ok(DateOrder::MonthFirst));
+        let ambiguous = verdict(&["01/12/2010 8:26", "2010-12-31 10:00", "12/1/2010 9:00"]);
+        assert_eq!(
+            ambiguous,
+            Ok(DetectedOrder {
+                order: DateOrder::MonthFirst,
+                ambiguous: true
+            })
+        );
+        let mixed = verdict(&["13/12/2010 9:00", "12/14/2010 9:00"]).expect_err("mixed");
+        assert!(mixed.to_string().contains("line 2") && mixed.to_string().contains("line 3"));
     }
 }

@@ -31,10 +31,10 @@ pub use batcher::{
     MAX_RECORDS_PER_PUT, Packing, PutBatch,
 };
 pub use columns::{ColumnMap, ColumnOverride, Field, HeaderError};
-pub use dates::DateParser;
+pub use dates::{DateOrder, DateParser, DetectedOrder, OrderDetector};
 pub use generate::{GenerateOptions, generate};
 pub use kinesis::{KinesisError, KinesisSink};
-pub use reader::{CsvReader, Line, RawRecord, ReadError};
+pub use reader::{CsvReader, Line, RawRecord, ReadError, TextEncoding};
 pub use rejects::RejectsFile;
 pub use retry::RetryPolicy;
 pub use row::{RejectReason, RowParser};

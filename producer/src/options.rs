@@ -7,6 +7,7 @@ use sales_stream::StreamLocation;
 
 use crate::batcher::DEFAULT_AGGREGATE_BYTES;
 use crate::columns::ColumnOverride;
+use crate::reader::TextEncoding;
 
 /// Streams sales CSV exports into Kinesis or the embedded file:// stream, one event per row.
 #[derive(Debug, Parser)]
@@ -49,7 +50,12 @@ pub struct SendOptions {
     /// Field delimiter [default: detected from the header: `,`, `;` or tab].
     #[arg(long, env = "PRODUCER_DELIMITER", value_parser = parse_delimiter)]
     pub delimiter: Option<u8>,
-    /// strftime format of InvoiceDate [default: detected per row, month first].
+    /// Text encoding of the input, by its WHATWG label (utf-8, windows-1252, latin1,
+    /// iso-8859-15, ...) [default: UTF-8 where valid, Windows-1252 otherwise].
+    #[arg(long, env = "PRODUCER_ENCODING", value_name = "LABEL", value_parser = TextEncoding::from_label)]
+    pub encoding: Option<TextEncoding>,
+    /// strftime format of InvoiceDate [default: the forms real exports use, with day or month
+    /// first detected from the file's dates].
     #[arg(long, env = "PRODUCER_DATE_FORMAT")]
     pub date_format: Option<String>,
     /// Columns of other layouts, as FIELD=HEADER (fields: invoice_no, stock_code, description,

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::io::{self, BufRead};
 
 use csv_core::{ReadRecordResult, ReaderBuilder};
+use encoding_rs::{Encoding, WINDOWS_1252};
 
 /// Most physical lines one quoted field may span. A quote that opens a field and does not close
 /// within this many lines (or closes into a record of the wrong width) is a stray quote: its line
@@ -60,13 +61,47 @@ pub struct RawRecord {
     pub fields: Vec<String>,
 }
 
-/// Decodes bytes as UTF-8 when they are valid UTF-8 and as ISO-8859-1 otherwise, so that a
-/// Latin-1 `£` (0xA3) becomes `£` rather than an error. Latin-1 maps each byte to the code
-/// point of the same value.
-pub fn decode_text(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_owned(),
-        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+/// How the input's bytes become text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TextEncoding {
+    /// UTF-8 where a line's bytes are valid UTF-8, Windows-1252 otherwise: what Excel on Windows
+    /// writes. It agrees with ISO-8859-1 on every printable character (a `£` is 0xA3 in both)
+    /// and has `€`, `’` and the other typographic characters where ISO-8859-1 has controls.
+    #[default]
+    Detect,
+    /// One encoding for the whole input (`--encoding`).
+    Fixed(&'static Encoding),
+}
+
+impl TextEncoding {
+    /// The encoding a label names (`utf-8`, `windows-1252`, `latin1`, `iso-8859-15`, ... as the
+    /// WHATWG Encoding Standard labels them). Encodings that are not ASCII-compatible (UTF-16)
+    /// cannot hold this CSV's delimiters and quotes as single bytes and are refused.
+    pub fn from_label(label: &str) -> Result<Self, String> {
+        let encoding = Encoding::for_label(label.trim().as_bytes()).ok_or_else(|| {
+            format!("unknown encoding {label:?}: try utf-8, windows-1252 or latin1")
+        })?;
+        if !encoding.is_ascii_compatible() {
+            return Err(format!(
+                "{} is not ASCII-compatible: convert the file to UTF-8 first",
+                encoding.name()
+            ));
+        }
+        Ok(Self::Fixed(encoding))
+    }
+
+    /// The text of `bytes`; bytes the encoding has no character for become U+FFFD.
+    pub fn decode(self, bytes: &[u8]) -> String {
+        match self {
+            Self::Detect => match std::str::from_utf8(bytes) {
+                Ok(text) => text.to_owned(),
+                Err(_) => WINDOWS_1252
+                    .decode_without_bom_handling(bytes)
+                    .0
+                    .into_owned(),
+            },
+            Self::Fixed(encoding) => encoding.decode_without_bom_handling(bytes).0.into_owned(),
+        }
     }
 }
 
@@ -99,11 +134,21 @@ pub struct CsvReader<R> {
     pending: VecDeque<Vec<u8>>,
     output: Vec<u8>,
     ends: Vec<usize>,
+    encoding: TextEncoding,
 }
 
 impl<R: BufRead> CsvReader<R> {
     /// Reads the header line. `delimiter` overrides the detected one.
-    pub fn new(mut input: R, delimiter: Option<u8>) -> Result<Self, ReadError> {
+    pub fn new(input: R, delimiter: Option<u8>) -> Result<Self, ReadError> {
+        Self::with_encoding(input, delimiter, TextEncoding::Detect)
+    }
+
+    /// [`CsvReader::new`] decoding text with `encoding`.
+    pub fn with_encoding(
+        mut input: R,
+        delimiter: Option<u8>,
+        encoding: TextEncoding,
+    ) -> Result<Self, ReadError> {
         let mut header = Vec::new();
         if input.read_until(b'\n', &mut header)? == 0 {
             return Err(ReadError::Empty);
@@ -119,6 +164,7 @@ impl<R: BufRead> CsvReader<R> {
             pending: VecDeque::new(),
             output: vec![0; 1024],
             ends: vec![0; 32],
+            encoding,
         };
         reader.header = reader
             .split(header)
@@ -159,10 +205,11 @@ impl<R: BufRead> CsvReader<R> {
             }
         }
         let mut start = 0;
+        let encoding = self.encoding;
         self.ends[..ends_len]
             .iter()
             .map(|&end| {
-                let field = decode_text(&self.output[start..end]);
+                let field = encoding.decode(&self.output[start..end]);
                 start = end;
                 field
             })
@@ -237,7 +284,7 @@ impl<R: BufRead> CsvReader<R> {
                 self.next_line += continuation.len() as u64;
                 return Ok(Some(Line::Record(RawRecord {
                     line,
-                    raw: decode_text(trim_line_end(&bytes)),
+                    raw: self.encoding.decode(trim_line_end(&bytes)),
                     fields,
                 })));
             }
@@ -261,7 +308,7 @@ impl<R: BufRead> CsvReader<R> {
         }
         Ok(Some(Line::Malformed {
             line,
-            raw: decode_text(trim_line_end(&bytes[..first_len])),
+            raw: self.encoding.decode(trim_line_end(&bytes[..first_len])),
             reason,
         }))
     }
@@ -278,7 +325,7 @@ impl<R: BufRead> CsvReader<R> {
         } else {
             Line::Record(RawRecord {
                 line,
-                raw: decode_text(record),
+                raw: self.encoding.decode(record),
                 fields,
             })
         }
@@ -418,6 +465,22 @@ mod tests {
         assert_eq!(header, ["Name", "Price"]);
         assert_eq!(fields(&lines[0]), ["POUND £", "1"]);
         assert_eq!(fields(&lines[1]), ["POUND £", "2"]);
+    }
+
+    #[test]
+    fn windows_1252_is_the_fallback_and_an_encoding_can_be_named() {
+        let bytes = b"Name,Price\n\x80 MUG \x91TEA\x92,1\n";
+        let (_, lines) = read_all(bytes);
+        assert_eq!(fields(&lines[0]), ["\u{20ac} MUG \u{2018}TEA\u{2019}", "1"]);
+        let latin9 = TextEncoding::from_label("ISO-8859-15").expect("a label");
+        let mut reader = CsvReader::with_encoding(&b"Name,Price\n\xA4 MUG,1\n"[..], None, latin9)
+            .expect("header");
+        let Some(Line::Record(record)) = reader.next_line().expect("line") else {
+            panic!("a record");
+        };
+        assert_eq!(record.fields, ["\u{20ac} MUG", "1"]);
+        assert!(TextEncoding::from_label("utf-16le").is_err());
+        assert!(TextEncoding::from_label("klingon").is_err());
     }
 
     #[test]

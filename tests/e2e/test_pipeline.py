@@ -248,3 +248,68 @@ def test_rejected_rows_go_beside_their_input(work):
     rejects = folder / "generated.csv.rejects.csv"
     assert rejects.exists() and len(rejects.read_text().splitlines()) > 1
     assert list(elsewhere.iterdir()) == [], "nothing lands in the working directory"
+
+
+def rewrite_dates_day_first(source, target, encoding):
+    """The same rows with every InvoiceDate written day first, as a UK export has them."""
+    import csv
+    import re
+
+    with open(source, newline="", encoding=encoding) as f:
+        rows = list(csv.reader(f))
+    column = rows[0].index("InvoiceDate")
+    for row in rows[1:]:
+        if len(row) > column:
+            row[column] = re.sub(r"^(\d{1,2})([/-])(\d{1,2})\2", r"\3\2\1\2", row[column])
+    with open(target, "w", newline="", encoding=encoding) as f:
+        csv.writer(f, lineterminator="\r\n").writerows(rows)
+
+
+def test_day_first_dates_are_detected_and_the_summary_says_so(work):
+    original = SAMPLES / "Ahmed-878-Ghazaly-s-Public-Repo-/Online_Retail.csv"
+    uk = work / "uk-export.csv"
+    rewrite_dates_day_first(original, uk, "latin-1")
+    assert "25/11/11" in uk.read_text(encoding="latin-1")
+    stream, lake = work / "stream", work / "lake"
+    result = run(BIN / "producer", "--input", uk, "--stream", f"file://{stream}", "--rejects", work / "rejects.csv")
+    assert "dates read day first (detected)" in result.stdout, result.stdout
+    consume(stream, lake, work)
+    con = connect()
+    assert_same_totals(reference_totals(con, original, ",", "latin-1"), lake_totals(con, lake))
+
+
+def test_dates_that_cannot_tell_their_order_are_reported_once_with_the_format_to_pass(work):
+    original = SAMPLES / "prasad4edu-DSDoc/Online Retail.csv"
+    uk = work / "uk-1-december.csv"
+    rewrite_dates_day_first(original, uk, "utf-8")  # every date is 1/12/2010: day 1 of month 12
+    stream, lake = work / "stream", work / "lake"
+    result = run(BIN / "producer", "--input", uk, "--stream", f"file://{stream}", "--dry-run")
+    assert result.stderr.count("--date-format") == 1, result.stderr
+    assert "dates read month first (assumed: no date settles it)" in result.stdout
+    result = run(BIN / "producer", "--input", uk, "--stream", f"file://{stream}", "--date-format", "%d/%m/%Y %H:%M")
+    assert "dates read as --date-format says" in result.stdout
+    consume(stream, lake, work)
+    con = connect()
+    assert_same_totals(reference_totals(con, original), lake_totals(con, lake))
+
+
+def test_a_windows_1252_export_keeps_its_euro_signs_and_quotes(work):
+    text = ("InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\r\n"
+            "536365,85123A,\u20ac5 VOUCHER \u2018GIFT\u2019,6,12/1/2010 8:26,2.55,17850,United Kingdom\r\n"
+            "536366,22633,HAND WARMER \u2013 UNION JACK,6,12/1/2010 8:28,1.85,17850,United Kingdom\r\n")
+    source = work / "windows.csv"
+    source.write_bytes(text.encode("cp1252"))
+    stream, lake = work / "stream", work / "lake"
+    produce(source, stream, work)
+    consume(stream, lake, work)
+    descriptions = sorted(row[0] for row in connect().execute(
+        "SELECT description FROM read_parquet($g)", {"g": f"{lake}/sales_events/*/*/*/*.parquet"}).fetchall())
+    assert descriptions == ["HAND WARMER \u2013 UNION JACK", "\u20ac5 VOUCHER \u2018GIFT\u2019"]
+    # Named, the same bytes read as ISO-8859-15 give what that encoding says (0xA4 is its euro).
+    latin9 = work / "latin9.csv"
+    latin9.write_bytes(text.replace("\u2018", "").replace("\u2019", "").replace("\u2013", "-").encode("iso-8859-15"))
+    produce(latin9, work / "stream9", work, "--encoding", "iso-8859-15")
+    consume(work / "stream9", work / "lake9", work)
+    descriptions = sorted(row[0] for row in connect().execute(
+        "SELECT description FROM read_parquet($g)", {"g": f"{work / 'lake9'}/sales_events/*/*/*/*.parquet"}).fetchall())
+    assert descriptions == ["HAND WARMER - UNION JACK", "\u20ac5 VOUCHER GIFT"]
