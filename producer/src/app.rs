@@ -23,7 +23,7 @@ use crate::rejects::RejectsFile;
 use crate::retry::RetryPolicy;
 use crate::row::RowParser;
 use crate::send::{self, Summary, send_csv};
-use crate::sink::DryRun;
+use crate::sink::{DryRun, RecordSink};
 use crate::source::Source;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -83,47 +83,28 @@ fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
 }
 
 async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
-    let Some(input) = options.input else {
-        bail!("--input is required: a CSV file, or - for standard input (see producer --help)");
-    };
-    let encoding = options.encoding.unwrap_or_default();
-    let reader = CsvReader::with_encoding(open_input(&input)?, options.delimiter, encoding)
-        .with_context(|| format!("cannot read {}", input.display()))?;
-    let columns = ColumnMap::from_header(reader.header(), &options.columns)?;
-    let source = match options.source_id {
-        Some(id) => Source::named(id),
-        None if input.as_os_str() == "-" => bail!(
-            "standard input needs --source-id: event ids are derived from it, so give the same \
-             id to the same data and different ids to different data"
-        ),
-        None => Source::of_file(&input)
-            .with_context(|| format!("cannot read input {}", input.display()))?,
-    };
-    let rejects = RejectsFile::new(
-        options
-            .rejects
-            .unwrap_or_else(|| default_rejects(&input, &source)),
-    );
-    let dates = match (&options.date_format, input.as_os_str() == "-") {
-        (Some(_), _) => DateOrigin::Format,
-        // Standard input is read once: month first, as the Online Retail exports are.
-        (None, true) => DateOrigin::Unscanned,
-        (None, false) => {
-            let detected =
-                detect_date_order(&input, options.delimiter, encoding, &options.columns)?;
-            if detected.ambiguous {
-                eprintln!(
-                    "note: no date in {} says whether it is day or month first (every day is 12 \
-                     or less): reading month first; if it is day first, pass --date-format \
-                     '%d/%m/%Y %H:%M' (or the form its dates take)",
-                    input.display()
+    let inputs = input_paths(&options.input)?;
+    if inputs.len() > 1 {
+        for (flag, given) in [
+            ("--source-id", options.source_id.is_some()),
+            ("--rejects", options.rejects.is_some()),
+            ("--skip-rows", options.skip_rows > 0),
+        ] {
+            if given {
+                bail!(
+                    "{flag} applies to one input, and {} were given: run that input alone",
+                    inputs.len()
                 );
             }
-            DateOrigin::Detected(detected)
         }
-    };
-    let date_parser = DateParser::new(options.date_format.clone()).with_order(dates.order());
-    let parser = RowParser::new(columns, date_parser, source);
+    }
+    // Every file's header is checked before anything is sent: a wrong file stops the run at
+    // once. (Standard input is read once, when it is sent.)
+    for input in inputs.iter().filter(|input| input.as_os_str() != "-") {
+        let reader = open_reader(input, &options)?;
+        ColumnMap::from_header(reader.header(), &options.columns)
+            .with_context(|| format!("{}", input.display()))?;
+    }
     let mut send = send::SendOptions {
         retry: RetryPolicy {
             max_attempts: options.max_attempts,
@@ -146,11 +127,10 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
             Packing::Plain
         }
     };
-    let progress = Progress::new(true);
-    let (destination, result) = match (options.dry_run, options.stream) {
+    let (destination, sent) = match (options.dry_run, &options.stream) {
         (true, stream) => {
             // A dry run packs as a stream of --shards shards would (or the named local one).
-            let shards = match &stream {
+            let shards = match stream {
                 Some(StreamLocation::Local { dir }) => match LocalStream::open(dir) {
                     Ok(existing) => existing.hash_key_ranges(),
                     Err(LocalStreamError::NotFound(_)) => {
@@ -161,21 +141,20 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
                 _ => HashKeyRange::split_evenly(options.shards),
             };
             send.packing = packing(shards);
-            let sent = send_csv(reader, parser, Arc::new(DryRun), rejects, &send, progress);
-            ("nothing (dry run)".to_owned(), sent.await)
+            let sent = send_all(&inputs, &options, Arc::new(DryRun), &send).await;
+            ("nothing (dry run)".to_owned(), sent)
         }
         (false, Some(StreamLocation::Local { dir })) => {
-            let stream = LocalStream::open_or_create(&dir, options.shards)?;
+            let stream = LocalStream::open_or_create(dir, options.shards)?;
             send.packing = packing(stream.hash_key_ranges());
-            let destination = format!("file://{}", dir.display());
-            let sent = send_csv(reader, parser, Arc::new(stream), rejects, &send, progress);
-            (destination, sent.await)
+            let sent = send_all(&inputs, &options, Arc::new(stream), &send).await;
+            (format!("file://{}", dir.display()), sent)
         }
         (false, Some(StreamLocation::Kinesis { name })) => {
-            let (sink, shards) = KinesisSink::connect(&name).await?;
+            let (sink, shards) = KinesisSink::connect(name).await?;
             send.packing = packing(shards);
-            let sent = send_csv(reader, parser, Arc::new(sink), rejects, &send, progress);
-            (format!("kinesis://{name}"), sent.await)
+            let sent = send_all(&inputs, &options, Arc::new(sink), &send).await;
+            (format!("kinesis://{name}"), sent)
         }
         (false, None) => {
             bail!(
@@ -183,21 +162,207 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    let (summary, rejects) = result?;
-    print_summary(&input, &destination, &summary, &rejects, &dates)?;
+    let sent = sent?;
+    for input in &sent {
+        print_summary(
+            &input.path,
+            &destination,
+            &input.summary,
+            &input.rejects,
+            &input.dates,
+        )?;
+    }
+    let summary = total(&sent);
+    if sent.len() > 1 {
+        writeln!(
+            io::stdout().lock(),
+            "{} inputs -> {destination}: {} rows read = {} events sent + {} rejected + {} blank, \
+             {:.2} s, {:.0} rows/s",
+            sent.len(),
+            summary.rows_read,
+            summary.events_sent,
+            summary.rejected,
+            summary.blank,
+            summary.elapsed_s,
+            summary.rows_per_s()
+        )?;
+    }
     if let Some(path) = options.summary_json {
         let json = serde_json::to_vec_pretty(&summary).context("encoding the summary")?;
         std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if summary.interrupted {
+    if let Some(last) = sent.last().filter(|last| last.summary.interrupted) {
+        let unsent = inputs.len() - sent.len();
         eprintln!(
-            "interrupted: rows 1 to {0} are settled; resume with --skip-rows {0}",
-            summary.resume_after
+            "interrupted: rows 1 to {0} of {1} are settled; resume with --input {1} \
+             --skip-rows {0}{2}",
+            last.summary.resume_after,
+            last.path.display(),
+            if unsent > 0 {
+                format!(", then send the {unsent} inputs after it")
+            } else {
+                String::new()
+            }
         );
         // 128 + SIGINT, as shells report a command stopped by Ctrl-C.
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a rejects file's name ends with.
+const REJECTS_SUFFIX: &str = ".rejects.csv";
+
+/// The inputs `--input` names, in order: each pattern with `*`, `?` or `[` expanded (sorted),
+/// `-` (standard input) only alone. Rejects files are never matched.
+fn input_paths(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    if given.is_empty() {
+        bail!(
+            "--input is required: a CSV file, a quoted glob, or - for standard input (see producer --help)"
+        );
+    }
+    let mut paths = Vec::new();
+    for input in given {
+        let text = input.to_string_lossy();
+        if !text.contains(['*', '?', '[']) {
+            paths.push(input.clone());
+            continue;
+        }
+        let mut matched: Vec<PathBuf> = glob::glob(&text)
+            .with_context(|| format!("--input {text:?} is not a valid pattern"))?
+            .filter_map(Result::ok)
+            // A pattern such as `exports/*.csv` also matches the rejects files an earlier run
+            // wrote beside its inputs: they are our output, never an input.
+            .filter(|path| path.is_file() && !path.to_string_lossy().ends_with(REJECTS_SUFFIX))
+            .collect();
+        if matched.is_empty() {
+            bail!("no file matches --input {text:?}");
+        }
+        matched.sort();
+        paths.append(&mut matched);
+    }
+    if paths.len() > 1 && paths.iter().any(|p| p.as_os_str() == "-") {
+        bail!("standard input (-) is read alone: give it as the only --input");
+    }
+    Ok(paths)
+}
+
+/// The input's CSV reader, its header read.
+fn open_reader(
+    input: &Path,
+    options: &SendOptions,
+) -> anyhow::Result<CsvReader<Box<dyn BufRead + Send>>> {
+    let encoding = options.encoding.unwrap_or_default();
+    CsvReader::with_encoding(open_input(input)?, options.delimiter, encoding)
+        .with_context(|| format!("cannot read {}", input.display()))
+}
+
+/// What one input sent.
+struct Sent {
+    path: PathBuf,
+    summary: Summary,
+    rejects: RejectsFile,
+    dates: DateOrigin,
+}
+
+/// Sends each input in turn into `sink`; stops after an input that was interrupted.
+async fn send_all<S: RecordSink>(
+    inputs: &[PathBuf],
+    options: &SendOptions,
+    sink: Arc<S>,
+    send: &send::SendOptions,
+) -> anyhow::Result<Vec<Sent>> {
+    let mut sent = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let reader = open_reader(input, options)?;
+        let columns = ColumnMap::from_header(reader.header(), &options.columns)?;
+        let source = match &options.source_id {
+            Some(id) => Source::named(id.clone()),
+            None if input.as_os_str() == "-" => bail!(
+                "standard input needs --source-id: event ids are derived from it, so give the \
+                 same id to the same data and different ids to different data"
+            ),
+            None => Source::of_file(input)
+                .with_context(|| format!("cannot read input {}", input.display()))?,
+        };
+        let rejects = RejectsFile::new(
+            options
+                .rejects
+                .clone()
+                .unwrap_or_else(|| default_rejects(input, &source)),
+        );
+        let dates = date_origin(input, options)?;
+        let date_parser = DateParser::new(options.date_format.clone()).with_order(dates.order());
+        let parser = RowParser::new(columns, date_parser, source);
+        let progress = Progress::new(true);
+        let (summary, rejects) = send_csv(reader, parser, sink.clone(), rejects, send, progress)
+            .await
+            .with_context(|| match sent.len() {
+                0 => format!("sending {}", input.display()),
+                n => format!(
+                    "sending {} (the {n} inputs before it were sent in full; send it and the \
+                     ones after it again)",
+                    input.display()
+                ),
+            })?;
+        let interrupted = summary.interrupted;
+        sent.push(Sent {
+            path: input.clone(),
+            summary,
+            rejects,
+            dates,
+        });
+        if interrupted {
+            break;
+        }
+    }
+    Ok(sent)
+}
+
+/// How the order of day and month is chosen for `input`.
+fn date_origin(input: &Path, options: &SendOptions) -> anyhow::Result<DateOrigin> {
+    Ok(match (&options.date_format, input.as_os_str() == "-") {
+        (Some(_), _) => DateOrigin::Format,
+        // Standard input is read once: month first, as the Online Retail exports are.
+        (None, true) => DateOrigin::Unscanned,
+        (None, false) => {
+            let detected = detect_date_order(
+                input,
+                options.delimiter,
+                options.encoding.unwrap_or_default(),
+                &options.columns,
+            )?;
+            if detected.ambiguous {
+                eprintln!(
+                    "note: no date in {} says whether it is day or month first (every day is 12 \
+                     or less): reading month first; if it is day first, pass --date-format \
+                     '%d/%m/%Y %H:%M' (or the form its dates take)",
+                    input.display()
+                );
+            }
+            DateOrigin::Detected(detected)
+        }
+    })
+}
+
+/// The summaries of several inputs as one.
+fn total(sent: &[Sent]) -> Summary {
+    let mut total = Summary::default();
+    for Sent { summary, .. } in sent {
+        total.rows_read += summary.rows_read;
+        total.rows_skipped += summary.rows_skipped;
+        total.events_sent += summary.events_sent;
+        total.rejected += summary.rejected;
+        total.blank += summary.blank;
+        total.records += summary.records;
+        total.bytes += summary.bytes;
+        total.retries += summary.retries;
+        total.records_resent += summary.records_resent;
+        total.elapsed_s += summary.elapsed_s;
+        total.resume_after = summary.resume_after;
+        total.interrupted |= summary.interrupted;
+    }
+    total
 }
 
 /// How the order of day and month in the input's dates was chosen.
@@ -264,10 +429,10 @@ fn detect_date_order(
 /// for standard input, `<source id>.rejects.csv` in the working directory.
 fn default_rejects(input: &Path, source: &Source) -> PathBuf {
     if input.as_os_str() == "-" {
-        return format!("{}.rejects.csv", source.name).into();
+        return format!("{}{REJECTS_SUFFIX}", source.name).into();
     }
     let mut path = input.as_os_str().to_owned();
-    path.push(".rejects.csv");
+    path.push(REJECTS_SUFFIX);
     path.into()
 }
 

@@ -28,9 +28,11 @@ pub enum Command {
 /// `producer --input FILE --stream URL`
 #[derive(Debug, Args)]
 pub struct SendOptions {
-    /// The CSV to stream (plain or gzip); `-` reads standard input.
+    /// The CSV to stream (plain or gzip). Repeat it, or give a quoted glob
+    /// (`--input 'exports/*.csv'`), to stream several files in one run, each its own source;
+    /// `-` reads standard input (alone, with --source-id).
     #[arg(long, env = "PRODUCER_INPUT", value_name = "FILE")]
-    pub input: Option<PathBuf>,
+    pub input: Vec<PathBuf>,
     /// Where to send: kinesis://NAME or file://DIR.
     #[arg(long, env = "STREAM_URL", value_name = "URL")]
     pub stream: Option<StreamLocation>,

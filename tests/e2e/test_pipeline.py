@@ -313,3 +313,38 @@ def test_a_windows_1252_export_keeps_its_euro_signs_and_quotes(work):
     descriptions = sorted(row[0] for row in connect().execute(
         "SELECT description FROM read_parquet($g)", {"g": f"{work / 'lake9'}/sales_events/*/*/*/*.parquet"}).fetchall())
     assert descriptions == ["HAND WARMER - UNION JACK", "\u20ac5 VOUCHER GIFT"]
+
+
+def test_several_inputs_and_a_glob_stream_in_one_run_each_its_own_source(work):
+    from test_kinesis import generated
+
+    exports = work / "exports"
+    exports.mkdir()
+    for month, seed in [("jan", 61), ("feb", 62)]:
+        shutil.move(generated(work, 2_000, seed=seed), exports / f"{month}.csv")
+    # An earlier run's rejects file matches the pattern too; it is never taken for an input.
+    (exports / "jan.csv.rejects.csv").write_text("line,reason,raw\n")
+    real = SAMPLES / "prasad4edu-DSDoc/Online Retail.csv"
+    stream, lake = work / "stream", work / "lake"
+    summary = work / "summary.json"
+    result = run(BIN / "producer", "--input", f"{exports}/*.csv", "--input", real,
+                 "--stream", f"file://{stream}", "--summary-json", summary)
+    lines = result.stdout.splitlines()
+    assert [line.split(" -> ")[0] for line in lines if " -> " in line] == [
+        str(exports / "feb.csv"), str(exports / "jan.csv"), str(real), "3 inputs"], result.stdout
+    sent = json.loads(summary.read_text())
+    assert sent["rows_read"] == 2_000 + 2_000 + data_lines(real)
+    assert sent["rows_read"] == sent["events_sent"] + sent["rejected"] + sent["blank"]
+    consumed = consume(stream, lake, work)
+    assert consumed["counts"]["accepted"] == sent["events_sent"]
+    con = connect()
+    from test_poll import summed
+    expected = summed(*(reference_totals(con, path) for path in (exports / "jan.csv", exports / "feb.csv", real)))
+    assert_same_totals(expected, lake_totals(con, lake))
+    for args, message in [
+        (["--input", f"{exports}/*.tsv"], "no file matches"),
+        (["--input", exports / "jan.csv", "--input", "-"], "standard input (-) is read alone"),
+        (["--input", exports / "jan.csv", "--input", real, "--skip-rows", "5"], "--skip-rows applies to one input"),
+    ]:
+        failed = run(BIN / "producer", *args, "--stream", f"file://{stream}", check=False)
+        assert failed.returncode != 0 and message in failed.stderr, failed.stderr
