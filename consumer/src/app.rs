@@ -13,6 +13,7 @@ use crate::kinesis::KinesisSource;
 use crate::lake::LakeStore;
 use crate::options::{Cli, Command, CompactArgs, PollArgs, ReplayArgs, StatusArgs};
 use crate::poll::{PollOptions, PollSummary, ShardSource, poll};
+use crate::progress::Progress;
 use crate::replay::{ReplayRange, ReplayStart, replay};
 use crate::state::read_shard_states;
 use crate::status::Status;
@@ -84,9 +85,11 @@ async fn open_lake(location: &sales_stream::LakeLocation) -> anyhow::Result<Lake
 async fn compact_command(args: CompactArgs) -> anyhow::Result<()> {
     let lake = open_lake(&args.lake).await?;
     let days = args.days();
-    let reports = compact(&lake, &days, args.compression)
+    let progress = Progress::new("days");
+    let reports = compact(&lake, &days, args.compression, &progress)
         .await
         .with_context(|| format!("compacting {} of {}", describe(&days), args.lake))?;
+    progress.finish();
     if reports.is_empty() {
         outln!("no day to compact")?;
     }
@@ -144,22 +147,18 @@ async fn replay_command(args: ReplayArgs) -> anyhow::Result<()> {
         codec: args.compression,
     };
     let batch_size = args.batch_size as usize;
+    let progress = Progress::new("records");
     let summary = match &args.stream {
         StreamLocation::Local { dir } => {
-            replay(
-                &LocalStream::open(dir)?,
-                &lake,
-                &range,
-                batch_size,
-                &options,
-            )
-            .await?
+            let source = LocalStream::open(dir)?;
+            replay(&source, &lake, &range, batch_size, &options, &progress).await?
         }
         StreamLocation::Kinesis { name } => {
             let source = KinesisSource::connect(name).await?;
-            replay(&source, &lake, &range, batch_size, &options).await?
+            replay(&source, &lake, &range, batch_size, &options, &progress).await?
         }
     };
+    progress.finish();
     let c = &summary.counts;
     outln!(
         "{} -> {}: {} shards replayed, {} records: {} events missing from the lake written, {} \
@@ -259,8 +258,10 @@ async fn run_poll<S: ShardSource>(
         batch: BatchOptions {
             codec: args.compression,
         },
+        progress: Arc::new(Progress::new("records")),
         ..PollOptions::default()
     };
+    let progress = options.progress.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = stop.clone();
     tokio::spawn(async move {
@@ -269,7 +270,9 @@ async fn run_poll<S: ShardSource>(
             on_signal.store(true, Ordering::Relaxed);
         }
     });
-    Ok(poll(stream, lake, options, stop).await?)
+    let summary = poll(stream, lake, options, stop).await;
+    progress.finish();
+    Ok(summary?)
 }
 
 #[cfg(feature = "query")]

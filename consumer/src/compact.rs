@@ -45,6 +45,7 @@ use crate::lake::{Lake, LakeError, Precondition, Swapped, remove_all, swap};
 use crate::layout::{
     DAILY_SALES, SALES_EVENTS, compaction, compaction_cursor, data_file, partition_dir,
 };
+use crate::progress::Progress;
 use crate::state::{StateError, shard_states};
 use crate::writer::{Codec, SalesEventsWriter, WriterError, encode_daily_sales, read_sales_events};
 
@@ -154,25 +155,30 @@ pub async fn compact(
     lake: &impl Lake,
     days: &Days,
     codec: Codec,
+    progress: &Progress,
 ) -> Result<Vec<CompactReport>, CompactError> {
-    let mut reports = Vec::new();
-    match *days {
-        Days::One(day) => reports.push(compact_day(lake, day, codec).await?),
+    let (list, seen) = match *days {
+        Days::One(day) => (vec![day], None),
         Days::Range { from, to } => {
             if from > to {
                 return Err(CompactError::Range { from, to });
             }
-            for day in from.iter_days().take_while(|d| *d <= to) {
-                reports.push(compact_day(lake, day, codec).await?);
-            }
+            (from.iter_days().take_while(|d| *d <= to).collect(), None)
         }
         Days::Touched => {
             let (days, seen) = touched_days(lake).await?;
-            for day in days {
-                reports.push(compact_day(lake, day, codec).await?);
-            }
-            advance_cursor(lake, seen).await?;
+            (days, Some(seen))
         }
+    };
+    progress.set_total(list.len() as u64);
+    let mut reports = Vec::with_capacity(list.len());
+    for day in list {
+        let report = compact_day(lake, day, codec).await?;
+        progress.advance(1, || format!("{day}: {} events", report.events_out));
+        reports.push(report);
+    }
+    if let Some(seen) = seen {
+        advance_cursor(lake, seen).await?;
     }
     Ok(reports)
 }

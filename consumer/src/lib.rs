@@ -22,6 +22,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod options;
 pub mod poll;
+pub mod progress;
 pub mod quarantine;
 #[cfg(feature = "query")]
 pub mod query;

@@ -20,6 +20,7 @@ use crate::batch::{BatchCounts, BatchOptions};
 use crate::commit::{Checkpoint, CommitError};
 use crate::index::IdCache;
 use crate::lake::Lake;
+use crate::progress::Progress;
 use crate::state::StreamIdentity;
 
 /// Options of the poller.
@@ -31,6 +32,8 @@ pub struct PollOptions {
     pub until_drained: bool,
     /// How long a caught-up shard waits before reading again.
     pub idle_wait: Duration,
+    /// Records committed, shown as they are.
+    pub progress: Arc<Progress>,
     pub batch: BatchOptions,
 }
 
@@ -40,6 +43,7 @@ impl Default for PollOptions {
             batch_size: 10_000,
             until_drained: false,
             idle_wait: Duration::from_secs(1),
+            progress: Arc::default(),
             batch: BatchOptions::default(),
         }
     }
@@ -361,6 +365,9 @@ async fn poll_shard(
             summary.bytes += committed.bytes;
             summary.conflicts += u64::from(committed.conflicts);
             summary.counts.add(&committed.counts);
+            options.progress.advance(committed.counts.records, || {
+                format!("{shard_id}: {} batches", summary.batches)
+            });
             tracing::info!(
                 shard = shard_id,
                 received = committed.counts.received,

@@ -21,6 +21,7 @@ use crate::commit::{Checkpoint, CommitError};
 use crate::index::IdCache;
 use crate::lake::Lake;
 use crate::poll::{PollError, ShardSource, ancestors};
+use crate::progress::Progress;
 
 /// Why a replay stopped.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +144,7 @@ pub async fn replay(
     range: &ReplayRange,
     batch_size: usize,
     options: &BatchOptions,
+    progress: &Progress,
 ) -> Result<ReplaySummary, ReplayError> {
     let stream = source.stream_name().to_owned();
     let identity = source.identity();
@@ -190,6 +192,12 @@ pub async fn replay(
                 summary.batches += 1;
                 summary.files += replayed.files;
                 summary.counts.add(&replayed.counts);
+                progress.advance(replayed.counts.records, || {
+                    format!(
+                        "{shard_id}: {} events written again",
+                        summary.counts.accepted
+                    )
+                });
             }
             if ended {
                 break;

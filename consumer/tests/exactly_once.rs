@@ -945,15 +945,25 @@ async fn touched_compaction_compacts_the_days_written_since_it_last_ran() {
     let (shards, _, _) = stream(old, &mut rng);
     commit_all(&lake, &shards, 250).await;
     let days: BTreeSet<NaiveDate> = old.iter().map(|e| e.event_time.date()).collect();
-    let reports = consumer::compact(&lake, &consumer::Days::Touched, Codec::Zstd)
-        .await
-        .expect("compacts");
+    let reports = consumer::compact(
+        &lake,
+        &consumer::Days::Touched,
+        Codec::Zstd,
+        &Default::default(),
+    )
+    .await
+    .expect("compacts");
     let compacted: BTreeSet<NaiveDate> = reports.iter().filter_map(|r| r.day).collect();
     assert_eq!(compacted, days, "every day written so far");
     assert!(files_per_partition(&root).values().all(|n| *n == 1));
-    let nothing = consumer::compact(&lake, &consumer::Days::Touched, Codec::Zstd)
-        .await
-        .expect("nothing to do");
+    let nothing = consumer::compact(
+        &lake,
+        &consumer::Days::Touched,
+        Codec::Zstd,
+        &Default::default(),
+    )
+    .await
+    .expect("nothing to do");
     assert!(nothing.is_empty(), "{nothing:?}");
 
     // Late events of a few old days arrive, on fresh sequence numbers.
@@ -969,9 +979,14 @@ async fn touched_compaction_compacts_the_days_written_since_it_last_ran() {
     }
     commit_all(&lake, &late_shards, 250).await;
     let late_days: BTreeSet<NaiveDate> = late.iter().map(|e| e.event_time.date()).collect();
-    let reports = consumer::compact(&lake, &consumer::Days::Touched, Codec::Zstd)
-        .await
-        .expect("compacts");
+    let reports = consumer::compact(
+        &lake,
+        &consumer::Days::Touched,
+        Codec::Zstd,
+        &Default::default(),
+    )
+    .await
+    .expect("compacts");
     let compacted: BTreeSet<NaiveDate> = reports.iter().filter_map(|r| r.day).collect();
     assert_eq!(
         compacted, late_days,
@@ -1115,11 +1130,26 @@ async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
     // commits the batch.
     let crashing = CrashingLake::new(&root);
     crashing.arm_at(CrashAfter::Intent, 2);
-    let killed = replay(&stream, &crashing, &range, 300, &BatchOptions::default()).await;
+    let killed = replay(
+        &stream,
+        &crashing,
+        &range,
+        300,
+        &BatchOptions::default(),
+        &Default::default(),
+    )
+    .await;
     assert!(killed.is_err() && crashing.crashed(), "{killed:?}");
-    let summary = replay(&stream, &lake, &range, 300, &BatchOptions::default())
-        .await
-        .expect("replays");
+    let summary = replay(
+        &stream,
+        &lake,
+        &range,
+        300,
+        &BatchOptions::default(),
+        &Default::default(),
+    )
+    .await
+    .expect("replays");
     assert_eq!(summary.counts.records, 500);
     assert!(summary.counts.accepted > 0 && summary.counts.accepted < 500);
     assert_eq!(
@@ -1135,9 +1165,16 @@ async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
         to_sequence: None,
     };
     for _ in 0..2 {
-        let summary = replay(&stream, &lake, &everything, 700, &BatchOptions::default())
-            .await
-            .expect("replays");
+        let summary = replay(
+            &stream,
+            &lake,
+            &everything,
+            700,
+            &BatchOptions::default(),
+            &Default::default(),
+        )
+        .await
+        .expect("replays");
         assert_eq!(summary.counts.accepted, 0, "{summary:?}");
         assert_eq!(summary.counts.duplicates, events.len() as u64);
     }
@@ -1145,10 +1182,10 @@ async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
     assert_eq!(rows(&root, "sales_events"), events.len());
     // Two replays of the whole stream at once: one loses compare-and-swaps to the other and
     // reads the state again, with the index the other committed.
-    let options = BatchOptions::default();
+    let (options, quiet) = (BatchOptions::default(), Default::default());
     let (a, b) = tokio::join!(
-        replay(&stream, &lake, &everything, 250, &options),
-        replay(&stream, &lake, &everything, 250, &options),
+        replay(&stream, &lake, &everything, 250, &options, &quiet),
+        replay(&stream, &lake, &everything, 250, &options, &quiet),
     );
     let (a, b) = (a.expect("first"), b.expect("second"));
     assert_eq!(a.counts.accepted + b.counts.accepted, 0, "{a:?} {b:?}");
@@ -1297,9 +1334,14 @@ async fn an_event_re_sent_days_and_many_batches_later_is_never_counted_twice() {
         (counts.accepted, counts.duplicates),
         (0, events.len() as u64)
     );
-    consumer::compact(&lake, &consumer::Days::Touched, Codec::Zstd)
-        .await
-        .expect("compacts");
+    consumer::compact(
+        &lake,
+        &consumer::Days::Touched,
+        Codec::Zstd,
+        &Default::default(),
+    )
+    .await
+    .expect("compacts");
     let resent = plain_records(&all, 3 * later);
     let counts = commit_in_batches(&mut cold, &lake, &cache, &resent, 700).await;
     assert_eq!(

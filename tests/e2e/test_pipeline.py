@@ -348,3 +348,43 @@ def test_several_inputs_and_a_glob_stream_in_one_run_each_its_own_source(work):
     ]:
         failed = run(BIN / "producer", *args, "--stream", f"file://{stream}", check=False)
         assert failed.returncode != 0 and message in failed.stderr, failed.stderr
+
+
+def on_a_terminal(*args):
+    """Runs a command with its stderr on a pseudo-terminal: what a user at a terminal sees."""
+    import os
+    import pty
+
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=secondary)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    stdout = process.stdout.read().decode()
+    assert process.wait(timeout=300) == 0, seen.decode(errors="replace")
+    return stdout, seen.decode(errors="replace")
+
+
+def test_poll_compact_and_replay_show_progress_on_a_terminal(work):
+    from test_kinesis import generated
+
+    source = generated(work, 60_000, seed=71)
+    stream, lake = work / "stream", work / "lake"
+    produce(source, stream, work)
+    lake_url = f"file://{lake}"
+    _, shown = on_a_terminal(BIN / "consumer", "poll", "--stream", f"file://{stream}", "--lake", lake_url,
+                             "--until-drained", "--batch-size", "2000")
+    assert "records (" in shown and "batches" in shown, shown
+    _, shown = on_a_terminal(BIN / "consumer", "compact", "--lake", lake_url, "--touched")
+    assert "days (" in shown and "left" in shown, shown
+    _, shown = on_a_terminal(BIN / "consumer", "replay", "--stream", f"file://{stream}", "--lake", lake_url,
+                             "--from-timestamp", "1970-01-01T00:00:00Z")
+    assert "records (" in shown and "written again" in shown, shown

@@ -12,6 +12,7 @@ use consumer::kinesis::KinesisLineage;
 use consumer::lake::LakeStore;
 use consumer::mapping::check_mappings;
 use consumer::metrics::emf_line;
+use consumer::progress::Progress;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
@@ -67,7 +68,8 @@ async fn main() -> Result<(), Error> {
                 Ok::<_, Error>(serde_json::to_value(response)?)
             }
             Invocation::Compact(days) => {
-                let reports = compact(lake, &days, config.batch.codec).await?;
+                let reports =
+                    compact(lake, &days, config.batch.codec, &Progress::default()).await?;
                 for report in &reports {
                     tracing::info!(
                         day = ?report.day,
