@@ -226,10 +226,13 @@ FIXTURE_STREAM = "sales-events"
 @pytest.fixture
 def function_for(work, moto, kinesis, kinesalite):
     """Starts functions on a lake: S3 (and the Lambda API) at moto, Kinesis at kinesalite."""
-    if FIXTURE_STREAM not in kinesis.list_streams()["StreamNames"]:
-        from kinesis_reader import create_stream
+    from kinesis_reader import wait_active
 
-        create_stream(kinesis, FIXTURE_STREAM, 1)
+    try:
+        kinesis.create_stream(StreamName=FIXTURE_STREAM, ShardCount=1)
+    except kinesis.exceptions.ResourceInUseException:
+        pass  # made by an earlier test of the session
+    wait_active(kinesis, FIXTURE_STREAM)
     started = []
 
     def start(lake_url, **env):
