@@ -1270,6 +1270,30 @@ async fn a_checkpoint_that_loses_its_compare_and_swap_dedupes_against_the_winner
     assert_eq!(rows(&dir.path().join("lake"), "sales_events"), 15);
 }
 
+/// Asserts that a send of every event again counted none of them.
+fn assert_all_duplicates(counts: &consumer::BatchCounts, events: &[SalesEvent]) {
+    assert_eq!(
+        (counts.accepted, counts.duplicates),
+        (0, events.len() as u64),
+        "{counts:?}"
+    );
+}
+
+/// Asserts that the lake holds every event once, with exact totals.
+fn assert_counted_once(root: &Path, events: &[SalesEvent]) {
+    assert_eq!(rows(root, "sales_events"), events.len());
+    assert_eq!(lake_totals(root), normalized(expected_totals(events)));
+}
+
+/// A generated CSV's events and an empty lake, in a temporary directory.
+fn fresh_lake() -> (tempfile::TempDir, Vec<SalesEvent>, PathBuf, LocalLake) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = source_events(&dir.path().join("sales.csv"));
+    let root = dir.path().join("lake");
+    let lake = LocalLake::new(&root);
+    (dir, events, root, lake)
+}
+
 /// The events as plain records of one shard, from `first_sequence` on.
 fn plain_records(events: &[&SalesEvent], first_sequence: u64) -> Vec<StreamRecord> {
     let arrival = DateTime::from_timestamp(1_323_400_000, 0).expect("time");
@@ -1330,10 +1354,7 @@ async fn an_event_re_sent_days_and_many_batches_later_is_never_counted_twice() {
         .expect("load");
     let resent = plain_records(&all, 2 * later);
     let counts = commit_in_batches(&mut cold, &lake, &IdCache::new(100), &resent, 1_000).await;
-    assert_eq!(
-        (counts.accepted, counts.duplicates),
-        (0, events.len() as u64)
-    );
+    assert_all_duplicates(&counts, &events);
     consumer::compact(
         &lake,
         &consumer::Days::Touched,
@@ -1344,20 +1365,13 @@ async fn an_event_re_sent_days_and_many_batches_later_is_never_counted_twice() {
     .expect("compacts");
     let resent = plain_records(&all, 3 * later);
     let counts = commit_in_batches(&mut cold, &lake, &cache, &resent, 700).await;
-    assert_eq!(
-        (counts.accepted, counts.duplicates),
-        (0, events.len() as u64)
-    );
-    assert_eq!(rows(&root, "sales_events"), events.len());
-    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+    assert_all_duplicates(&counts, &events);
+    assert_counted_once(&root, &events);
 }
 
 #[tokio::test]
 async fn shards_split_or_merged_from_others_drop_what_their_ancestors_committed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let events = source_events(&dir.path().join("sales.csv"));
-    let root = dir.path().join("lake");
-    let lake = LocalLake::new(&root);
+    let (_dir, events, root, lake) = fresh_lake();
     let cache = IdCache::default();
     let stream = identity();
     let load = |shard: &'static str| Checkpoint::load(&lake, &stream, STREAM, shard);
@@ -1421,10 +1435,7 @@ async fn shards_split_or_merged_from_others_drop_what_their_ancestors_committed(
         500,
     )
     .await;
-    assert_eq!(
-        (counts.accepted, counts.duplicates),
-        (0, events.len() as u64)
-    );
+    assert_all_duplicates(&counts, &events);
     let state = Checkpoint::load(&lake, &identity(), STREAM, "shardId-000000000003")
         .await
         .expect("load");
@@ -1438,8 +1449,7 @@ async fn shards_split_or_merged_from_others_drop_what_their_ancestors_committed(
             ][..]
         )
     );
-    assert_eq!(rows(&root, "sales_events"), events.len());
-    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+    assert_counted_once(&root, &events);
 }
 
 #[tokio::test]
@@ -1471,10 +1481,7 @@ async fn a_lost_index_segment_or_state_is_made_good_from_the_lake() {
         400,
     )
     .await;
-    assert_eq!(
-        (counts.accepted, counts.duplicates),
-        (0, events.len() as u64)
-    );
+    assert_all_duplicates(&counts, &events);
     // The state is moved aside (unreadable, say): the shard starts again from the stream's
     // first record, with a new state whose index is empty, and its leftover segments say that
     // the lake already holds its events.
@@ -1507,20 +1514,13 @@ async fn a_lost_index_segment_or_state_is_made_good_from_the_lake() {
     );
     let counts =
         commit_in_batches(&mut fresh, &lake, &cache, &plain_records(&all, 1_000), 400).await;
-    assert_eq!(
-        (counts.accepted, counts.duplicates),
-        (0, events.len() as u64)
-    );
-    assert_eq!(rows(&root, "sales_events"), events.len());
-    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+    assert_all_duplicates(&counts, &events);
+    assert_counted_once(&root, &events);
 }
 
 #[tokio::test]
 async fn a_replay_into_a_closed_parent_and_its_children_never_count_an_event_twice() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let events = source_events(&dir.path().join("sales.csv"));
-    let root = dir.path().join("lake");
-    let lake = LocalLake::new(&root);
+    let (dir, events, root, lake) = fresh_lake();
     let cache = IdCache::default();
     let stream = identity();
     let load = |shard: &'static str| Checkpoint::load(&lake, &stream, STREAM, shard);
@@ -1579,8 +1579,7 @@ async fn a_replay_into_a_closed_parent_and_its_children_never_count_an_event_twi
         (counts.accepted, counts.duplicates),
         (0, given_up.len() as u64)
     );
-    assert_eq!(rows(&root, "sales_events"), events.len());
-    assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
+    assert_counted_once(&root, &events);
     // The parent's state is lost (moved aside) while its index is not: a shard merged from it
     // later still finds its events, in the lake.
     std::fs::rename(
@@ -1594,9 +1593,6 @@ async fn a_replay_into_a_closed_parent_and_its_children_never_count_an_event_twi
         .await
         .expect("ancestors");
     let counts = commit_in_batches(&mut merged, &lake, &cache, &records, 500).await;
-    assert_eq!(
-        (counts.accepted, counts.duplicates),
-        (0, events.len() as u64)
-    );
+    assert_all_duplicates(&counts, &events);
     assert_eq!(lake_totals(&root), normalized(expected_totals(&events)));
 }
