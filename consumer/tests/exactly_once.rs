@@ -1330,11 +1330,8 @@ async fn commit_in_batches(
 
 #[tokio::test]
 async fn an_event_re_sent_days_and_many_batches_later_is_never_counted_twice() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let events = source_events(&dir.path().join("sales.csv"));
+    let (_dir, events, root, lake) = fresh_lake();
     let all: Vec<&SalesEvent> = events.iter().collect();
-    let root = dir.path().join("lake");
-    let lake = LocalLake::new(&root);
     let shard = "shardId-000000000000";
     let mut live = Checkpoint::load(&lake, &identity(), STREAM, shard)
         .await
@@ -1454,11 +1451,8 @@ async fn shards_split_or_merged_from_others_drop_what_their_ancestors_committed(
 
 #[tokio::test]
 async fn a_lost_index_segment_or_state_is_made_good_from_the_lake() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let events = source_events(&dir.path().join("sales.csv"));
+    let (dir, events, root, lake) = fresh_lake();
     let all: Vec<&SalesEvent> = events.iter().collect();
-    let root = dir.path().join("lake");
-    let lake = LocalLake::new(&root);
     let shard = "shardId-000000000000";
     let mut live = Checkpoint::load(&lake, &identity(), STREAM, shard)
         .await
