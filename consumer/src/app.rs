@@ -10,13 +10,13 @@ use sales_stream::{LocalStream, StreamLocation};
 use crate::batch::BatchOptions;
 use crate::compact::{CompactReport, Days, compact};
 use crate::kinesis::KinesisSource;
-use crate::lake::LakeStore;
 use crate::options::{Cli, Command, CompactArgs, PollArgs, ReplayArgs, StatusArgs};
 use crate::poll::{PollOptions, PollSummary, ShardSource, poll};
 use crate::progress::Progress;
 use crate::replay::{ReplayRange, ReplayStart, replay};
 use crate::state::read_shard_states;
 use crate::status::Status;
+use crate::store::LakeStore;
 
 /// `println!` that returns the error instead of panicking when standard output is closed
 /// (`consumer query ... | head`): `main` then ends quietly.
@@ -86,7 +86,7 @@ async fn compact_command(args: CompactArgs) -> anyhow::Result<()> {
     let lake = open_lake(&args.lake).await?;
     let days = args.days();
     let progress = Progress::new("days");
-    let reports = compact(&lake, &days, args.compression, &progress)
+    let reports = compact(&lake, &days, args.compression.into(), &progress)
         .await
         .with_context(|| format!("compacting {} of {}", describe(&days), args.lake))?;
     progress.finish();
@@ -144,7 +144,7 @@ async fn replay_command(args: ReplayArgs) -> anyhow::Result<()> {
     let range = replay_range(&args)?;
     let lake = open_lake(&args.lake).await?;
     let options = BatchOptions {
-        codec: args.compression,
+        codec: args.compression.into(),
     };
     let batch_size = args.batch_size as usize;
     let progress = Progress::new("records");
@@ -256,7 +256,7 @@ async fn run_poll<S: ShardSource>(
         batch_size: args.batch_size as usize,
         until_drained: args.until_drained,
         batch: BatchOptions {
-            codec: args.compression,
+            codec: args.compression.into(),
         },
         progress: Arc::new(Progress::new("records")),
         ..PollOptions::default()

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::KinesisEventResponse;
@@ -231,7 +231,7 @@ impl FunctionConfig {
         })?;
         let codec = match set("CONSUMER_COMPRESSION") {
             None => Codec::default(),
-            Some(value) => <Codec as clap::ValueEnum>::from_str(&value, true).map_err(|_| {
+            Some(value) => value.parse::<Codec>().map_err(|_| {
                 invalid("CONSUMER_COMPRESSION", &value, "use zstd or snappy".into())
             })?,
         };
@@ -242,11 +242,6 @@ impl FunctionConfig {
                 .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned()),
         })
     }
-}
-
-/// A duration such as `90s`, `30m`, `2h` or `1d`.
-pub fn parse_age(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| format!("{e}; write it as 90s, 30m, 2h"))
 }
 
 /// What one invocation did, for the logs and the metrics.

@@ -1,5 +1,5 @@
-//! The lake's storage: a narrow trait at the edge, the local-directory implementation, and
-//! [`LakeStore`], the lake a URL names (a directory or an S3 bucket).
+//! The lake's storage: a narrow trait at the edge and the local-directory implementation (S3's
+//! is in [`crate::s3`], and [`crate::store`] picks one from a URL).
 //!
 //! Besides whole-object reads and writes, a lake offers one compare-and-swap write
 //! ([`Lake::put_if`]): the commit protocol needs it so that two writers of one shard's state
@@ -13,9 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use md5::{Digest, Md5};
-use sales_stream::LakeLocation;
-
-use crate::s3::S3Lake;
 
 /// Why a lake operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -375,66 +372,6 @@ impl Lake for LocalLake {
         }
         keys.sort();
         Ok(keys)
-    }
-}
-
-/// The lake a `--lake`/`LAKE_URL` names.
-#[derive(Debug)]
-pub enum LakeStore {
-    Local(LocalLake),
-    S3(S3Lake),
-}
-
-impl LakeStore {
-    /// Opens the lake at `location`; an S3 lake loads the AWS configuration and checks that the
-    /// bucket is there.
-    pub async fn open(location: &LakeLocation) -> Result<Self, LakeError> {
-        Ok(match location {
-            LakeLocation::Local { dir } => Self::Local(LocalLake::new(dir)),
-            LakeLocation::S3 { bucket, prefix } => Self::S3(S3Lake::connect(bucket, prefix).await?),
-        })
-    }
-}
-
-impl Lake for LakeStore {
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
-        match self {
-            Self::Local(lake) => lake.put(key, bytes).await,
-            Self::S3(lake) => lake.put(key, bytes).await,
-        }
-    }
-
-    async fn put_if(
-        &self,
-        key: &str,
-        bytes: Vec<u8>,
-        expected: Precondition,
-    ) -> Result<Version, LakeError> {
-        match self {
-            Self::Local(lake) => lake.put_if(key, bytes, expected).await,
-            Self::S3(lake) => lake.put_if(key, bytes, expected).await,
-        }
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Object>, LakeError> {
-        match self {
-            Self::Local(lake) => lake.get(key).await,
-            Self::S3(lake) => lake.get(key).await,
-        }
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), LakeError> {
-        match self {
-            Self::Local(lake) => lake.delete(key).await,
-            Self::S3(lake) => lake.delete(key).await,
-        }
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
-        match self {
-            Self::Local(lake) => lake.list(prefix).await,
-            Self::S3(lake) => lake.list(prefix).await,
-        }
     }
 }
 

@@ -5,12 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use sales_stream::{LakeLocation, SequenceNumber, StreamLocation};
 
 use crate::compact::Days;
-#[cfg(feature = "query")]
-use crate::function::parse_age;
 use crate::writer::Codec;
 
 /// Consumes sales events into a Parquet lake, and queries the lake.
@@ -54,8 +52,8 @@ pub struct PollArgs {
     #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// Parquet compression.
-    #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Codec::Zstd)]
-    pub compression: Codec,
+    #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Compression::Zstd)]
+    pub compression: Compression,
     /// Also writes the final summary as JSON to this file.
     #[arg(long, env = "CONSUMER_SUMMARY_JSON", value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
@@ -82,8 +80,8 @@ pub struct CompactArgs {
     #[arg(long)]
     pub touched: bool,
     /// Parquet compression.
-    #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Codec::Zstd)]
-    pub compression: Codec,
+    #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Compression::Zstd)]
+    pub compression: Compression,
 }
 
 impl CompactArgs {
@@ -130,8 +128,8 @@ pub struct ReplayArgs {
     #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// Parquet compression.
-    #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Codec::Zstd)]
-    pub compression: Codec,
+    #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Compression::Zstd)]
+    pub compression: Compression,
     /// Also writes the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
@@ -197,6 +195,30 @@ impl QueryArgs {
             workgroup: self.workgroup.clone(),
             database: self.database.clone(),
             timeout: self.timeout,
+        }
+    }
+}
+
+#[cfg(feature = "query")]
+/// A duration such as `90s`, `30m`, `2h` or `1d`.
+pub fn parse_age(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("{e}; write it as 90s, 30m, 2h"))
+}
+
+/// `--compression`: the Parquet codec of the files a command writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    /// Smaller files.
+    Zstd,
+    /// Faster to write and read.
+    Snappy,
+}
+
+impl From<Compression> for Codec {
+    fn from(compression: Compression) -> Self {
+        match compression {
+            Compression::Zstd => Self::Zstd,
+            Compression::Snappy => Self::Snappy,
         }
     }
 }

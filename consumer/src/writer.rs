@@ -41,13 +41,28 @@ pub enum WriterError {
 }
 
 /// Parquet compression of the lake's files.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Codec {
     /// Smaller files; the default.
     #[default]
     Zstd,
     /// Faster to write and read.
     Snappy,
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+
+    /// `zstd` or `snappy`, in any case.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "zstd" => Ok(Self::Zstd),
+            "snappy" => Ok(Self::Snappy),
+            _ => Err(format!(
+                "{text:?} is not a Parquet compression: use zstd or snappy"
+            )),
+        }
+    }
 }
 
 /// An accepted event with where it came from on the stream.

@@ -9,10 +9,10 @@
 use consumer::compact::compact;
 use consumer::function::{Checkpoints, FunctionConfig, Invocation, handle};
 use consumer::kinesis::KinesisLineage;
-use consumer::lake::LakeStore;
 use consumer::mapping::check_mappings;
 use consumer::metrics::emf_line;
 use consumer::progress::Progress;
+use consumer::store::LakeStore;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
