@@ -1,113 +1,20 @@
-//! The Lambda function: a Kinesis event in, lake files and a partial-batch response out.
-//!
-//! [`handle`] is a plain async function over the [`Lake`] trait, so it is tested by calling it
-//! with fixture events. Per shard in the event: load the shard's state, skip records at or before
-//! its committed position (a redelivery), run the batch step, write the files and commit. A
-//! malformed record is quarantined and never fails the batch; only a failure to make the batch
-//! durable (S3 down or throttled past the SDK's retries) is reported, as the batch's first
-//! uncommitted sequence number, so Lambda retries from there (ReportBatchItemFailures) and
-//! checkpoints everything before it.
+//! The Kinesis handler: one event's records, shard by shard, through the commit protocol.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::future::Future;
 use std::time::Instant;
 
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::KinesisEventResponse;
-use chrono::NaiveDate;
-use sales_stream::{LakeLocation, SequenceNumber, StreamRecord};
-use serde_json::Value;
+use sales_stream::{SequenceNumber, StreamRecord};
 
-use std::future::Future;
-
-use crate::batch::{BatchCounts, BatchOptions};
+use super::checkpoints::Checkpoints;
+use super::config::FunctionConfig;
+use super::invocation::EventError;
+use crate::batch::BatchCounts;
 use crate::commit::{Checkpoint, CommitError};
-use crate::compact::Days;
-use crate::index::IdCache;
 use crate::lake::Lake;
 use crate::state::StreamIdentity;
-use crate::writer::Codec;
-
-/// The CloudWatch namespace of the function's metrics unless `METRICS_NAMESPACE` says otherwise.
-pub const DEFAULT_METRICS_NAMESPACE: &str = "SalesLake";
-
-/// Why the function cannot start: its environment is wrong.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A required variable is not set.
-    #[error("{0} is not set: give the lake as s3://BUCKET/PREFIX (or file://DIR for local runs)")]
-    Missing(&'static str),
-    /// A variable is set to something unusable.
-    #[error("{name}={value:?}: {reason}")]
-    Invalid {
-        name: &'static str,
-        value: String,
-        reason: String,
-    },
-}
-
-/// Why an event could not be handled at all (as opposed to records that failed).
-#[derive(Debug, thiserror::Error)]
-pub enum EventError {
-    /// A record lacks what every Kinesis event record has.
-    #[error("record {index} of the event: {reason}")]
-    BadRecord { index: usize, reason: String },
-    /// The event is neither a Kinesis batch nor a compaction request.
-    #[error("unrecognised event: {0}")]
-    Unrecognised(String),
-}
-
-/// What the function was invoked with.
-#[derive(Debug, Clone)]
-pub enum Invocation {
-    /// A batch from the Kinesis event source mapping.
-    Kinesis(KinesisEvent),
-    /// Compact days: an EventBridge scheduled event (every day touched since the last scheduled
-    /// run), `{"action": "compact", "day": "YYYY-MM-DD"}`, `{"action": "compact", "from": …,
-    /// "to": …}` or `{"action": "compact"}` (touched days).
-    Compact(Days),
-}
-
-impl Invocation {
-    pub fn parse(payload: Value) -> Result<Self, EventError> {
-        let unrecognised = |why: &str| EventError::Unrecognised(why.to_owned());
-        if payload.get("Records").is_some() {
-            return serde_json::from_value(payload)
-                .map(Self::Kinesis)
-                .map_err(|e| EventError::Unrecognised(format!("not a Kinesis event: {e}")));
-        }
-        if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
-            return Ok(Self::Compact(Days::Touched));
-        }
-        if payload.get("action").and_then(Value::as_str) == Some("compact") {
-            let date = |name: &str| -> Result<Option<NaiveDate>, EventError> {
-                match payload.get(name) {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(value) => value
-                        .as_str()
-                        .and_then(|d| d.parse::<NaiveDate>().ok())
-                        .map(Some)
-                        .ok_or_else(|| {
-                            EventError::Unrecognised(format!(
-                                "compact: \"{name}\" must be a date, YYYY-MM-DD"
-                            ))
-                        }),
-                }
-            };
-            return match (date("day")?, date("from")?, date("to")?) {
-                (Some(day), None, None) => Ok(Self::Compact(Days::One(day))),
-                (None, Some(from), Some(to)) => Ok(Self::Compact(Days::Range { from, to })),
-                (None, None, None) => Ok(Self::Compact(Days::Touched)),
-                _ => Err(unrecognised(
-                    "compact takes \"day\", or \"from\" and \"to\", or neither (touched days)",
-                )),
-            };
-        }
-        Err(unrecognised(
-            "expected a Kinesis event, an EventBridge scheduled event or {\"action\": \"compact\"}",
-        ))
-    }
-}
 
 /// Why one shard's batch was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -130,118 +37,6 @@ pub trait Lineage: Send + Sync {
         stream: &str,
         shard_id: &str,
     ) -> impl Future<Output = Result<Vec<String>, String>> + Send;
-}
-
-/// Shards whose checkpoints a warm function instance keeps. An instance is given one shard's
-/// batch at a time, and a mapping's shards are spread over instances; beyond this many, the
-/// least recently used checkpoint is dropped (it is read from the lake again if its shard comes
-/// back), so an instance that meets thousands of shards over its life stays bounded.
-pub const MAX_CACHED_CHECKPOINTS: usize = 16;
-
-/// Shard checkpoints and id index segments kept between warm invocations, so a shard's state
-/// and the index of the dates it writes are read from the lake once per function instance, not
-/// once per batch. A stale checkpoint (another instance committed the shard meanwhile) is safe:
-/// its first write loses the compare-and-swap and the state is read again; segments never
-/// change. At most [`MAX_CACHED_CHECKPOINTS`] checkpoints and
-/// [`crate::index::DEFAULT_CACHE_IDS`] ids are kept.
-#[derive(Debug, Default)]
-pub struct Checkpoints {
-    checkpoints: Mutex<CheckpointCache>,
-    ids: IdCache,
-}
-
-#[derive(Debug, Default)]
-struct CheckpointCache {
-    /// Each checkpoint with the tick of its last use.
-    entries: HashMap<(String, String), (u64, Checkpoint)>,
-    tick: u64,
-}
-
-impl Checkpoints {
-    /// The id segments kept.
-    pub fn ids(&self) -> &IdCache {
-        &self.ids
-    }
-
-    fn take(&self, stream: &str, shard_id: &str) -> Option<Checkpoint> {
-        let mut cache = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .entries
-            .remove(&(stream.to_owned(), shard_id.to_owned()))
-            .map(|(_, checkpoint)| checkpoint)
-    }
-
-    fn keep(&self, checkpoint: Checkpoint) {
-        let state = checkpoint.state();
-        let key = (state.stream.clone(), state.shard_id.clone());
-        let mut cache = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
-        cache.tick += 1;
-        let tick = cache.tick;
-        cache.entries.insert(key, (tick, checkpoint));
-        while cache.entries.len() > MAX_CACHED_CHECKPOINTS {
-            let oldest = cache
-                .entries
-                .iter()
-                .min_by_key(|(_, (used, _))| *used)
-                .map(|(key, _)| key.clone());
-            match oldest {
-                Some(key) => cache.entries.remove(&key),
-                None => break,
-            };
-        }
-    }
-
-    /// How many checkpoints are kept.
-    pub fn len(&self) -> usize {
-        self.checkpoints
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entries
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// The function's configuration, read once at cold start from the environment.
-#[derive(Debug, Clone)]
-pub struct FunctionConfig {
-    /// `LAKE_URL`, required.
-    pub lake: LakeLocation,
-    /// `CONSUMER_COMPRESSION`: zstd (default) or snappy.
-    pub batch: BatchOptions,
-    /// `METRICS_NAMESPACE`.
-    pub metrics_namespace: String,
-}
-
-impl FunctionConfig {
-    /// Reads the configuration through `var` (the process environment, or a map in tests).
-    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let set = |name: &'static str| var(name).filter(|v| !v.trim().is_empty());
-        let invalid = |name, value: &str, reason: String| ConfigError::Invalid {
-            name,
-            value: value.to_owned(),
-            reason,
-        };
-        let lake_url = set("LAKE_URL").ok_or(ConfigError::Missing("LAKE_URL"))?;
-        let lake = lake_url.parse().map_err(|e: sales_stream::LocationError| {
-            invalid("LAKE_URL", &lake_url, e.to_string())
-        })?;
-        let codec = match set("CONSUMER_COMPRESSION") {
-            None => Codec::default(),
-            Some(value) => value.parse::<Codec>().map_err(|_| {
-                invalid("CONSUMER_COMPRESSION", &value, "use zstd or snappy".into())
-            })?,
-        };
-        Ok(Self {
-            lake,
-            batch: BatchOptions { codec },
-            metrics_namespace: set("METRICS_NAMESPACE")
-                .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned()),
-        })
-    }
 }
 
 /// What one invocation did, for the logs and the metrics.
@@ -408,6 +203,7 @@ mod tests {
     use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use rust_decimal::Decimal;
+    use serde_json::Value;
 
     /// A stream never resharded.
     struct Unsplit;
@@ -696,69 +492,6 @@ mod tests {
         assert!(
             leftovers.is_empty(),
             "only the two committed batches' files remain: {leftovers:?}"
-        );
-    }
-
-    #[test]
-    fn configuration_errors_name_the_variable() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
-        let missing = FunctionConfig::from_env(env(&[])).expect_err("no lake");
-        assert!(missing.to_string().contains("LAKE_URL is not set"));
-        let bad = FunctionConfig::from_env(env(&[("LAKE_URL", "ftp://x")])).expect_err("scheme");
-        assert!(bad.to_string().starts_with("LAKE_URL=\"ftp://x\""), "{bad}");
-        let bad = FunctionConfig::from_env(env(&[
-            ("LAKE_URL", "s3://bucket/lake"),
-            ("CONSUMER_COMPRESSION", "lz4"),
-        ]))
-        .expect_err("codec");
-        assert!(bad.to_string().contains("zstd or snappy"), "{bad}");
-        let config = FunctionConfig::from_env(env(&[
-            ("LAKE_URL", "s3://bucket/lake"),
-            ("CONSUMER_COMPRESSION", "SNAPPY"),
-        ]))
-        .expect("valid");
-        assert_eq!(config.batch.codec, Codec::Snappy);
-        assert_eq!(config.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
-    }
-
-    #[tokio::test]
-    async fn the_checkpoint_cache_keeps_the_most_recently_used_shards() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let lake = LocalLake::new(dir.path());
-        let checkpoints = Checkpoints::default();
-        let shard = |n: usize| format!("shardId-{n:012}");
-        for n in 0..=MAX_CACHED_CHECKPOINTS {
-            let checkpoint =
-                Checkpoint::load(&lake, &StreamIdentity::new("local:s"), "s", &shard(n))
-                    .await
-                    .expect("fresh");
-            checkpoints.keep(checkpoint);
-            if n == 3 {
-                // Shard 0 is used again: it becomes the most recent.
-                let again = checkpoints.take("s", &shard(0)).expect("kept");
-                checkpoints.keep(again);
-            }
-        }
-        assert_eq!(checkpoints.len(), MAX_CACHED_CHECKPOINTS);
-        assert!(
-            checkpoints.take("s", &shard(1)).is_none(),
-            "the least recently used went"
-        );
-        assert!(
-            checkpoints.take("s", &shard(0)).is_some(),
-            "used again, so kept"
-        );
-        assert!(
-            checkpoints
-                .take("s", &shard(MAX_CACHED_CHECKPOINTS))
-                .is_some()
         );
     }
 }
