@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use base64::Engine;
 use clap::Parser;
-use consumer::function::Lineage;
+use consumer::stream::Lineage;
 use consumer::{BatchOptions, Checkpoints, FunctionConfig, LocalLake, handle, process_batch};
 use producer::{ColumnMap, CsvReader, DateParser, GenerateOptions, Line, RowParser, generate};
 use sales_stream::{SequenceNumber, StreamRecord, codec};
@@ -387,9 +387,7 @@ fn lambda_figure(records: &[StreamRecord]) -> anyhow::Result<()> {
     };
     let dir = tempfile::tempdir()?;
     let lake = LocalLake::new(dir.path());
-    let config = FunctionConfig::from_env(|name| {
-        (name == "LAKE_URL").then(|| format!("file://{}", dir.path().display()))
-    })?;
+    let config = FunctionConfig::parse_from([format!("--lake=file://{}", dir.path().display())])?;
     let runtime = tokio::runtime::Runtime::new()?;
     // One warm function instance: the second event finds the shard's state in memory.
     let warm = Checkpoints::default();

@@ -9,11 +9,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use consumer::batch::BatchOptions;
+use consumer::aws::s3::S3Lake;
 use consumer::commit::Checkpoint;
-use consumer::index::IdCache;
+use consumer::commit::index::IdCache;
+use consumer::core::batch::BatchOptions;
 use consumer::lake::{Lake, LakeError, Object, Precondition, Version};
-use consumer::s3::S3Lake;
 use sales_stream::StreamRecord;
 
 use crate::Emulator;
@@ -129,7 +129,7 @@ pub fn commit_figures(moto_server: &Path, records: &[StreamRecord]) -> anyhow::R
         let options = BatchOptions::default();
         let mut checkpoint = Checkpoint::load(
             &lake,
-            &consumer::state::StreamIdentity::new("local:bench"),
+            &consumer::commit::state::StreamIdentity::new("local:bench"),
             "bench",
             "shardId-000000000000",
         )

@@ -2,7 +2,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use consumer::options::Cli;
+use consumer::commands::options::Cli;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match consumer::app::run(Cli::parse()).await {
+    match consumer::commands::app::run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of standard output has all it wanted (`| head`): end quietly, as `cat`
         // and `rg` do.

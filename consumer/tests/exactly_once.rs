@@ -15,13 +15,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type};
 use chrono::{DateTime, NaiveDate};
-use consumer::batch::BatchOptions;
 use consumer::commit::Checkpoint;
-use consumer::compact::compact_day;
-use consumer::index::IdCache;
+use consumer::commit::compact::compact_day;
+use consumer::commit::index::IdCache;
+use consumer::commit::state::{StreamIdentity, shard_states};
+use consumer::core::batch::BatchOptions;
+use consumer::core::writer::Codec;
 use consumer::lake::{Lake, LakeError, LocalLake, Object, Precondition, Version};
-use consumer::state::{StreamIdentity, shard_states};
-use consumer::writer::Codec;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use producer::{ColumnMap, CsvReader, DateParser, GenerateOptions, Line, RowParser};
 use rand::{Rng, SeedableRng};
@@ -512,7 +512,7 @@ async fn every_row_lands_once_through_crashes_retries_bisects_replays_and_resend
     // Accounting: every record processed exactly once; every event accounted for.
     let states = shard_states(&lake).await.expect("states");
     assert_eq!(states.len(), SHARDS as usize);
-    let mut counts = consumer::batch::BatchCounts::default();
+    let mut counts = consumer::core::batch::BatchCounts::default();
     for state in &states {
         assert!(state.in_flight.is_none(), "nothing left in flight");
         counts.add(&state.counts);
@@ -779,7 +779,7 @@ async fn a_state_write_whose_answer_was_lost_is_settled_by_reading_it_back() {
         );
     }
     let states = shard_states(&lake).await.expect("states");
-    let mut counts = consumer::batch::BatchCounts::default();
+    let mut counts = consumer::core::batch::BatchCounts::default();
     for state in &states {
         assert!(state.in_flight.is_none());
         counts.add(&state.counts);
@@ -1063,8 +1063,9 @@ async fn positions_of_another_stream_of_the_same_name_are_refused_before_any_wri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_brings_back_a_range_given_up_on_and_changes_nothing_else() {
-    use consumer::replay::{ReplayRange, ReplayStart, replay};
-    use sales_stream::{LocalStream, PutEntry, StartingPosition};
+    use consumer::commands::replay::{ReplayRange, ReplayStart, replay};
+    use local_stream::LocalStream;
+    use sales_stream::{PutEntry, StartingPosition};
 
     let dir = tempfile::tempdir().expect("tempdir");
     let events = source_events(&dir.path().join("sales.csv"));

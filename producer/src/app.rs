@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use flate2::bufread::MultiGzDecoder;
-use sales_stream::{HashKeyRange, LocalStream, LocalStreamError, StreamLocation};
+use local_stream::{LocalStream, LocalStreamError};
+use sales_stream::{HashKeyRange, StreamLocation};
 
 use crate::batcher::Packing;
 use crate::columns::{ColumnMap, ColumnOverride, Field};

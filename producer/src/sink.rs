@@ -2,7 +2,8 @@
 
 use std::future::Future;
 
-use sales_stream::{LocalStream, LocalStreamError, PutEntry};
+use local_stream::{LocalStream, LocalStreamError};
+use sales_stream::PutEntry;
 
 use crate::retry::{Retry, classify_code};
 

@@ -6,13 +6,13 @@
 //! touched since the last scheduled run) or with `{"action": "compact", "day": "YYYY-MM-DD"}`
 //! (or `"from"` and `"to"`).
 
-use consumer::compact::compact;
+use consumer::aws::kinesis::KinesisLineage;
+use consumer::aws::mapping::check_mappings;
+use consumer::commands::store::LakeStore;
+use consumer::commit::compact::compact;
+use consumer::function::metrics::emf_line;
 use consumer::function::{Checkpoints, FunctionConfig, Invocation, handle};
-use consumer::kinesis::KinesisLineage;
-use consumer::mapping::check_mappings;
-use consumer::metrics::emf_line;
 use consumer::progress::Progress;
-use consumer::store::LakeStore;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
@@ -28,9 +28,16 @@ async fn main() -> Result<(), Error> {
         .with_current_span(false)
         .with_target(false)
         .init();
-    let config = FunctionConfig::from_env(|name| std::env::var(name).ok()).inspect_err(|e| {
+    let config = FunctionConfig::from_env().inspect_err(|e| {
         tracing::error!(error = %e, "bad configuration");
     })?;
+    // Outside Lambda (and `cargo lambda watch`) the runtime would panic on its missing variables.
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
+        let error = "AWS_LAMBDA_RUNTIME_API is not set: consumer-lambda runs under AWS Lambda or \
+                     `cargo lambda watch`; `consumer poll` reads a stream from a shell";
+        tracing::error!(error, "not running under Lambda");
+        return Err(error.into());
+    }
     let lake = LakeStore::open(&config.lake).await.inspect_err(|e| {
         tracing::error!(error = %e, lake = %config.lake, "cannot open the lake");
     })?;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::commit::Checkpoint;
-use crate::index::IdCache;
+use crate::commit::index::IdCache;
 
 /// Shards whose checkpoints a warm function instance keeps. An instance is given one shard's
 /// batch at a time, and a mapping's shards are spread over instances; beyond this many, the
@@ -18,7 +18,7 @@ pub const MAX_CACHED_CHECKPOINTS: usize = 16;
 /// once per batch. A stale checkpoint (another instance committed the shard meanwhile) is safe:
 /// its first write loses the compare-and-swap and the state is read again; segments never
 /// change. At most [`MAX_CACHED_CHECKPOINTS`] checkpoints and
-/// [`crate::index::DEFAULT_CACHE_IDS`] ids are kept.
+/// [`crate::commit::index::DEFAULT_CACHE_IDS`] ids are kept.
 #[derive(Debug, Default)]
 pub struct Checkpoints {
     checkpoints: Mutex<CheckpointCache>,
@@ -83,8 +83,8 @@ impl Checkpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commit::state::StreamIdentity;
     use crate::lake::LocalLake;
-    use crate::state::StreamIdentity;
 
     #[tokio::test]
     async fn the_checkpoint_cache_keeps_the_most_recently_used_shards() {

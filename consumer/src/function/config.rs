@@ -1,9 +1,13 @@
-//! The function's configuration, read once at cold start from the environment.
+//! The function's configuration, read once at cold start from the environment through the same
+//! clap arguments as the `consumer` commands ([`LakeArgs`]): `LAKE_URL`, `CONSUMER_COMPRESSION`
+//! and `METRICS_NAMESPACE`.
 
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser};
 use sales_stream::LakeLocation;
 
-use crate::batch::BatchOptions;
-use crate::writer::Codec;
+use crate::commands::options::LakeArgs;
+use crate::core::batch::BatchOptions;
 
 /// The CloudWatch namespace of the function's metrics unless `METRICS_NAMESPACE` says otherwise.
 pub const DEFAULT_METRICS_NAMESPACE: &str = "SalesLake";
@@ -12,15 +16,29 @@ pub const DEFAULT_METRICS_NAMESPACE: &str = "SalesLake";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A required variable is not set.
-    #[error("{0} is not set: give the lake as s3://BUCKET/PREFIX (or file://DIR for local runs)")]
-    Missing(&'static str),
+    #[error("{name} is not set: {help}")]
+    Missing { name: String, help: String },
     /// A variable is set to something unusable.
     #[error("{name}={value:?}: {reason}")]
     Invalid {
-        name: &'static str,
+        name: String,
         value: String,
         reason: String,
     },
+    /// Anything else clap refused (not expected of an environment).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The function's settings, as clap reads them.
+#[derive(Debug, Parser)]
+#[command(name = "consumer-lambda", no_binary_name = true)]
+struct FunctionArgs {
+    #[command(flatten)]
+    lake: LakeArgs,
+    /// The CloudWatch namespace of the function's metrics.
+    #[arg(long, env = "METRICS_NAMESPACE", default_value = DEFAULT_METRICS_NAMESPACE, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    metrics_namespace: String,
 }
 
 /// The function's configuration, read once at cold start from the environment.
@@ -35,62 +53,109 @@ pub struct FunctionConfig {
 }
 
 impl FunctionConfig {
-    /// Reads the configuration through `var` (the process environment, or a map in tests).
-    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let set = |name: &'static str| var(name).filter(|v| !v.trim().is_empty());
-        let invalid = |name, value: &str, reason: String| ConfigError::Invalid {
-            name,
-            value: value.to_owned(),
-            reason,
-        };
-        let lake_url = set("LAKE_URL").ok_or(ConfigError::Missing("LAKE_URL"))?;
-        let lake = lake_url.parse().map_err(|e: sales_stream::LocationError| {
-            invalid("LAKE_URL", &lake_url, e.to_string())
-        })?;
-        let codec = match set("CONSUMER_COMPRESSION") {
-            None => Codec::default(),
-            Some(value) => value.parse::<Codec>().map_err(|_| {
-                invalid("CONSUMER_COMPRESSION", &value, "use zstd or snappy".into())
-            })?,
-        };
+    /// Reads the configuration from the process environment only: a Lambda function has no
+    /// command line.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::parse_from(std::iter::empty::<String>())
+    }
+
+    /// Reads the configuration from flags (`--lake URL`), then the environment for what they
+    /// leave out: for tests and tools that run the handler in-process.
+    pub fn parse_from<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let args = FunctionArgs::try_parse_from(args).map_err(config_error)?;
         Ok(Self {
-            lake,
-            batch: BatchOptions { codec },
-            metrics_namespace: set("METRICS_NAMESPACE")
-                .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned()),
+            batch: args.lake.batch(),
+            lake: args.lake.url,
+            metrics_namespace: args.metrics_namespace,
         })
+    }
+}
+
+/// Turns clap's answer into one that names the environment variable, since that is all a
+/// function's operator can set.
+fn config_error(error: clap::Error) -> ConfigError {
+    let strings = |kind| match error.get(kind) {
+        Some(ContextValue::String(s)) => vec![s.clone()],
+        Some(ContextValue::Strings(s)) => s.clone(),
+        _ => Vec::new(),
+    };
+    let command = FunctionArgs::command();
+    // clap names an argument as `--lake <URL>`; find it to learn its variable and help.
+    let argument = strings(ContextKind::InvalidArg)
+        .into_iter()
+        .find_map(|shown| {
+            command.get_arguments().find(|arg| {
+                arg.get_long().is_some_and(|long| {
+                    shown.split_whitespace().next() == Some(&format!("--{long}"))
+                })
+            })
+        });
+    let Some(argument) = argument else {
+        return ConfigError::Other(error.to_string());
+    };
+    let name = argument.get_env().map_or_else(
+        || argument.get_id().to_string(),
+        |env| env.to_string_lossy().into_owned(),
+    );
+    let value = strings(ContextKind::InvalidValue).concat();
+    let missing = || ConfigError::Missing {
+        name: name.clone(),
+        help: argument
+            .get_help()
+            .map_or_else(String::new, ToString::to_string),
+    };
+    match error.kind() {
+        ErrorKind::MissingRequiredArgument => missing(),
+        // Terraform writes an unset variable as an empty one.
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+            if value.trim().is_empty() && argument.is_required_set() =>
+        {
+            missing()
+        }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let valid = strings(ContextKind::ValidValue);
+            let reason = if !valid.is_empty() {
+                format!("use {}", valid.join(" or "))
+            } else {
+                std::error::Error::source(&error)
+                    .map_or_else(|| error.kind().to_string(), ToString::to_string)
+            };
+            ConfigError::Invalid {
+                name,
+                value,
+                reason,
+            }
+        }
+        _ => ConfigError::Other(error.to_string()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::writer::Codec;
 
     #[test]
     fn configuration_errors_name_the_variable() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
-        let missing = FunctionConfig::from_env(env(&[])).expect_err("no lake");
-        assert!(missing.to_string().contains("LAKE_URL is not set"));
-        let bad = FunctionConfig::from_env(env(&[("LAKE_URL", "ftp://x")])).expect_err("scheme");
+        // The process environment of a test run has none of the function's variables; the
+        // flags stand for them (the binary's own test sets them in its environment).
+        let missing = FunctionConfig::parse_from(Vec::<String>::new()).expect_err("no lake");
+        assert!(
+            missing.to_string().contains("LAKE_URL is not set"),
+            "{missing}"
+        );
+        let bad = FunctionConfig::parse_from(["--lake=ftp://x"]).expect_err("scheme");
         assert!(bad.to_string().starts_with("LAKE_URL=\"ftp://x\""), "{bad}");
-        let bad = FunctionConfig::from_env(env(&[
-            ("LAKE_URL", "s3://bucket/lake"),
-            ("CONSUMER_COMPRESSION", "lz4"),
-        ]))
-        .expect_err("codec");
+        let bad = FunctionConfig::parse_from(["--lake=s3://bucket/lake", "--compression=lz4"])
+            .expect_err("codec");
         assert!(bad.to_string().contains("zstd or snappy"), "{bad}");
-        let config = FunctionConfig::from_env(env(&[
-            ("LAKE_URL", "s3://bucket/lake"),
-            ("CONSUMER_COMPRESSION", "SNAPPY"),
-        ]))
-        .expect("valid");
+        let config =
+            FunctionConfig::parse_from(["--lake=s3://bucket/lake", "--compression=SNAPPY"])
+                .expect("valid");
         assert_eq!(config.batch.codec, Codec::Snappy);
         assert_eq!(config.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
     }

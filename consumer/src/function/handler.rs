@@ -1,7 +1,6 @@
 //! The Kinesis handler: one event's records, shard by shard, through the commit protocol.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::time::Instant;
 
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
@@ -11,10 +10,11 @@ use sales_stream::{SequenceNumber, StreamRecord};
 use super::checkpoints::Checkpoints;
 use super::config::FunctionConfig;
 use super::invocation::EventError;
-use crate::batch::BatchCounts;
+use crate::commit::state::StreamIdentity;
 use crate::commit::{Checkpoint, CommitError};
+use crate::core::batch::BatchCounts;
 use crate::lake::Lake;
-use crate::state::StreamIdentity;
+use crate::stream::Lineage;
 
 /// Why one shard's batch was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -25,18 +25,6 @@ enum ShardError {
     /// The shard's ancestors could not be learnt.
     #[error("listing the shards of {stream}: {reason}")]
     Lineage { stream: String, reason: String },
-}
-
-/// Where the function learns which shards a shard was split or merged from: a Lambda event
-/// names only the shard. Asked once per shard, when its state is new.
-pub trait Lineage: Send + Sync {
-    /// Every ancestor of `shard_id` in the stream named `stream`, as far as the stream lists
-    /// them (ancestors older than its retention are found in the ancestors' states).
-    fn ancestors(
-        &self,
-        stream: &str,
-        shard_id: &str,
-    ) -> impl Future<Output = Result<Vec<String>, String>> + Send;
 }
 
 /// What one invocation did, for the logs and the metrics.
@@ -231,10 +219,7 @@ mod tests {
     }
 
     fn config(dir: &std::path::Path) -> FunctionConfig {
-        FunctionConfig::from_env(|name| {
-            (name == "LAKE_URL").then(|| format!("file://{}", dir.display()))
-        })
-        .expect("config")
+        FunctionConfig::parse_from([format!("--lake=file://{}", dir.display())]).expect("config")
     }
 
     /// Sums every daily_sales file of the lake per "date|country|stock_code", as strings.

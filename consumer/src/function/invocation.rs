@@ -4,7 +4,7 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use crate::compact::Days;
+use crate::commit::compact::Days;
 
 /// Why an event could not be handled at all (as opposed to records that failed).
 #[derive(Debug, thiserror::Error)]

@@ -9,15 +9,16 @@
 //! checkpoints everything before it.
 //!
 //! One file per concern: what the function is invoked with ([`invocation`]), its configuration
-//! ([`config`]), what a warm instance keeps ([`checkpoints`]), and the Kinesis handler
-//! ([`handler`]).
+//! ([`config`]), what a warm instance keeps ([`checkpoints`]), the Kinesis handler
+//! ([`handler`]), and the metrics it logs ([`metrics`]).
 
 pub mod checkpoints;
 pub mod config;
 pub mod handler;
 pub mod invocation;
+pub mod metrics;
 
 pub use checkpoints::{Checkpoints, MAX_CACHED_CHECKPOINTS};
 pub use config::{ConfigError, DEFAULT_METRICS_NAMESPACE, FunctionConfig};
-pub use handler::{InvocationReport, Lineage, handle};
+pub use handler::{InvocationReport, handle};
 pub use invocation::{EventError, Invocation};

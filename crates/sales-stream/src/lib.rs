@@ -6,14 +6,16 @@
 //!   zstd-compressed), and unpacking any record into its events.
 //! - [`SequenceNumber`] and [`HashKeyRange`]: Kinesis' ordering and shard assignment, reproduced
 //!   exactly so that the embedded stream behaves like the real one.
-//! - [`LocalStream`]: the embedded `file://` stream, one append-only log per shard.
+//! - [`PutEntry`], [`StreamRecord`] and [`StartingPosition`]: a stream's records as Kinesis
+//!   defines them, and its limits. The embedded `file://` stream that stores them on a local disk
+//!   is its own crate, `local-stream`.
 //! - [`StreamLocation`] and [`LakeLocation`]: the URLs users type.
 
 pub mod aggregation;
 pub mod codec;
 mod event;
-mod local_stream;
 mod location;
+mod record;
 mod sequence;
 mod shard;
 
@@ -22,10 +24,9 @@ pub use codec::DecodeError;
 pub use event::{
     EVENT_ID_NAMESPACE, EventError, MAX_PRICE_SCALE, MAX_QUANTITY, SalesEvent, event_id,
 };
-pub use local_stream::{
-    LocalStream, LocalStreamError, MAX_PARTITION_KEY_LEN, MAX_RECORD_BYTES, PutEntry, PutResult,
-    StartingPosition, StreamRecord,
-};
 pub use location::{LakeLocation, LocationError, StreamLocation};
+pub use record::{
+    MAX_PARTITION_KEY_LEN, MAX_RECORD_BYTES, PutEntry, PutResult, StartingPosition, StreamRecord,
+};
 pub use sequence::SequenceNumber;
 pub use shard::{HashKeyRange, ShardId, hash_key};

@@ -53,12 +53,12 @@ pub fn shard_objects(stream_name: &str, shard_id: &str) -> String {
 }
 
 /// The segment of a shard's id index for `date` that the commit of intent generation
-/// `generation` wrote (see [`crate::index`]).
+/// `generation` wrote (see [`crate::commit::index`]).
 pub fn id_segment(stream_name: &str, shard_id: &str, date: NaiveDate, generation: u64) -> String {
     format!("{STATE}/{stream_name}/{shard_id}/ids/{date}/{generation:020}.ids")
 }
 
-/// The compaction record of `date` (see [`crate::compact`]).
+/// The compaction record of `date` (see [`crate::commit::compact`]).
 pub fn compaction(date: NaiveDate) -> String {
     format!("{STATE}/compaction/{date}.json")
 }

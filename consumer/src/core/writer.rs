@@ -14,7 +14,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use sales_stream::{SalesEvent, SequenceNumber};
 
-use crate::aggregate::DailySales;
+use crate::core::aggregate::DailySales;
 
 /// `decimal(18,3)`: a unit price, exact to a thousandth (what [`SalesEvent::validate`] admits).
 pub const PRICE_PRECISION: u8 = 18;
@@ -480,7 +480,7 @@ fn events_of(batch: &RecordBatch) -> Result<Vec<AcceptedEvent>, WriterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::aggregate;
+    use crate::core::aggregate::aggregate;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type};
     use bytes_reader::read_back;

@@ -15,8 +15,8 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::SessionContext;
 
-use crate::layout::{DAILY_SALES, SALES_EVENTS};
-use crate::writer::{daily_sales_schema, sales_events_schema};
+use crate::core::layout::{DAILY_SALES, SALES_EVENTS};
+use crate::core::writer::{daily_sales_schema, sales_events_schema};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -3,7 +3,7 @@
 //!
 //! Each shard keeps its `GetRecords` iterator between reads, so a shard costs one
 //! `GetShardIterator` at start (and after an iterator expires) rather than one per batch. A
-//! closed shard (after a split or merge) ends when its iterator does; [`crate::poll`] then starts
+//! closed shard (after a split or merge) ends when its iterator does; [`crate::commands::poll`] then starts
 //! its children, whose parents it finished first.
 
 use std::collections::HashMap;
@@ -17,9 +17,8 @@ use chrono::{DateTime, Utc};
 use sales_aws::{RetryConfig, sdk_error_reason};
 use sales_stream::{SequenceNumber, StartingPosition, StreamRecord};
 
-use crate::function::Lineage;
-use crate::poll::{PollError, ShardInfo, ShardRead, ShardSource, ancestors};
-use crate::state::StreamIdentity;
+use crate::commit::state::StreamIdentity;
+use crate::stream::{Lineage, ShardInfo, ShardRead, ShardSource, StreamError, ancestors};
 
 /// `GetRecords` returns at most 10,000 records per call.
 pub const MAX_RECORDS_PER_GET: usize = 10_000;
@@ -50,10 +49,10 @@ pub struct KinesisSource {
 
 impl KinesisSource {
     /// Loads the AWS configuration and checks that the stream exists.
-    pub async fn connect(stream: &str) -> Result<Self, PollError> {
+    pub async fn connect(stream: &str) -> Result<Self, StreamError> {
         let config = sales_aws::load(RetryConfig::standard().with_max_attempts(KINESIS_ATTEMPTS))
             .await
-            .map_err(|e| PollError::Setup(e.to_string()))?;
+            .map_err(|e| StreamError::Setup(e.to_string()))?;
         let client = Client::new(&config);
         match client
             .describe_stream_summary()
@@ -83,7 +82,7 @@ impl KinesisSource {
                 })
             }
             Err(e) if e.code() == Some("ResourceNotFoundException") => {
-                Err(PollError::Setup(format!(
+                Err(StreamError::Setup(format!(
                     "Kinesis stream {stream} does not exist in {}",
                     sales_aws::region(&config)
                 )))
@@ -96,7 +95,7 @@ impl KinesisSource {
         &self,
         shard_id: &str,
         position: &StartingPosition,
-    ) -> Result<String, PollError> {
+    ) -> Result<String, StreamError> {
         let request = self
             .client
             .get_shard_iterator()
@@ -117,7 +116,7 @@ impl KinesisSource {
         output
             .shard_iterator()
             .map(str::to_owned)
-            .ok_or_else(|| PollError::Kinesis {
+            .ok_or_else(|| StreamError::Kinesis {
                 operation: "GetShardIterator",
                 stream: self.stream.clone(),
                 reason: format!("no iterator for {shard_id}"),
@@ -151,7 +150,7 @@ impl ShardSource for KinesisSource {
         Some(self.retention)
     }
 
-    async fn shards(&self) -> Result<Vec<ShardInfo>, PollError> {
+    async fn shards(&self) -> Result<Vec<ShardInfo>, StreamError> {
         shard_infos(&self.client, &self.stream).await
     }
 
@@ -160,7 +159,7 @@ impl ShardSource for KinesisSource {
         shard_id: &str,
         position: &StartingPosition,
         limit: usize,
-    ) -> Result<ShardRead, PollError> {
+    ) -> Result<ShardRead, StreamError> {
         let limit = limit.clamp(1, MAX_RECORDS_PER_GET) as i32;
         let mut iterator = match self.take_iterator(shard_id, position) {
             Some(iterator) => iterator,
@@ -219,7 +218,7 @@ impl ShardSource for KinesisSource {
 }
 
 /// Every shard of `stream`, open and closed, with its parents.
-async fn shard_infos(client: &Client, stream: &str) -> Result<Vec<ShardInfo>, PollError> {
+async fn shard_infos(client: &Client, stream: &str) -> Result<Vec<ShardInfo>, StreamError> {
     let shards = sales_aws::list_shards(client, stream)
         .await
         .map_err(|e| kinesis_error("ListShards", stream, &e))?;
@@ -265,9 +264,9 @@ impl Lineage for KinesisLineage {
 fn stream_record(
     stream: &str,
     record: &aws_sdk_kinesis::types::Record,
-) -> Result<StreamRecord, PollError> {
+) -> Result<StreamRecord, StreamError> {
     let sequence_number =
-        SequenceNumber::parse(record.sequence_number()).ok_or_else(|| PollError::Kinesis {
+        SequenceNumber::parse(record.sequence_number()).ok_or_else(|| StreamError::Kinesis {
             operation: "GetRecords",
             stream: stream.to_owned(),
             reason: format!("bad sequence number {:?}", record.sequence_number()),
@@ -284,11 +283,11 @@ fn stream_record(
     })
 }
 
-fn kinesis_error<E>(operation: &'static str, stream: &str, error: &SdkError<E>) -> PollError
+fn kinesis_error<E>(operation: &'static str, stream: &str, error: &SdkError<E>) -> StreamError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    PollError::Kinesis {
+    StreamError::Kinesis {
         operation,
         stream: stream.to_owned(),
         reason: sdk_error_reason(error),

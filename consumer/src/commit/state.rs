@@ -1,5 +1,5 @@
 //! Per-shard commit state: the committed position, the batch in flight, the counts, the dates
-//! written, and the manifest of the shard's exact id index ([`crate::index`]).
+//! written, and the manifest of the shard's exact id index ([`crate::commit::index`]).
 //!
 //! The state (`_state/{stream}/{shard}.json`) is the one object written with compare-and-swap,
 //! twice per batch (intent, then commit). The ids themselves are in immutable segment objects
@@ -12,10 +12,10 @@ use sales_stream::SequenceNumber;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::batch::BatchCounts;
-use crate::index::Manifest;
+use crate::commit::index::Manifest;
+use crate::core::batch::BatchCounts;
+use crate::core::layout::STATE;
 use crate::lake::{Lake, LakeError};
-use crate::layout::STATE;
 
 /// The state format this version writes. 4 replaced the id window with the exact index (`ids`)
 /// and added the shard's ancestors: a consumer of format 3 would drop them on its next write, so
@@ -281,7 +281,7 @@ mod tests {
         });
         state.ids.insert(
             NaiveDate::from_ymd_opt(2011, 12, 9).expect("date"),
-            vec![crate::index::SegmentRef {
+            vec![crate::commit::index::SegmentRef {
                 generation: 7,
                 ids: 1000,
             }],

@@ -3,8 +3,8 @@
 
 use sales_stream::LakeLocation;
 
+use crate::aws::s3::S3Lake;
 use crate::lake::{Lake, LakeError, LocalLake, Object, Precondition, Version};
-use crate::s3::S3Lake;
 
 /// The lake a `--lake`/`LAKE_URL` names.
 #[derive(Debug)]

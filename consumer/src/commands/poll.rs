@@ -6,22 +6,21 @@
 //! shard ends, the stream's shards are listed again to find its children.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sales_stream::{LocalStream, LocalStreamError, StartingPosition, StreamRecord};
+use sales_stream::StartingPosition;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::batch::{BatchCounts, BatchOptions};
+use crate::commit::index::IdCache;
 use crate::commit::{Checkpoint, CommitError};
-use crate::index::IdCache;
+use crate::core::batch::{BatchCounts, BatchOptions};
 use crate::lake::Lake;
 use crate::progress::Progress;
-use crate::state::StreamIdentity;
+use crate::stream::{ShardInfo, ShardSource, StreamError, ancestors};
 
 /// Options of the poller.
 #[derive(Debug, Clone)]
@@ -52,121 +51,15 @@ impl Default for PollOptions {
 /// Why polling stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
-    /// Reading the embedded stream failed.
-    #[error("reading the stream: {0}")]
-    Stream(#[from] LocalStreamError),
-    /// The stream cannot be read at all: no credentials, no such stream.
-    #[error("{0}")]
-    Setup(String),
-    /// A Kinesis request failed after the SDK's retries.
-    #[error("{operation} on Kinesis stream {stream}: {reason}")]
-    Kinesis {
-        operation: &'static str,
-        stream: String,
-        reason: String,
-    },
+    /// Reading the stream failed.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
     /// A batch could not be committed.
     #[error(transparent)]
     Commit(#[from] CommitError),
     /// A shard's worker stopped unexpectedly.
     #[error("a shard worker failed: {0}")]
     Worker(String),
-}
-
-/// A shard and the shards it was split or merged from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardInfo {
-    pub id: String,
-    pub parents: Vec<String>,
-}
-
-/// Every ancestor of `shard_id` in `shards` (its parents, their parents, and so on).
-pub fn ancestors(shards: &[ShardInfo], shard_id: &str) -> Vec<String> {
-    let parents: HashMap<&str, &[String]> = shards
-        .iter()
-        .map(|s| (s.id.as_str(), s.parents.as_slice()))
-        .collect();
-    let mut found = Vec::new();
-    let mut pending: Vec<&str> = parents
-        .get(shard_id)
-        .map_or(Vec::new(), |p| p.iter().map(String::as_str).collect());
-    while let Some(shard) = pending.pop() {
-        if found.iter().any(|f| f == shard) {
-            continue;
-        }
-        found.push(shard.to_owned());
-        pending.extend(
-            parents
-                .get(shard)
-                .into_iter()
-                .flat_map(|p| p.iter().map(String::as_str)),
-        );
-    }
-    found.sort();
-    found
-}
-
-/// One read of a shard.
-#[derive(Debug, Clone, Default)]
-pub struct ShardRead {
-    /// Empty only when the shard is caught up.
-    pub records: Vec<StreamRecord>,
-    /// The shard is closed (split or merged) and these are its last records.
-    pub closed: bool,
-}
-
-/// A stream read shard by shard.
-pub trait ShardSource: Send + Sync + 'static {
-    fn stream_name(&self) -> &str;
-    /// What tells this stream from another of the same name (see [`StreamIdentity`]).
-    fn identity(&self) -> StreamIdentity;
-    /// How long the stream keeps records (`None`: for ever).
-    fn retention(&self) -> Option<Duration>;
-    /// Every shard of the stream, open or closed, with its parents.
-    fn shards(&self) -> impl Future<Output = Result<Vec<ShardInfo>, PollError>> + Send;
-    /// Up to `limit` records after `position`.
-    fn read(
-        &self,
-        shard_id: &str,
-        position: &StartingPosition,
-        limit: usize,
-    ) -> impl Future<Output = Result<ShardRead, PollError>> + Send;
-}
-
-impl ShardSource for LocalStream {
-    fn stream_name(&self) -> &str {
-        self.name()
-    }
-
-    fn identity(&self) -> StreamIdentity {
-        StreamIdentity::new(LocalStream::identity(self))
-    }
-
-    fn retention(&self) -> Option<Duration> {
-        None
-    }
-
-    async fn shards(&self) -> Result<Vec<ShardInfo>, PollError> {
-        Ok(self
-            .shard_ids()
-            .map(|id| ShardInfo {
-                id: id.to_owned(),
-                parents: Vec::new(),
-            })
-            .collect())
-    }
-
-    async fn read(
-        &self,
-        shard_id: &str,
-        position: &StartingPosition,
-        limit: usize,
-    ) -> Result<ShardRead, PollError> {
-        Ok(ShardRead {
-            records: LocalStream::read(self, shard_id, position, limit)?,
-            closed: false,
-        })
-    }
 }
 
 /// Which shards have stopped being read, and whether they were read to their end.
@@ -317,7 +210,7 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
                         spawn_new(shards, &mut workers);
                         continue;
                     }
-                    Err(e) => e,
+                    Err(e) => e.into(),
                 }
             }
             Ok(Err(e)) => e,
@@ -395,10 +288,12 @@ async fn poll_shard(
 
 #[cfg(test)]
 mod tests {
-    use sales_stream::SequenceNumber;
+    use sales_stream::{SequenceNumber, StreamRecord};
 
     use super::*;
+    use crate::commit::state::StreamIdentity;
     use crate::lake::LocalLake;
+    use crate::stream::ShardRead;
 
     /// A stream of three shards: `p`, closed after two records, split into `a` and `b`.
     /// Every read is logged, so the test sees in which order the shards were read.
@@ -420,7 +315,7 @@ mod tests {
             None
         }
 
-        async fn shards(&self) -> Result<Vec<ShardInfo>, PollError> {
+        async fn shards(&self) -> Result<Vec<ShardInfo>, StreamError> {
             let shard = |id: &str, parents: &[&str]| ShardInfo {
                 id: id.into(),
                 parents: parents.iter().map(|p| (*p).to_owned()).collect(),
@@ -437,7 +332,7 @@ mod tests {
             shard_id: &str,
             position: &StartingPosition,
             _limit: usize,
-        ) -> Result<ShardRead, PollError> {
+        ) -> Result<ShardRead, StreamError> {
             // Parents are slow: a child read too early would be seen first.
             if shard_id == "p" {
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -5,18 +5,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use sales_stream::{LocalStream, StreamLocation};
+use local_stream::LocalStream;
+use sales_stream::StreamLocation;
 
-use crate::batch::BatchOptions;
-use crate::compact::{CompactReport, Days, compact};
-use crate::kinesis::KinesisSource;
-use crate::options::{Cli, Command, CompactArgs, PollArgs, ReplayArgs, StatusArgs};
-use crate::poll::{PollOptions, PollSummary, ShardSource, poll};
+use crate::aws::kinesis::KinesisSource;
+use crate::commands::options::{Cli, Command, CompactArgs, PollArgs, ReplayArgs, StatusArgs};
+use crate::commands::poll::{PollOptions, PollSummary, poll};
+use crate::commands::replay::{ReplayRange, ReplayStart, replay};
+use crate::commands::status::Status;
+use crate::commands::store::LakeStore;
+use crate::commit::compact::{CompactReport, Days, compact};
+use crate::commit::state::read_shard_states;
 use crate::progress::Progress;
-use crate::replay::{ReplayRange, ReplayStart, replay};
-use crate::state::read_shard_states;
-use crate::status::Status;
-use crate::store::LakeStore;
+use crate::stream::ShardSource;
 
 /// `println!` that returns the error instead of panicking when standard output is closed
 /// (`consumer query ... | head`): `main` then ends quietly.
@@ -38,7 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn poll_command(args: PollArgs) -> anyhow::Result<()> {
-    let lake = Arc::new(open_lake(&args.lake).await?);
+    let lake = Arc::new(open_lake(&args.lake.url).await?);
     let summary = match &args.stream {
         StreamLocation::Local { dir } => {
             let stream = Arc::new(LocalStream::open(dir)?);
@@ -53,7 +54,7 @@ async fn poll_command(args: PollArgs) -> anyhow::Result<()> {
     outln!(
         "{} -> {}: {} records = {} accepted + {} duplicates + {} quarantined",
         args.stream,
-        args.lake,
+        args.lake.url,
         c.received,
         c.accepted,
         c.duplicates,
@@ -83,12 +84,12 @@ async fn open_lake(location: &sales_stream::LakeLocation) -> anyhow::Result<Lake
 }
 
 async fn compact_command(args: CompactArgs) -> anyhow::Result<()> {
-    let lake = open_lake(&args.lake).await?;
+    let lake = open_lake(&args.lake.url).await?;
     let days = args.days();
     let progress = Progress::new("days");
-    let reports = compact(&lake, &days, args.compression.into(), &progress)
+    let reports = compact(&lake, &days, args.lake.compression.into(), &progress)
         .await
-        .with_context(|| format!("compacting {} of {}", describe(&days), args.lake))?;
+        .with_context(|| format!("compacting {} of {}", describe(&days), args.lake.url))?;
     progress.finish();
     if reports.is_empty() {
         outln!("no day to compact")?;
@@ -142,10 +143,8 @@ fn compact_line(report: &CompactReport) -> String {
 
 async fn replay_command(args: ReplayArgs) -> anyhow::Result<()> {
     let range = replay_range(&args)?;
-    let lake = open_lake(&args.lake).await?;
-    let options = BatchOptions {
-        codec: args.compression.into(),
-    };
+    let lake = open_lake(&args.lake.url).await?;
+    let options = args.lake.batch();
     let batch_size = args.batch_size as usize;
     let progress = Progress::new("records");
     let summary = match &args.stream {
@@ -164,7 +163,7 @@ async fn replay_command(args: ReplayArgs) -> anyhow::Result<()> {
         "{} -> {}: {} shards replayed, {} records: {} events missing from the lake written, {} \
          already there, {} quarantined; {} files",
         args.stream,
-        args.lake,
+        args.lake.url,
         summary.shards,
         c.records,
         c.accepted,
@@ -255,9 +254,7 @@ async fn run_poll<S: ShardSource>(
     let options = PollOptions {
         batch_size: args.batch_size as usize,
         until_drained: args.until_drained,
-        batch: BatchOptions {
-            codec: args.compression.into(),
-        },
+        batch: args.lake.batch(),
         progress: Arc::new(Progress::new("records")),
         ..PollOptions::default()
     };
@@ -276,11 +273,13 @@ async fn run_poll<S: ShardSource>(
 }
 
 #[cfg(feature = "query")]
-async fn query_command(args: crate::options::QueryArgs) -> anyhow::Result<()> {
+async fn query_command(args: crate::commands::options::QueryArgs) -> anyhow::Result<()> {
     use sales_stream::LakeLocation;
 
-    use crate::athena::Athena;
-    use crate::query::{bind_parameters, execution_parameters, format_batches, run_query};
+    use crate::aws::athena::Athena;
+    use crate::commands::query::{
+        bind_parameters, execution_parameters, format_batches, run_query,
+    };
 
     let sql = match (&args.sql, &args.file) {
         (Some(sql), _) => sql.clone(),

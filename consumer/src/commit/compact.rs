@@ -40,14 +40,16 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::DailyAggregator;
-use crate::lake::{Lake, LakeError, Precondition, Swapped, remove_all, swap};
-use crate::layout::{
+use crate::commit::state::{StateError, shard_states};
+use crate::core::aggregate::DailyAggregator;
+use crate::core::layout::{
     DAILY_SALES, SALES_EVENTS, compaction, compaction_cursor, data_file, partition_dir,
 };
+use crate::core::writer::{
+    Codec, SalesEventsWriter, WriterError, encode_daily_sales, read_sales_events,
+};
+use crate::lake::{Lake, LakeError, Precondition, Swapped, remove_all, swap};
 use crate::progress::Progress;
-use crate::state::{StateError, shard_states};
-use crate::writer::{Codec, SalesEventsWriter, WriterError, encode_daily_sales, read_sales_events};
 
 /// The name of a compacted file starts so; then a digest of its inputs and its owner's id.
 const COMPACTED: &str = "compacted-";

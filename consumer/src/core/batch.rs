@@ -2,7 +2,7 @@
 //!
 //! decode → validate ([`decode_batch`]), then drop duplicates → aggregate → encode
 //! ([`finish_batch`]). No I/O happens here: between the two halves the commit protocol loads the
-//! id index of the sale dates the decoded events fall on ([`crate::index`]), and after them it
+//! id index of the sale dates the decoded events fall on ([`crate::commit::index`]), and after them it
 //! writes what they return. [`process_batch`] is the two in one, for callers that know the
 //! committed ids already.
 
@@ -12,10 +12,12 @@ use chrono::NaiveDate;
 use sales_stream::{Payload, SequenceNumber, StreamRecord, codec, unpack};
 use uuid::Uuid;
 
-use crate::aggregate::{DailySales, aggregate};
-use crate::layout::{DAILY_SALES, QUARANTINE, SALES_EVENTS, data_file};
-use crate::quarantine::{self, QuarantinedRecord};
-use crate::writer::{AcceptedEvent, Codec, WriterError, encode_daily_sales, encode_sales_events};
+use crate::core::aggregate::{DailySales, aggregate};
+use crate::core::layout::{DAILY_SALES, QUARANTINE, SALES_EVENTS, data_file};
+use crate::core::quarantine::{self, QuarantinedRecord};
+use crate::core::writer::{
+    AcceptedEvent, Codec, WriterError, encode_daily_sales, encode_sales_events,
+};
 
 /// Options of the batch step.
 #[derive(Debug, Clone, Default)]
@@ -173,7 +175,7 @@ pub fn decode_batch(shard_id: &str, records: &[StreamRecord]) -> Decoded {
 
 /// Drops the events whose id was committed before (`already_committed(sale date, id)`) or seen
 /// earlier in the batch, and turns the rest into lake files named `batch_name` (see
-/// [`crate::layout::batch_name`]).
+/// [`crate::core::layout::batch_name`]).
 pub fn finish_batch(
     decoded: Decoded,
     name: &str,

@@ -16,19 +16,19 @@ use chrono::{DateTime, Utc};
 use sales_stream::{SequenceNumber, StartingPosition, StreamRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{BatchCounts, BatchOptions};
+use crate::commit::index::IdCache;
 use crate::commit::{Checkpoint, CommitError};
-use crate::index::IdCache;
+use crate::core::batch::{BatchCounts, BatchOptions};
 use crate::lake::Lake;
-use crate::poll::{PollError, ShardSource, ancestors};
 use crate::progress::Progress;
+use crate::stream::{ShardSource, StreamError, ancestors};
 
 /// Why a replay stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// Reading the stream failed.
     #[error(transparent)]
-    Stream(#[from] PollError),
+    Stream(#[from] StreamError),
     /// A batch could not be committed (or a shard's state belongs to another stream).
     #[error(transparent)]
     Commit(#[from] CommitError),

@@ -8,8 +8,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sales_stream::{LakeLocation, SequenceNumber, StreamLocation};
 
-use crate::compact::Days;
-use crate::writer::Codec;
+use crate::commit::compact::Days;
+use crate::core::batch::BatchOptions;
+use crate::core::writer::Codec;
 
 /// Consumes sales events into a Parquet lake, and queries the lake.
 #[derive(Debug, Parser)]
@@ -37,23 +38,40 @@ pub enum Command {
     Query(QueryArgs),
 }
 
+/// The lake a command writes, and how: shared by every command that writes Parquet and by the
+/// Lambda function (which reads it from the environment only).
+#[derive(Debug, Clone, Args)]
+pub struct LakeArgs {
+    /// The lake: s3://BUCKET/PREFIX, file://DIR or a path.
+    #[arg(id = "lake", long = "lake", env = "LAKE_URL", value_name = "URL")]
+    pub url: LakeLocation,
+    /// Parquet compression.
+    #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, ignore_case = true, default_value_t = Compression::Zstd)]
+    pub compression: Compression,
+}
+
+impl LakeArgs {
+    /// How the batch step writes its files.
+    pub fn batch(&self) -> BatchOptions {
+        BatchOptions {
+            codec: self.compression.into(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PollArgs {
     /// The stream: kinesis://NAME or file://DIR.
     #[arg(long, env = "STREAM_URL", value_name = "URL")]
     pub stream: StreamLocation,
-    /// The lake: s3://BUCKET/PREFIX, file://DIR or a path.
-    #[arg(long, env = "LAKE_URL", value_name = "URL")]
-    pub lake: LakeLocation,
+    #[command(flatten)]
+    pub lake: LakeArgs,
     /// Stop once every shard is caught up.
     #[arg(long, env = "CONSUMER_UNTIL_DRAINED")]
     pub until_drained: bool,
     /// Records per batch and shard.
     #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
-    /// Parquet compression.
-    #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Compression::Zstd)]
-    pub compression: Compression,
     /// Also writes the final summary as JSON to this file.
     #[arg(long, env = "CONSUMER_SUMMARY_JSON", value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
@@ -64,9 +82,8 @@ pub struct PollArgs {
     clap::ArgGroup::new("days").required(true).args(["day", "from", "touched"])
 ))]
 pub struct CompactArgs {
-    /// The lake: s3://BUCKET/PREFIX, file://DIR or a path.
-    #[arg(long, env = "LAKE_URL", value_name = "URL")]
-    pub lake: LakeLocation,
+    #[command(flatten)]
+    pub lake: LakeArgs,
     /// The day to compact (the sale date), YYYY-MM-DD.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub day: Option<NaiveDate>,
@@ -79,9 +96,6 @@ pub struct CompactArgs {
     /// Every day some batch wrote since the last --touched run (what the schedule runs).
     #[arg(long)]
     pub touched: bool,
-    /// Parquet compression.
-    #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Compression::Zstd)]
-    pub compression: Compression,
 }
 
 impl CompactArgs {
@@ -105,9 +119,8 @@ pub struct ReplayArgs {
     /// The stream: kinesis://NAME or file://DIR.
     #[arg(long, env = "STREAM_URL", value_name = "URL")]
     pub stream: StreamLocation,
-    /// The lake: s3://BUCKET/PREFIX, file://DIR or a path.
-    #[arg(long, env = "LAKE_URL", value_name = "URL")]
-    pub lake: LakeLocation,
+    #[command(flatten)]
+    pub lake: LakeArgs,
     /// Every shard, from the records that arrived at this time (RFC 3339: 2011-12-09T08:00:00Z).
     #[arg(long, value_name = "TIME")]
     pub from_timestamp: Option<DateTime<Utc>>,
@@ -127,9 +140,6 @@ pub struct ReplayArgs {
     /// Records per batch.
     #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
-    /// Parquet compression.
-    #[arg(long, env = "CONSUMER_COMPRESSION", value_enum, default_value_t = Compression::Zstd)]
-    pub compression: Compression,
     /// Also writes the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
@@ -175,13 +185,13 @@ pub struct QueryArgs {
     #[arg(long = "param", value_name = "VALUE")]
     pub params: Vec<String>,
     /// How to print the result.
-    #[arg(long, env = "QUERY_FORMAT", value_enum, default_value_t = crate::query::OutputFormat::Table)]
-    pub format: crate::query::OutputFormat,
+    #[arg(long, env = "QUERY_FORMAT", value_enum, default_value_t = crate::commands::query::OutputFormat::Table)]
+    pub format: crate::commands::query::OutputFormat,
     /// Athena: the workgroup, which holds the results location (`make deploy` prints it).
-    #[arg(long, env = "ATHENA_WORKGROUP", default_value = crate::athena::DEFAULT_WORKGROUP)]
+    #[arg(long, env = "ATHENA_WORKGROUP", default_value = crate::aws::athena::DEFAULT_WORKGROUP)]
     pub workgroup: String,
     /// Athena: the Glue database with the lake's tables (`make deploy` prints it).
-    #[arg(long, env = "ATHENA_DATABASE", default_value = crate::athena::DEFAULT_DATABASE)]
+    #[arg(long, env = "ATHENA_DATABASE", default_value = crate::aws::athena::DEFAULT_DATABASE)]
     pub database: String,
     /// Athena: how long to wait for the query before stopping it (90s, 10m, 1h).
     #[arg(long, env = "QUERY_TIMEOUT", default_value = "30m", value_parser = parse_age)]
@@ -190,8 +200,8 @@ pub struct QueryArgs {
 
 #[cfg(feature = "query")]
 impl QueryArgs {
-    pub fn athena(&self) -> crate::athena::AthenaOptions {
-        crate::athena::AthenaOptions {
+    pub fn athena(&self) -> crate::aws::athena::AthenaOptions {
+        crate::aws::athena::AthenaOptions {
             workgroup: self.workgroup.clone(),
             database: self.database.clone(),
             timeout: self.timeout,

@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use sales_stream::StartingPosition;
 use serde::Serialize;
 
-use crate::batch::BatchCounts;
-use crate::poll::{PollError, ShardSource};
-use crate::state::{ShardState, UnreadableState};
+use crate::commit::state::{ShardState, UnreadableState};
+use crate::core::batch::BatchCounts;
+use crate::stream::{ShardSource, StreamError};
 
 /// One shard's line of the status.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -122,7 +122,7 @@ impl Status {
         &mut self,
         source: &impl ShardSource,
         now: DateTime<Utc>,
-    ) -> Result<(), PollError> {
+    ) -> Result<(), StreamError> {
         for shard in &mut self.shards {
             if shard.stream != source.stream_name() {
                 continue;
@@ -224,7 +224,7 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::StreamIdentity;
+    use crate::commit::state::StreamIdentity;
 
     #[test]
     fn the_table_sums_the_shards_and_checks_the_identity() {
@@ -298,7 +298,7 @@ mod tests {
     fn a_stopped_batch_and_an_unreadable_state_say_what_to_do() {
         let now = DateTime::from_timestamp(1_700_100_000, 0).expect("time");
         let mut state = ShardState::new("s", "shardId-000000000000", &StreamIdentity::new("a"));
-        state.in_flight = Some(crate::state::Intent {
+        state.in_flight = Some(crate::commit::state::Intent {
             first_sequence_number: None,
             last_sequence_number: None,
             keys: vec!["a".into(), "b".into()],

@@ -21,18 +21,15 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::SequenceNumber;
-use crate::shard::{HashKeyRange, ShardId, hash_key};
+use sales_stream::{
+    HashKeyRange, MAX_PARTITION_KEY_LEN, MAX_RECORD_BYTES, PutEntry, PutResult, SequenceNumber,
+    ShardId, StartingPosition, StreamRecord, hash_key,
+};
 
 const DESCRIPTION_FILE: &str = "stream.json";
 const ENTRY_HEADER_LEN: usize = 8;
 const BODY_FIXED_LEN: usize = 8 + 2;
-/// Kinesis limits a partition key to 256 characters; the embedded stream keeps the same limit.
-pub const MAX_PARTITION_KEY_LEN: usize = 256;
-/// Kinesis limits a record's data plus partition key to 1 MiB; the embedded stream does too.
-pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
-
-// The description's format version; bump on an incompatible change of the log format.
+/// The description's format version; bumped on an incompatible change of the log format.
 const FORMAT_VERSION: u32 = 1;
 
 /// Errors of the embedded stream.
@@ -69,38 +66,6 @@ pub enum LocalStreamError {
 }
 
 type Result<T, E = LocalStreamError> = std::result::Result<T, E>;
-
-/// One record to append.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PutEntry {
-    pub partition_key: String,
-    pub data: Vec<u8>,
-}
-
-/// Where an appended record landed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PutResult {
-    pub shard_id: ShardId,
-    pub sequence_number: SequenceNumber,
-}
-
-/// A record read back from a shard, as Kinesis hands it to a consumer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamRecord {
-    pub sequence_number: SequenceNumber,
-    pub partition_key: String,
-    pub data: Vec<u8>,
-    pub approximate_arrival: DateTime<Utc>,
-}
-
-/// Where to start reading a shard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartingPosition {
-    /// The oldest record.
-    TrimHorizon,
-    /// The record just after this one.
-    AfterSequenceNumber(SequenceNumber),
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ShardDescription {

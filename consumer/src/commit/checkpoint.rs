@@ -9,7 +9,7 @@
 //!    over with a compare-and-swap, then removes that intent's files.
 //! 2. Skips records at or before the committed position (redeliveries: counted as replayed).
 //! 3. Decodes the records, loads the id index of the sale dates they fall on (the shard's and
-//!    its ancestors', [`crate::index`]), drops the events committed before, and records its own
+//!    its ancestors', [`crate::commit::index`]), drops the events committed before, and records its own
 //!    intent: the keys it will write (data files and new index segments), named by the intent's
 //!    generation.
 //! 4. Writes its files and its index segments.
@@ -42,15 +42,17 @@ use chrono::{NaiveDate, Utc};
 use futures::StreamExt;
 use sales_stream::StreamRecord;
 
-use crate::batch::{BatchCounts, BatchError, BatchOptions, OutputFile, decode_batch, finish_batch};
-use crate::index::{
+use crate::commit::index::{
     DayIds, DayUpdate, IdCache, IndexError, Lookup, ShardIndex, encode_segment, ids_in_lake,
 };
+use crate::commit::state::{Intent, ShardState, StateError, StreamIdentity};
+use crate::core::batch::{
+    BatchCounts, BatchError, BatchOptions, OutputFile, decode_batch, finish_batch,
+};
+use crate::core::layout::{batch_name, id_segment, shard_objects, shard_state};
 use crate::lake::{
     Lake, LakeError, MAX_CONCURRENT_REQUESTS, Precondition, Swapped, Version, remove_all, swap,
 };
-use crate::layout::{batch_name, id_segment, shard_objects, shard_state};
-use crate::state::{Intent, ShardState, StateError, StreamIdentity};
 
 /// Times a batch is tried again after losing a compare-and-swap to another writer of its shard
 /// (each time after reading the winner's state) before the conflict is reported.

@@ -25,9 +25,9 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::core::layout::{SALES_EVENTS, id_segment, partition_dir};
+use crate::core::writer::{WriterError, sales_events_ids};
 use crate::lake::{Lake, LakeError};
-use crate::layout::{SALES_EVENTS, id_segment, partition_dir};
-use crate::writer::{WriterError, sales_events_ids};
 
 /// The first bytes of a segment object: what it is, and the version of its layout.
 const SEGMENT_MAGIC: [u8; 8] = *b"SLIDX\0\0\x01";
@@ -212,7 +212,7 @@ pub struct ShardIndex<'a> {
     /// Every date the shard wrote: one the manifest lacks was written before the index.
     pub touched: &'a BTreeMap<NaiveDate, u64>,
     /// Any date the manifest lacks may have been written (see
-    /// [`crate::state::ShardState::index_partial`]).
+    /// [`crate::commit::state::ShardState::index_partial`]).
     pub partial: bool,
 }
 

@@ -1,0 +1,14 @@
+//! The `consumer` command line: [`options`] (clap) and [`app`] (one function per command), over
+//! the long-running [`poll`], [`replay`], [`status`] and the local [`query`] engine. [`store`]
+//! opens the lake a URL names, local or S3.
+
+pub mod app;
+pub mod options;
+pub mod poll;
+#[cfg(feature = "query")]
+pub mod query;
+pub mod replay;
+pub mod status;
+pub mod store;
+
+pub use app::run;
