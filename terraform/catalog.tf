@@ -1,5 +1,5 @@
 # The lake's tables in the Glue catalog, for Athena. The columns are the Parquet schema the
-# consumer writes (consumer/src/writer.rs); a test in `make test` compares the two, so they
+# consumer writes (consumer/src/core/writer.rs); a test in `make test` compares the two, so they
 # cannot drift apart. Partitions are projected from the path (year=YYYY/month=MM/day=DD), so no
 # crawler and no MSCK REPAIR is ever needed.
 
@@ -39,7 +39,30 @@ locals {
         { name = "order_lines", type = "bigint", comment = "Number of events" },
       ]
     }
+    customer_sales = {
+      description = "Sales per customer, country and invoice by day: one row per key per file; orders are COUNT(DISTINCT invoice_no), the rest SUMs."
+      columns = [
+        { name = "sale_date", type = "date", comment = "Date of the sales" },
+        { name = "customer_id", type = "string", comment = "Customer; empty for lines without one" },
+        { name = "country", type = "string", comment = "Customer's country" },
+        { name = "invoice_no", type = "string", comment = "Invoice (one order); C... is a cancellation" },
+        { name = "units_sold", type = "bigint", comment = "Sum of positive quantities" },
+        { name = "units_returned", type = "bigint", comment = "Sum of -quantity over negative quantities" },
+        { name = "net_quantity", type = "bigint", comment = "Sum of quantity" },
+        { name = "gross_revenue", type = "decimal(38,3)", comment = "Sum of quantity x unit_price over positive quantities" },
+        { name = "refunds", type = "decimal(38,3)", comment = "Sum of -(quantity x unit_price) over negative quantities" },
+        { name = "net_revenue", type = "decimal(38,3)", comment = "Sum of quantity x unit_price" },
+        { name = "order_lines", type = "bigint", comment = "Number of events" },
+      ]
+    }
   }
+
+  # The country -> region reference (reference/regions.csv), one CSV object in the lake.
+  regions_columns = [
+    { name = "country", type = "string", comment = "Country as the sales name it" },
+    { name = "region", type = "string", comment = "UN M49 region" },
+    { name = "sub_region", type = "string", comment = "UN M49 sub-region" },
+  ]
 
   # Integers, as the local engine reads them too; month and day are zero-padded in the path.
   partition_keys = [
@@ -104,6 +127,59 @@ resource "aws_glue_catalog_table" "lake" {
         comment = columns.value.comment
       }
     }
+  }
+}
+
+# The reference table as Athena reads it: the CSV the consumer and `consumer regions` write,
+# header skipped. Uploaded here so a new lake has it before the first batch.
+resource "aws_glue_catalog_table" "regions" {
+  database_name = aws_glue_catalog_database.lake.name
+  name          = "regions"
+  description   = "Country -> UN M49 region and sub-region (reference/regions.csv, or your own via consumer regions)."
+  table_type    = "EXTERNAL_TABLE"
+
+  parameters = {
+    "EXTERNAL"               = "TRUE"
+    "classification"         = "csv"
+    "skip.header.line.count" = "1"
+  }
+
+  storage_descriptor {
+    location      = "${local.lake_url}/regions/"
+    input_format  = "org.apache.hadoop.mapred.TextInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
+
+    ser_de_info {
+      name                  = "csv"
+      serialization_library = "org.apache.hadoop.hive.serde2.OpenCSVSerde"
+      parameters = {
+        "separatorChar" = ","
+        "quoteChar"     = "\""
+      }
+    }
+
+    dynamic "columns" {
+      for_each = local.regions_columns
+      content {
+        name    = columns.value.name
+        type    = columns.value.type
+        comment = columns.value.comment
+      }
+    }
+  }
+}
+
+# Written once; `consumer regions --file` replaces it with the user's own, which a later apply
+# leaves alone.
+resource "aws_s3_object" "regions" {
+  bucket       = aws_s3_bucket.lake.id
+  key          = "${local.lake_prefix}/regions/regions.csv"
+  source       = "${path.module}/../reference/regions.csv"
+  content_type = "text/csv"
+  kms_key_id   = aws_kms_key.lake.arn
+
+  lifecycle {
+    ignore_changes = [source, etag]
   }
 }
 

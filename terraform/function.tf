@@ -16,7 +16,7 @@ resource "aws_lambda_function" "consumer" {
   # checkov:skip=CKV_AWS_272:The zip is built from this repository by `make deploy`; code signing needs an AWS Signer profile and a signing step outside this build.
   # checkov:skip=CKV_AWS_115:The event source mapping already bounds concurrency to one invocation per shard (ParallelizationFactor 1, which the commit protocol needs); reserving concurrency fails on new accounts, whose unreserved pool is 10.
   function_name = local.function_name
-  description   = "Kinesis sales events to the Parquet lake at ${local.lake_url}; compacts a day on schedule"
+  description   = "Kinesis sales events to the Parquet lake at ${local.lake_url}; compacts a day on schedule; writes reports"
   role          = aws_iam_role.consumer.arn
 
   filename = var.lambda_zip
@@ -30,8 +30,11 @@ resource "aws_lambda_function" "consumer" {
 
   environment {
     variables = {
-      LAKE_URL = local.lake_url
-      RUST_LOG = "info"
+      LAKE_URL         = local.lake_url
+      RUST_LOG         = "info"
+      ATHENA_WORKGROUP = aws_athena_workgroup.lake.name
+      ATHENA_DATABASE  = aws_glue_catalog_database.lake.name
+      REPORT_TOPIC_ARN = aws_sns_topic.reports.arn
     }
   }
   kms_key_arn = aws_kms_key.lake.arn

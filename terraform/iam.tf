@@ -1,5 +1,5 @@
-# The function's role: this stream, this bucket's lake prefix, this key, this queue and its own
-# log group; nothing else.
+# The function's role: this stream, this bucket's lake prefix, this key, this queue, its own
+# log group, and for reports this workgroup, this catalog and this topic; nothing else.
 
 data "aws_iam_policy_document" "lambda_assume" {
   statement {
@@ -60,6 +60,42 @@ data "aws_iam_policy_document" "consumer" {
     sid       = "UseTheKey"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.lake.arn]
+  }
+
+  statement {
+    # The `report` action: queries/daily_sales_by_country.sql on Athena, in the lake's
+    # workgroup, over the lake's tables; its results go to the workgroup's location.
+    sid = "RunReportQueries"
+    actions = [
+      "athena:StartQueryExecution",
+      "athena:GetQueryExecution",
+      "athena:GetQueryResults",
+      "athena:StopQueryExecution",
+      "athena:GetWorkGroup",
+    ]
+    resources = [aws_athena_workgroup.lake.arn]
+  }
+
+  statement {
+    sid     = "ReadTheCatalog"
+    actions = ["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"]
+    resources = [
+      "arn:${local.partition}:glue:${local.region}:${local.account_id}:catalog",
+      aws_glue_catalog_database.lake.arn,
+      "arn:${local.partition}:glue:${local.region}:${local.account_id}:table/${aws_glue_catalog_database.lake.name}/*",
+    ]
+  }
+
+  statement {
+    sid       = "WriteQueryResults"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.athena_results_prefix}/*"]
+  }
+
+  statement {
+    sid       = "PublishReports"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.reports.arn]
   }
 
   statement {

@@ -29,8 +29,13 @@ output "athena_workgroup" {
 }
 
 output "glue_database" {
-  description = "The Glue database with sales_events and daily_sales (ATHENA_DATABASE)."
+  description = "The Glue database with sales_events, daily_sales, customer_sales and regions (ATHENA_DATABASE)."
   value       = aws_glue_catalog_database.lake.name
+}
+
+output "report_topic_arn" {
+  description = "Where the function publishes the location of each report (REPORT_TOPIC_ARN)."
+  value       = aws_sns_topic.reports.arn
 }
 
 output "failures_queue_url" {

@@ -175,6 +175,14 @@ variable "athena_bytes_scanned_cutoff" {
   default     = 10737418240
 }
 
+# --- Reports ---
+
+variable "report_email" {
+  description = "An e-mail address told where each report is (it receives a confirmation mail first). null: the SNS topic only."
+  type        = string
+  default     = null
+}
+
 # --- Alarms ---
 
 variable "alarm_email" {

@@ -35,7 +35,8 @@ pub use core::batch::{
     finish_batch, process_batch,
 };
 pub use core::writer::{
-    Codec, WriterError, daily_sales_schema, sales_events_schema, writer_properties,
+    Codec, WriterError, customer_sales_schema, daily_sales_schema, sales_events_schema,
+    writer_properties,
 };
 pub use function::{Checkpoints, FunctionConfig, Invocation, InvocationReport, handle};
 pub use lake::{Lake, LakeError, LocalLake, Object, Precondition, Version};

@@ -1,28 +1,27 @@
 //! The producer's commands, from parsed options to a printed summary.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use flate2::bufread::MultiGzDecoder;
 use local_stream::{LocalStream, LocalStreamError};
 use sales_stream::{HashKeyRange, StreamLocation};
 
 use crate::batcher::Packing;
-use crate::columns::{ColumnMap, ColumnOverride, Field};
-use crate::dates::{DateOrder, DateParser, DetectedOrder, OrderDetector};
+use crate::columns::ColumnMap;
 use crate::generate::{GenerateOptions, generate};
+use crate::input::{
+    DateOrigin, OpenedInput, REJECTS_SUFFIX, input_paths, open_reader, open_rows, source_of,
+};
 use crate::kinesis::KinesisSink;
 use crate::options::{Cli, Command, GenerateArgs, SendOptions};
 use crate::progress::Progress;
-use crate::reader::{CsvReader, Line, TextEncoding};
 use crate::rejects::RejectsFile;
 use crate::retry::RetryPolicy;
-use crate::row::RowParser;
 use crate::send::{self, Summary, send_csv};
 use crate::sink::{DryRun, RecordSink};
 use crate::source::Source;
@@ -56,33 +55,6 @@ fn generate_command(args: &GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The gzip magic number (RFC 1952): gzip input is recognised by content, not by name, so a
-/// piped `.csv.gz` works too.
-const GZIP_MAGIC: [u8; 2] = [0x1F, 0x8B];
-
-fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
-    let mut input: Box<dyn BufRead + Send> = if path.as_os_str() == "-" {
-        Box::new(BufReader::with_capacity(1 << 20, io::stdin()))
-    } else {
-        let file =
-            File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
-        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-            bail!("input {} is a directory, not a CSV file", path.display());
-        }
-        Box::new(BufReader::with_capacity(1 << 20, file))
-    };
-    let head = input
-        .fill_buf()
-        .with_context(|| format!("cannot read input {}", path.display()))?;
-    if head.starts_with(&GZIP_MAGIC) {
-        input = Box::new(BufReader::with_capacity(
-            1 << 20,
-            MultiGzDecoder::new(input),
-        ));
-    }
-    Ok(input)
-}
-
 async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
     let inputs = input_paths(&options.input)?;
     if inputs.len() > 1 {
@@ -102,8 +74,8 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
     // Every file's header is checked before anything is sent: a wrong file stops the run at
     // once. (Standard input is read once, when it is sent.)
     for input in inputs.iter().filter(|input| input.as_os_str() != "-") {
-        let reader = open_reader(input, &options)?;
-        ColumnMap::from_header(reader.header(), &options.columns)
+        let reader = open_reader(input, &options.read)?;
+        ColumnMap::from_header(reader.header(), &options.read.columns)
             .with_context(|| format!("{}", input.display()))?;
     }
     let mut send = send::SendOptions {
@@ -211,53 +183,6 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What a rejects file's name ends with.
-const REJECTS_SUFFIX: &str = ".rejects.csv";
-
-/// The inputs `--input` names, in order: each pattern with `*`, `?` or `[` expanded (sorted),
-/// `-` (standard input) only alone. Rejects files are never matched.
-fn input_paths(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    if given.is_empty() {
-        bail!(
-            "--input is required: a CSV file, a quoted glob, or - for standard input (see producer --help)"
-        );
-    }
-    let mut paths = Vec::new();
-    for input in given {
-        let text = input.to_string_lossy();
-        if !text.contains(['*', '?', '[']) {
-            paths.push(input.clone());
-            continue;
-        }
-        let mut matched: Vec<PathBuf> = glob::glob(&text)
-            .with_context(|| format!("--input {text:?} is not a valid pattern"))?
-            .filter_map(Result::ok)
-            // A pattern such as `exports/*.csv` also matches the rejects files an earlier run
-            // wrote beside its inputs: they are our output, never an input.
-            .filter(|path| path.is_file() && !path.to_string_lossy().ends_with(REJECTS_SUFFIX))
-            .collect();
-        if matched.is_empty() {
-            bail!("no file matches --input {text:?}");
-        }
-        matched.sort();
-        paths.append(&mut matched);
-    }
-    if paths.len() > 1 && paths.iter().any(|p| p.as_os_str() == "-") {
-        bail!("standard input (-) is read alone: give it as the only --input");
-    }
-    Ok(paths)
-}
-
-/// The input's CSV reader, its header read.
-fn open_reader(
-    input: &Path,
-    options: &SendOptions,
-) -> anyhow::Result<CsvReader<Box<dyn BufRead + Send>>> {
-    let encoding = options.encoding.unwrap_or_default();
-    CsvReader::with_encoding(open_input(input)?, options.delimiter, encoding)
-        .with_context(|| format!("cannot read {}", input.display()))
-}
-
 /// What one input sent.
 struct Sent {
     path: PathBuf,
@@ -275,26 +200,18 @@ async fn send_all<S: RecordSink>(
 ) -> anyhow::Result<Vec<Sent>> {
     let mut sent = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let reader = open_reader(input, options)?;
-        let columns = ColumnMap::from_header(reader.header(), &options.columns)?;
-        let source = match &options.source_id {
-            Some(id) => Source::named(id.clone()),
-            None if input.as_os_str() == "-" => bail!(
-                "standard input needs --source-id: event ids are derived from it, so give the \
-                 same id to the same data and different ids to different data"
-            ),
-            None => Source::of_file(input)
-                .with_context(|| format!("cannot read input {}", input.display()))?,
-        };
+        let source = source_of(input, options.source_id.as_deref())?;
         let rejects = RejectsFile::new(
             options
                 .rejects
                 .clone()
                 .unwrap_or_else(|| default_rejects(input, &source)),
         );
-        let dates = date_origin(input, options)?;
-        let date_parser = DateParser::new(options.date_format.clone()).with_order(dates.order());
-        let parser = RowParser::new(columns, date_parser, source);
+        let OpenedInput {
+            reader,
+            parser,
+            dates,
+        } = open_rows(input, &options.read, source)?;
         let progress = Progress::new(true);
         let (summary, rejects) = send_csv(reader, parser, sink.clone(), rejects, send, progress)
             .await
@@ -320,32 +237,6 @@ async fn send_all<S: RecordSink>(
     Ok(sent)
 }
 
-/// How the order of day and month is chosen for `input`.
-fn date_origin(input: &Path, options: &SendOptions) -> anyhow::Result<DateOrigin> {
-    Ok(match (&options.date_format, input.as_os_str() == "-") {
-        (Some(_), _) => DateOrigin::Format,
-        // Standard input is read once: month first, as the Online Retail exports are.
-        (None, true) => DateOrigin::Unscanned,
-        (None, false) => {
-            let detected = detect_date_order(
-                input,
-                options.delimiter,
-                options.encoding.unwrap_or_default(),
-                &options.columns,
-            )?;
-            if detected.ambiguous {
-                eprintln!(
-                    "note: no date in {} says whether it is day or month first (every day is 12 \
-                     or less): reading month first; if it is day first, pass --date-format \
-                     '%d/%m/%Y %H:%M' (or the form its dates take)",
-                    input.display()
-                );
-            }
-            DateOrigin::Detected(detected)
-        }
-    })
-}
-
 /// The summaries of several inputs as one.
 fn total(sent: &[Sent]) -> Summary {
     let mut total = Summary::default();
@@ -364,66 +255,6 @@ fn total(sent: &[Sent]) -> Summary {
         total.interrupted |= summary.interrupted;
     }
     total
-}
-
-/// How the order of day and month in the input's dates was chosen.
-#[derive(Debug, Clone, Copy)]
-enum DateOrigin {
-    /// `--date-format` gives the one form.
-    Format,
-    /// A first pass over the file's dates.
-    Detected(DetectedOrder),
-    /// Standard input, read once: month first.
-    Unscanned,
-}
-
-impl DateOrigin {
-    fn order(&self) -> DateOrder {
-        match self {
-            Self::Detected(detected) => detected.order,
-            Self::Format | Self::Unscanned => DateOrder::MonthFirst,
-        }
-    }
-}
-
-impl std::fmt::Display for DateOrigin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Format => f.write_str("as --date-format says"),
-            Self::Detected(DetectedOrder {
-                order,
-                ambiguous: false,
-            }) => write!(f, "{order} (detected)"),
-            Self::Detected(DetectedOrder { order, .. }) => {
-                write!(f, "{order} (assumed: no date settles it)")
-            }
-            Self::Unscanned => f.write_str("month first (standard input is not scanned ahead)"),
-        }
-    }
-}
-
-/// Reads the input's date column once to tell whether its dates are day or month first.
-fn detect_date_order(
-    input: &Path,
-    delimiter: Option<u8>,
-    encoding: TextEncoding,
-    columns: &[ColumnOverride],
-) -> anyhow::Result<DetectedOrder> {
-    let mut reader = CsvReader::with_encoding(open_input(input)?, delimiter, encoding)
-        .with_context(|| format!("cannot read {}", input.display()))?;
-    let columns = ColumnMap::from_header(reader.header(), columns)?;
-    let mut detector = OrderDetector::default();
-    while let Some(line) = reader
-        .next_line()
-        .with_context(|| format!("cannot read {}", input.display()))?
-    {
-        if let Line::Record(record) = line
-            && record.fields.len() == columns.width()
-        {
-            detector.observe(columns.get(&record.fields, Field::InvoiceDate), record.line);
-        }
-    }
-    Ok(detector.verdict()?)
 }
 
 /// Where rejected rows go unless `--rejects` says: beside the input (`<input>.rejects.csv`), or

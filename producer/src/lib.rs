@@ -14,6 +14,7 @@ pub mod batcher;
 pub mod columns;
 pub mod dates;
 pub mod generate;
+pub mod input;
 pub mod kinesis;
 pub mod options;
 pub mod progress;

@@ -6,8 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sales_stream::StreamLocation;
 
 use crate::batcher::DEFAULT_AGGREGATE_BYTES;
-use crate::columns::ColumnOverride;
-use crate::reader::TextEncoding;
+use crate::input::InputArgs;
 
 /// Streams sales CSV exports into Kinesis or the embedded file:// stream, one event per row.
 #[derive(Debug, Parser)]
@@ -49,21 +48,8 @@ pub struct SendOptions {
     /// so the lake counts them once.
     #[arg(long, env = "PRODUCER_SOURCE_ID")]
     pub source_id: Option<String>,
-    /// Field delimiter [default: detected from the header: `,`, `;` or tab].
-    #[arg(long, env = "PRODUCER_DELIMITER", value_parser = parse_delimiter)]
-    pub delimiter: Option<u8>,
-    /// Text encoding of the input, by its WHATWG label (utf-8, windows-1252, latin1,
-    /// iso-8859-15, ...) [default: UTF-8 where valid, Windows-1252 otherwise].
-    #[arg(long, env = "PRODUCER_ENCODING", value_name = "LABEL", value_parser = TextEncoding::from_label)]
-    pub encoding: Option<TextEncoding>,
-    /// strftime format of InvoiceDate [default: the forms real exports use, with day or month
-    /// first detected from the file's dates].
-    #[arg(long, env = "PRODUCER_DATE_FORMAT")]
-    pub date_format: Option<String>,
-    /// Columns of other layouts, as FIELD=HEADER (fields: invoice_no, stock_code, description,
-    /// quantity, invoice_date, unit_price, customer_id, country).
-    #[arg(long, env = "PRODUCER_COLUMNS", value_delimiter = ',')]
-    pub columns: Vec<ColumnOverride>,
+    #[command(flatten)]
+    pub read: InputArgs,
     /// Packs events into KPL aggregated records, per shard, so a shard carries up to its
     /// 1 MiB/s instead of 1,000 events/s. The consumer reads plain and aggregated records.
     #[arg(long, env = "PRODUCER_AGGREGATE")]
@@ -120,16 +106,6 @@ pub struct GenerateArgs {
     /// Writes here instead of standard output.
     #[arg(long, env = "GENERATE_OUTPUT", value_name = "FILE")]
     pub output: Option<PathBuf>,
-}
-
-fn parse_delimiter(text: &str) -> Result<u8, String> {
-    match text {
-        "tab" | "\\t" | "\t" => Ok(b'\t'),
-        _ if text.len() == 1 && text.is_ascii() => Ok(text.as_bytes()[0]),
-        _ => Err(format!(
-            "expected one ASCII character or `tab`, got {text:?}"
-        )),
-    }
 }
 
 /// `--compression`

@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, SAMPLES, consume, produce
 
 TERRAFORM = ROOT / "terraform"
-TABLES = ["sales_events", "daily_sales"]
+TABLES = ["sales_events", "daily_sales", "customer_sales"]
 
 
 def unquote(value):
@@ -214,3 +214,16 @@ def test_make_help_lists_every_target():
     for target in ["build", "demo", "test", "lint", "unit", "infra", "e2e", "bench", "lambda", "deploy", "plan",
                    "destroy", "clean"]:
         assert re.search(rf"^  make {target} ", listed, re.M), f"make help does not list {target}:\n{listed}"
+
+
+def test_the_regions_table_reads_the_csv_the_repository_ships():
+    header = (ROOT / "reference" / "regions.csv").read_text().splitlines()[0].split(",")
+    declared = [unquote(c["name"]) for c in terraform_locals()["regions_columns"]]
+    assert declared == header
+    table = terraform_resource("aws_glue_catalog_table", "regions")
+    assert unquote(table["storage_descriptor"][0]["location"]) == "${local.lake_url}/regions/"
+    parameters = {unquote(k): unquote(v) for k, v in table["parameters"].items()}
+    assert parameters["skip.header.line.count"] == "1"
+    upload = terraform_resource("aws_s3_object", "regions")
+    assert unquote(upload["key"]) == "${local.lake_prefix}/regions/regions.csv"
+    assert unquote(upload["source"]) == "${path.module}/../reference/regions.csv"

@@ -18,7 +18,14 @@ from pathlib import Path
 
 from conftest import BIN, download_lake, producer_env, run
 from kinesis_reader import create_stream
-from reference import assert_same_totals, connect, lake_totals, reference_totals
+from reference import (
+    assert_same_totals,
+    connect,
+    lake_customers,
+    lake_totals,
+    reference_customers,
+    reference_totals,
+)
 from test_kinesis import generated, unique
 
 FAULT_OUTPUT = BIN.parent / "tmp" / "exactly-once"
@@ -26,7 +33,7 @@ FAULT_OUTPUT = BIN.parent / "tmp" / "exactly-once"
 
 def files_per_partition(lake):
     return Counter(str(p.parent) for p in Path(lake).glob("*/year=*/month=*/day=*/*.parquet")
-                   if p.parts[-5] in ("sales_events", "daily_sales"))
+                   if p.parts[-5] in ("sales_events", "daily_sales", "customer_sales"))
 
 
 def test_the_fault_injection_lakes_hold_the_source_exactly():
@@ -34,9 +41,10 @@ def test_the_fault_injection_lakes_hold_the_source_exactly():
     csv = FAULT_OUTPUT / "sales.csv"
     assert csv.exists(), f"{csv} is missing: `make test` runs the Rust tests before these"
     con = connect()
-    expected = reference_totals(con, csv)
+    expected, customers = reference_totals(con, csv), reference_customers(con, csv)
     for lake in ("lake-before-compaction", "lake"):
         assert_same_totals(expected, lake_totals(con, FAULT_OUTPUT / lake))
+        assert_same_totals(customers, lake_customers(con, FAULT_OUTPUT / lake))
         events = con.execute(
             "SELECT count(*), count(DISTINCT event_id) FROM read_parquet($g)",
             {"g": f"{FAULT_OUTPUT / lake}/sales_events/*/*/*/*.parquet"}).fetchone()
@@ -79,6 +87,8 @@ def stream_twice(produce):
 
 def check_lake(con, csv, lake):
     assert_same_totals(reference_totals(con, csv), lake_totals(con, lake))
+    # customer_sales is under the same protocol: no invoice, line or amount lost or doubled.
+    assert_same_totals(reference_customers(con, csv), lake_customers(con, lake))
     events = con.execute("SELECT count(*), count(DISTINCT event_id) FROM read_parquet($g)",
                          {"g": f"{lake}/sales_events/*/*/*/*.parquet"}).fetchone()
     assert events[0] == events[1]

@@ -25,7 +25,14 @@ import uuid
 from conftest import BIN, download_lake, producer_env, run
 from fault_proxy import S3FaultProxy
 from kinesis_reader import create_stream, wait_active
-from reference import assert_same_totals, connect, lake_totals, reference_totals
+from reference import (
+    assert_same_totals,
+    connect,
+    lake_customers,
+    lake_totals,
+    reference_customers,
+    reference_totals,
+)
 from test_exactly_once import files_per_partition, status
 from test_kinesis import generated, produce_to_kinesis, unique
 from test_poll import poll, summed
@@ -125,6 +132,7 @@ def test_overlapping_compactions_killed_at_random_beside_a_live_poller_lose_noth
     out = run(BIN / "consumer", "compact", "--lake", f"file://{lake}", "--from", days[0], "--to", days[-1]).stdout
     assert "took this day over" not in out
     assert_same_totals(reference_totals(con, csv), lake_totals(con, lake))
+    assert_same_totals(reference_customers(con, csv), lake_customers(con, lake))
     report = json.loads(status(f"file://{lake}", "--json"))
     rows, distinct = lake_rows(con, lake)
     assert rows == distinct == report["totals"]["accepted"]

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, ROOT, SAMPLES, consume, produce, run
-from reference import assert_same_totals, connect, lake_totals, reference_totals
+from reference import (
+    assert_same_totals,
+    connect,
+    lake_customers,
+    lake_totals,
+    reference_customer_totals,
+    reference_customers,
+    reference_totals,
+)
 
 REAL_SAMPLES = [
     pytest.param("prasad4edu-DSDoc/Online Retail.csv", ",", "utf-8", id="comma-crlf-blank-rows"),
@@ -51,6 +59,9 @@ def test_real_sample_totals_match_the_source(work, relative, delim, encoding, pa
     con = connect()
     assert lake_events(con, lake) == (sent["events_sent"], sent["events_sent"])
     assert_same_totals(reference_totals(con, source, delim, encoding), lake_totals(con, lake))
+    # Customers: one invoice's lines are spread over the four shards, and orders still count
+    # each invoice once.
+    assert_same_totals(reference_customers(con, source, delim, encoding), lake_customers(con, lake))
     # Partitions are the sale's own date.
     misplaced = con.execute(
         """SELECT count(*) FROM read_parquet($g, hive_partitioning = true)
@@ -134,10 +145,15 @@ def test_the_query_files_give_the_same_answer_locally_and_in_duckdb(work):
     produce(source, stream, work)
     consume(stream, lake, work)
     con = connect()
-    con.execute(f"CREATE VIEW daily_sales AS SELECT * FROM read_parquet('{lake}/daily_sales/*/*/*/*.parquet', hive_partitioning = true)")
+    for table in ["daily_sales", "customer_sales"]:
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{lake}/{table}/*/*/*/*.parquet', hive_partitioning = true)")
+    # The poller wrote the shipped regions table into the lake.
+    con.execute(f"CREATE VIEW regions AS SELECT * FROM read_csv('{lake}/regions/regions.csv', header = true, all_varchar = true)")
     cases = [
         ("daily_sales_by_country.sql", ["United Kingdom", "2011-11-28", "2011-12-05"]),
         ("top_products_by_country.sql", []),
+        ("customer_totals.sql", ["2011-11-28", "2011-12-05"]),
+        ("sales_by_region.sql", ["2011-11-28", "2011-12-05"]),
     ]
     for name, params in cases:
         sql = (ROOT / "queries" / name).read_text()
@@ -152,6 +168,34 @@ def test_the_query_files_give_the_same_answer_locally_and_in_duckdb(work):
 
         for a, b in zip(ours, theirs):
             assert {k: normal(v) for k, v in a.items()} == {k: normal(v) for k, v in b.items()}, name
+        if name == "customer_totals.sql":
+            # And the same answer from the source CSV, orders being distinct invoices.
+            expected = reference_customer_totals(con, source, *params, encoding="latin-1")
+            got = {
+                (row["customer_id"], row["country"]): tuple(
+                    normal(row[c]) for c in ["orders", "order_lines", "net_quantity", "net_revenue"]
+                )
+                for row in ours
+            }
+            assert got == {k: tuple(normal(v) for v in values) for k, values in expected.items()}
+            assert ("", "United Kingdom") in got, "lines without a customer are kept"
+
+
+def test_every_country_of_the_samples_has_a_region():
+    con = connect()
+    regions = {row[0] for row in con.execute(
+        "SELECT country FROM read_csv($p, header = true, all_varchar = true)",
+        {"p": str(ROOT / "reference" / "regions.csv")},
+    ).fetchall()}
+    for relative, delim, encoding in [p.values for p in REAL_SAMPLES]:
+        countries = {row[0] for row in con.execute(
+            """SELECT DISTINCT trim(Country) FROM read_csv($path, delim = $delim, header = true,
+                   all_varchar = true, encoding = $encoding, null_padding = true)
+               WHERE coalesce(trim(Country), '') <> ''""",
+            {"path": str(SAMPLES / relative), "delim": delim, "encoding": encoding},
+        ).fetchall()}
+        assert countries, relative
+        assert not countries - regions, f"{relative}: no region for {sorted(countries - regions)}"
 
 
 @pytest.mark.parametrize(

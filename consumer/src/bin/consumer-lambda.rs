@@ -1,16 +1,23 @@
 //! The consumer as an AWS Lambda function on a Kinesis event source mapping (custom runtime
 //! `provided.al2023`). Configuration comes from the environment, read once at cold start:
-//! `LAKE_URL` (required), `CONSUMER_COMPRESSION`, `METRICS_NAMESPACE`.
+//! `LAKE_URL` (required), `CONSUMER_COMPRESSION`, `METRICS_NAMESPACE`, and for reports
+//! `ATHENA_WORKGROUP`, `ATHENA_DATABASE` and `REPORT_TOPIC_ARN`.
 //!
 //! The same function compacts days when invoked by an EventBridge schedule (every day a batch
 //! touched since the last scheduled run) or with `{"action": "compact", "day": "YYYY-MM-DD"}`
-//! (or `"from"` and `"to"`).
+//! (or `"from"` and `"to"`), and writes a report with `{"action": "report", "country": …,
+//! "from": …, "to": …}`: Athena answers queries/daily_sales_by_country.sql, the CSV goes under
+//! `{lake}/reports/`, and its location to the SNS topic `REPORT_TOPIC_ARN`.
 
+use consumer::aws::athena::Athena;
 use consumer::aws::kinesis::KinesisLineage;
 use consumer::aws::mapping::check_mappings;
+use consumer::aws::sns::SnsTopic;
+use consumer::commands::report::run_on_athena;
 use consumer::commands::store::LakeStore;
 use consumer::commit::compact::compact;
 use consumer::function::metrics::emf_line;
+use consumer::function::report::{ReportActionError, publish_report};
 use consumer::function::{Checkpoints, FunctionConfig, Invocation, handle};
 use consumer::progress::Progress;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -51,9 +58,20 @@ async fn main() -> Result<(), Error> {
     let lineage = KinesisLineage::connect().await.inspect_err(|e| {
         tracing::error!(error = %e, "cannot set up the Kinesis client");
     })?;
+    // Reports: Athena for the answer, SNS for the notice.
+    let athena = Athena::connect(config.athena.clone())
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cannot set up the Athena client"))?;
+    let topic = match &config.report_topic {
+        Some(arn) => Some(SnsTopic::connect(arn).await.inspect_err(|e| {
+            tracing::error!(error = %e, "cannot set up the SNS client");
+        })?),
+        None => None,
+    };
     // Shard states and id index segments stay in memory between warm invocations.
     let checkpoints = Checkpoints::default();
     let (config, lake, lineage, checkpoints) = (&config, &lake, &lineage, &checkpoints);
+    let (athena, topic) = (&athena, &topic);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         match Invocation::parse(event.payload)? {
             Invocation::Kinesis(event) => {
@@ -88,6 +106,24 @@ async fn main() -> Result<(), Error> {
                     );
                 }
                 Ok(serde_json::to_value(reports)?)
+            }
+            Invocation::Report(request) => {
+                let topic = topic.as_ref().ok_or(ReportActionError::NoTopic)?;
+                let answer = run_on_athena(athena, &request)
+                    .await
+                    .map_err(ReportActionError::from)?;
+                let notice = publish_report(
+                    &request,
+                    &answer,
+                    lake,
+                    &config.lake,
+                    topic,
+                    chrono::Utc::now(),
+                )
+                .await
+                .inspect_err(|e| tracing::error!(error = %e, "report failed"))?;
+                tracing::info!(report = %notice.report, days = notice.days, "report published");
+                Ok(serde_json::to_value(notice)?)
             }
         }
     }))

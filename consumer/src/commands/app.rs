@@ -9,15 +9,30 @@ use local_stream::LocalStream;
 use sales_stream::StreamLocation;
 
 use crate::aws::kinesis::KinesisSource;
-use crate::commands::options::{Cli, Command, CompactArgs, PollArgs, ReplayArgs, StatusArgs};
+#[cfg(feature = "query")]
+use crate::aws::s3::S3Lake;
+#[cfg(feature = "query")]
+use crate::commands::options::ReportArgs;
+use crate::commands::options::{
+    Cli, Command, CompactArgs, PollArgs, RegionsArgs, ReplayArgs, StatusArgs, VerifyArgs,
+};
 use crate::commands::poll::{PollOptions, PollSummary, poll};
+use crate::commands::regions::{ensure_regions, load_regions};
 use crate::commands::replay::{ReplayRange, ReplayStart, replay};
 use crate::commands::status::Status;
 use crate::commands::store::LakeStore;
+use crate::commands::verify::{Reconciliation, verify};
 use crate::commit::compact::{CompactReport, Days, compact};
 use crate::commit::state::read_shard_states;
+use crate::core::aggregate::Totals;
+use crate::core::layout::regions_file;
+use crate::core::regions::Regions;
+#[cfg(feature = "query")]
+use crate::lake::Lake;
 use crate::progress::Progress;
 use crate::stream::ShardSource;
+#[cfg(feature = "query")]
+use arrow::array::RecordBatch;
 
 /// `println!` that returns the error instead of panicking when standard output is closed
 /// (`consumer query ... | head`): `main` then ends quietly.
@@ -32,14 +47,147 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Poll(args) => poll_command(args).await,
         Command::Compact(args) => compact_command(args).await,
         Command::Status(args) => status_command(args).await,
+        Command::Regions(args) => regions_command(args).await,
         Command::Replay(args) => replay_command(args).await,
         #[cfg(feature = "query")]
         Command::Query(args) => query_command(args).await,
+        #[cfg(feature = "query")]
+        Command::Report(args) => report_command(args).await,
+        Command::Verify(args) => verify_command(args).await,
     }
+}
+
+async fn verify_command(args: VerifyArgs) -> anyhow::Result<()> {
+    let lake = open_lake(&args.lake).await?;
+    let reconciliation = verify(&lake, &args.input, &args.read)
+        .await
+        .with_context(|| format!("verifying {}", args.lake))?;
+    let Reconciliation {
+        rows,
+        cells,
+        files,
+        differences,
+    } = &reconciliation;
+    outln!(
+        "source: {} rows read = {} events + {} rejected + {} blank ({} events repeated, counted once)",
+        rows.rows_read,
+        rows.events,
+        rows.rejected,
+        rows.blank,
+        rows.duplicates
+    )?;
+    outln!(
+        "{}: {files} daily_sales files; {cells} cells (sale_date, country, stock_code) checked, {} differ",
+        args.lake,
+        differences.len()
+    )?;
+    for difference in differences.iter().take(args.show) {
+        outln!(
+            "  {} {} {}: source {}, lake {}",
+            difference.key.sale_date,
+            difference.key.country,
+            difference.key.stock_code,
+            describe_totals(difference.source.as_ref()),
+            describe_totals(difference.lake.as_ref())
+        )?;
+    }
+    if differences.len() > args.show {
+        outln!("  ... and {} more", differences.len() - args.show)?;
+    }
+    if !differences.is_empty() {
+        anyhow::bail!(
+            "{} of {cells} cells differ between the lake and the source files",
+            differences.len()
+        );
+    }
+    Ok(())
+}
+
+/// A cell's sums as `verify` prints them.
+fn describe_totals(totals: Option<&Totals>) -> String {
+    match totals {
+        None => "no row".to_owned(),
+        Some(t) => format!(
+            "{} lines, {} units, {} net revenue",
+            t.order_lines,
+            t.net_quantity,
+            rust_decimal::Decimal::from_i128_with_scale(t.net_revenue, 3)
+        ),
+    }
+}
+
+#[cfg(feature = "query")]
+async fn report_command(args: ReportArgs) -> anyhow::Result<()> {
+    use sales_stream::LakeLocation;
+
+    use crate::aws::athena::Athena;
+    use crate::commands::report::{ReportRequest, run_locally, run_on_athena, to_csv};
+
+    let request = ReportRequest::new(&args.country, args.from, args.to)?;
+    let batches = match &args.lake {
+        LakeLocation::Local { dir } => run_locally(dir, &request).await?,
+        LakeLocation::S3 { .. } => {
+            let athena = Athena::connect(args.athena.options()).await?;
+            run_on_athena(&athena, &request).await?
+        }
+    };
+    let csv = to_csv(&batches)?;
+    let rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+    match args.output.as_deref() {
+        None | Some("-") => std::io::stdout().lock().write_all(&csv)?,
+        Some(url) if url.starts_with("s3://") => {
+            let Ok(LakeLocation::S3 { bucket, prefix }) = url.parse::<LakeLocation>() else {
+                anyhow::bail!("--output {url}: write s3://BUCKET/KEY");
+            };
+            if prefix.is_empty() {
+                anyhow::bail!("--output {url}: name the object, s3://BUCKET/KEY");
+            }
+            S3Lake::connect(&bucket, "")
+                .await?
+                .put(&prefix, csv)
+                .await
+                .with_context(|| format!("writing {url}"))?;
+            eprintln!("{rows} days of {} written to {url}", request.country);
+        }
+        Some(path) => {
+            std::fs::write(path, &csv).with_context(|| format!("writing {path}"))?;
+            eprintln!("{rows} days of {} written to {path}", request.country);
+        }
+    }
+    Ok(())
+}
+
+async fn regions_command(args: RegionsArgs) -> anyhow::Result<()> {
+    let regions = match &args.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Regions::parse(&text).with_context(|| format!("{}", path.display()))?
+        }
+        None => Regions::default_table(),
+    };
+    let lake = open_lake(&args.lake).await?;
+    load_regions(&lake, &regions)
+        .await
+        .with_context(|| format!("writing the regions table of {}", args.lake))?;
+    outln!(
+        "{} countries written to {}/{}",
+        regions.len(),
+        args.lake,
+        regions_file()
+    )?;
+    Ok(())
 }
 
 async fn poll_command(args: PollArgs) -> anyhow::Result<()> {
     let lake = Arc::new(open_lake(&args.lake.url).await?);
+    // The region queries join this table: a new lake gets the shipped one.
+    if ensure_regions(lake.as_ref())
+        .await
+        .with_context(|| format!("writing the regions table of {}", args.lake.url))?
+    {
+        tracing::info!(lake = %args.lake.url, "wrote the shipped regions table");
+    }
     let summary = match &args.stream {
         StreamLocation::Local { dir } => {
             let stream = Arc::new(LocalStream::open(dir)?);
@@ -277,9 +425,8 @@ async fn query_command(args: crate::commands::options::QueryArgs) -> anyhow::Res
     use sales_stream::LakeLocation;
 
     use crate::aws::athena::Athena;
-    use crate::commands::query::{
-        bind_parameters, execution_parameters, format_batches, run_query,
-    };
+    use crate::commands::query::{format_batches, run_query};
+    use crate::core::sql::{bind_parameters, execution_parameters};
 
     let sql = match (&args.sql, &args.file) {
         (Some(sql), _) => sql.clone(),
@@ -294,7 +441,7 @@ async fn query_command(args: crate::commands::options::QueryArgs) -> anyhow::Res
         LakeLocation::S3 { .. } => {
             // The tables are the Glue database's, which `make deploy` points at this lake.
             let parameters = execution_parameters(&sql, &args.params)?;
-            let athena = Athena::connect(args.athena()).await?;
+            let athena = Athena::connect(args.athena.options()).await?;
             let (batches, statistics) = athena.run(&sql, parameters).await?;
             eprintln!(
                 "Athena execution {}: {} scanned, {} ms in the engine",

@@ -1,13 +1,14 @@
 //! The consumer's command line. Every flag can also come from an environment variable.
 
 use std::path::PathBuf;
-#[cfg(feature = "query")]
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use producer::input::InputArgs;
 use sales_stream::{LakeLocation, SequenceNumber, StreamLocation};
 
+use crate::aws::athena::{AthenaOptions, DEFAULT_DATABASE, DEFAULT_WORKGROUP};
 use crate::commit::compact::Days;
 use crate::core::batch::BatchOptions;
 use crate::core::writer::Codec;
@@ -29,6 +30,9 @@ pub enum Command {
     Compact(CompactArgs),
     /// Prints each shard's committed position, lag and record counts.
     Status(StatusArgs),
+    /// Loads the country → region table into the lake (the shipped one, or --file), replacing
+    /// the one there.
+    Regions(RegionsArgs),
     /// Reads a range of the stream into the lake again (records given up on), dropping events
     /// already in the lake; committed positions stay where they are.
     Replay(ReplayArgs),
@@ -36,6 +40,14 @@ pub enum Command {
     /// on Athena for an s3:// lake.
     #[cfg(feature = "query")]
     Query(QueryArgs),
+    /// Writes one country's daily sales over a range of days as a CSV (the answer of
+    /// queries/daily_sales_by_country.sql): locally for a file:// lake, on Athena for s3://.
+    #[cfg(feature = "query")]
+    Report(ReportArgs),
+    /// Reconciles the lake with the files streamed into it: recomputes every (sale_date,
+    /// country, stock_code) total from the files and compares it with daily_sales; exits 1 on
+    /// any difference.
+    Verify(VerifyArgs),
 }
 
 /// The lake a command writes, and how: shared by every command that writes Parquet and by the
@@ -157,6 +169,17 @@ fn parse_shard_sequence(text: &str) -> Result<(String, SequenceNumber), String> 
 }
 
 #[derive(Debug, Args)]
+pub struct RegionsArgs {
+    /// The lake: s3://BUCKET/PREFIX, file://DIR or a path.
+    #[arg(long, env = "LAKE_URL", value_name = "URL")]
+    pub lake: LakeLocation,
+    /// A CSV with the header country,region,sub_region (default: reference/regions.csv, built
+    /// in).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The lake: s3://BUCKET/PREFIX, file://DIR or a path.
     #[arg(long, env = "LAKE_URL", value_name = "URL")]
@@ -187,21 +210,27 @@ pub struct QueryArgs {
     /// How to print the result.
     #[arg(long, env = "QUERY_FORMAT", value_enum, default_value_t = crate::commands::query::OutputFormat::Table)]
     pub format: crate::commands::query::OutputFormat,
+    #[command(flatten)]
+    pub athena: AthenaArgs,
+}
+
+/// Where an S3 lake is queried: shared by `query`, `report` and the Lambda function.
+#[derive(Debug, Clone, Args)]
+pub struct AthenaArgs {
     /// Athena: the workgroup, which holds the results location (`make deploy` prints it).
-    #[arg(long, env = "ATHENA_WORKGROUP", default_value = crate::aws::athena::DEFAULT_WORKGROUP)]
+    #[arg(long, env = "ATHENA_WORKGROUP", default_value = DEFAULT_WORKGROUP)]
     pub workgroup: String,
     /// Athena: the Glue database with the lake's tables (`make deploy` prints it).
-    #[arg(long, env = "ATHENA_DATABASE", default_value = crate::aws::athena::DEFAULT_DATABASE)]
+    #[arg(long, env = "ATHENA_DATABASE", default_value = DEFAULT_DATABASE)]
     pub database: String,
     /// Athena: how long to wait for the query before stopping it (90s, 10m, 1h).
     #[arg(long, env = "QUERY_TIMEOUT", default_value = "30m", value_parser = parse_age)]
     pub timeout: Duration,
 }
 
-#[cfg(feature = "query")]
-impl QueryArgs {
-    pub fn athena(&self) -> crate::aws::athena::AthenaOptions {
-        crate::aws::athena::AthenaOptions {
+impl AthenaArgs {
+    pub fn options(&self) -> AthenaOptions {
+        AthenaOptions {
             workgroup: self.workgroup.clone(),
             database: self.database.clone(),
             timeout: self.timeout,
@@ -209,7 +238,46 @@ impl QueryArgs {
     }
 }
 
+/// `consumer report`
 #[cfg(feature = "query")]
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The lake: file://DIR or a path (queried here), or s3://BUCKET/PREFIX (queried on Athena).
+    #[arg(long, env = "LAKE_URL", value_name = "URL")]
+    pub lake: LakeLocation,
+    /// The country, as the sales name it (United Kingdom, EIRE, ...).
+    #[arg(long)]
+    pub country: String,
+    /// The first day of the report, YYYY-MM-DD (included).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub from: NaiveDate,
+    /// The last day of the report, YYYY-MM-DD (included).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub to: NaiveDate,
+    /// Where the CSV goes: a file, or s3://BUCKET/KEY [default: standard output].
+    #[arg(long, value_name = "FILE|s3://BUCKET/KEY")]
+    pub output: Option<String>,
+    #[command(flatten)]
+    pub athena: AthenaArgs,
+}
+
+/// `consumer verify`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The lake: s3://BUCKET/PREFIX, file://DIR or a path.
+    #[arg(long, env = "LAKE_URL", value_name = "URL")]
+    pub lake: LakeLocation,
+    /// Every CSV file streamed into the lake (repeat it, or give a quoted glob), read as the
+    /// producer read it: give the reading flags the producer was given.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub input: Vec<PathBuf>,
+    #[command(flatten)]
+    pub read: InputArgs,
+    /// How many differing cells to print (all are counted).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub show: usize,
+}
+
 /// A duration such as `90s`, `30m`, `2h` or `1d`.
 pub fn parse_age(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| format!("{e}; write it as 90s, 30m, 2h"))

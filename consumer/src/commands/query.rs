@@ -1,7 +1,7 @@
-//! `consumer query` on a local lake: DataFusion over the Parquet files, with `sales_events`
-//! and `daily_sales` registered as Hive-partitioned tables (`year`, `month`, `day` integers, as
-//! Athena's partition projection declares them), so the SQL in `queries/` runs unchanged here
-//! and on Athena.
+//! `consumer query` on a local lake: DataFusion over the Parquet files, with `sales_events`,
+//! `daily_sales` and `customer_sales` registered as Hive-partitioned tables (`year`, `month`,
+//! `day` integers, as Athena's partition projection declares them) and `regions` as a CSV
+//! table, so the SQL in `queries/` runs unchanged here and on Athena.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,14 +9,17 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::prelude::SessionContext;
 
-use crate::core::layout::{DAILY_SALES, SALES_EVENTS};
-use crate::core::writer::{daily_sales_schema, sales_events_schema};
+use crate::core::layout::{CUSTOMER_SALES, DAILY_SALES, REGIONS, SALES_EVENTS};
+use crate::core::regions::{HEADER, Regions};
+use crate::core::sql::ParameterError;
+use crate::core::writer::{customer_sales_schema, daily_sales_schema, sales_events_schema};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -42,86 +45,12 @@ pub enum QueryError {
     /// Formatting the results failed.
     #[error("formatting results: {0}")]
     Format(#[from] arrow::error::ArrowError),
-    /// The query has more `?` placeholders than `--param` values, or fewer.
-    #[error("the query has {placeholders} `?` parameters but {values} values were given")]
-    Parameters { placeholders: usize, values: usize },
+    /// The query's `?` placeholders and the `--param` values do not pair up.
+    #[error(transparent)]
+    Parameters(#[from] ParameterError),
 }
 
 const PARTITION_COLUMNS: [&str; 3] = ["year", "month", "day"];
-
-/// Copies `sql`, handing each `?` outside string literals and comments to `placeholder` (with
-/// its index) to write in its place; returns the text and the number of placeholders.
-fn substitute_placeholders(
-    sql: &str,
-    mut placeholder: impl FnMut(usize, &mut String),
-) -> (String, usize) {
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    let mut placeholders = 0;
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                out.push(c);
-                for inner in chars.by_ref() {
-                    out.push(inner);
-                    if inner == '\'' {
-                        break;
-                    }
-                }
-            }
-            '-' if chars.peek() == Some(&'-') => {
-                out.push(c);
-                for inner in chars.by_ref() {
-                    out.push(inner);
-                    if inner == '\n' {
-                        break;
-                    }
-                }
-            }
-            '?' => {
-                placeholder(placeholders, &mut out);
-                placeholders += 1;
-            }
-            _ => out.push(c),
-        }
-    }
-    (out, placeholders)
-}
-
-/// `value` as an SQL string literal: quoted, with quotes doubled.
-fn string_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
-fn check_parameter_count(placeholders: usize, values: &[String]) -> Result<(), QueryError> {
-    if placeholders != values.len() {
-        return Err(QueryError::Parameters {
-            placeholders,
-            values: values.len(),
-        });
-    }
-    Ok(())
-}
-
-/// Replaces each `?` outside string literals and comments with the next value as an SQL string
-/// literal, for the local engine.
-pub fn bind_parameters(sql: &str, values: &[String]) -> Result<String, QueryError> {
-    let (bound, placeholders) = substitute_placeholders(sql, |index, out| {
-        if let Some(value) = values.get(index) {
-            out.push_str(&string_literal(value));
-        }
-    });
-    check_parameter_count(placeholders, values)?;
-    Ok(bound)
-}
-
-/// The values for the `?` in `sql` as Athena's `ExecutionParameters` take them: SQL literals, so
-/// strings in quotes (Athena pastes each value in as written). The SQL itself is sent unchanged.
-pub fn execution_parameters(sql: &str, values: &[String]) -> Result<Vec<String>, QueryError> {
-    let (_, placeholders) = substitute_placeholders(sql, |_, _| {});
-    check_parameter_count(placeholders, values)?;
-    Ok(values.iter().map(|value| string_literal(value)).collect())
-}
 
 fn with_partition_columns(schema: &SchemaRef) -> SchemaRef {
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -158,6 +87,34 @@ async fn register(
     Ok(())
 }
 
+/// The `regions` table: the lake's CSV, or the shipped one for a lake that has none yet.
+async fn register_regions(ctx: &SessionContext, lake: &Path) -> Result<(), QueryError> {
+    let schema = Arc::new(Schema::new(
+        HEADER
+            .map(|name| Field::new(name, DataType::Utf8, false))
+            .to_vec(),
+    ));
+    let dir = lake.join(REGIONS);
+    if !dir.is_dir() {
+        let table = Regions::default_table();
+        let csv = table.to_csv();
+        let batches = arrow::csv::ReaderBuilder::new(schema.clone())
+            .with_header(true)
+            .build(csv.as_slice())?
+            .collect::<Result<Vec<_>, _>>()?;
+        ctx.register_table(REGIONS, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+        return Ok(());
+    }
+    let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
+    let options = ListingOptions::new(Arc::new(CsvFormat::default().with_has_header(true)))
+        .with_file_extension(".csv");
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    ctx.register_table(REGIONS, Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
+}
+
 /// Runs `sql` over the lake in `lake` and returns the result batches.
 pub async fn run_query(lake: &Path, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
     if !lake.is_dir() {
@@ -166,7 +123,16 @@ pub async fn run_query(lake: &Path, sql: &str) -> Result<Vec<RecordBatch>, Query
     let ctx = SessionContext::new();
     register(&ctx, lake, SALES_EVENTS, sales_events_schema()).await?;
     register(&ctx, lake, DAILY_SALES, daily_sales_schema()).await?;
-    Ok(ctx.sql(sql).await?.collect().await?)
+    register(&ctx, lake, CUSTOMER_SALES, customer_sales_schema()).await?;
+    register_regions(&ctx, lake).await?;
+    let frame = ctx.sql(sql).await?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    // No rows still has columns: a CSV of no rows is its header.
+    if batches.is_empty() {
+        return Ok(vec![RecordBatch::new_empty(schema)]);
+    }
+    Ok(batches)
 }
 
 /// Formats result batches for printing.
@@ -194,47 +160,4 @@ pub fn format_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<S
             String::from_utf8_lossy(&writer.into_inner()).into_owned()
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn binds_parameters_as_quoted_literals() {
-        let sql = "SELECT '?' AS q -- what?\nFROM t WHERE country = ? AND d BETWEEN ? AND ?";
-        let values = [
-            "O'Brien Land".to_owned(),
-            "2011-01-01".into(),
-            "2011-01-31".into(),
-        ];
-        assert_eq!(
-            bind_parameters(sql, &values).expect("binds"),
-            "SELECT '?' AS q -- what?\nFROM t WHERE country = 'O''Brien Land' AND d BETWEEN '2011-01-01' AND '2011-01-31'"
-        );
-        assert!(matches!(
-            bind_parameters(sql, &values[..1]),
-            Err(QueryError::Parameters {
-                placeholders: 3,
-                values: 1
-            })
-        ));
-    }
-
-    #[test]
-    fn execution_parameters_are_quoted_literals_and_counted() {
-        let sql = "SELECT * FROM t WHERE country = ? AND note <> '?' AND d < ? -- ?";
-        let values = ["O'Brien Land".to_owned(), "2011-01-31".into()];
-        assert_eq!(
-            execution_parameters(sql, &values).expect("two placeholders"),
-            ["'O''Brien Land'", "'2011-01-31'"]
-        );
-        assert!(matches!(
-            execution_parameters(sql, &[]),
-            Err(QueryError::Parameters {
-                placeholders: 2,
-                values: 0
-            })
-        ));
-    }
 }

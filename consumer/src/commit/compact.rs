@@ -1,10 +1,12 @@
 //! `compact`: rewrites days of the lake into one file per table.
 //!
-//! The consumer writes a `sales_events` and a `daily_sales` file per batch and date, which
-//! Athena pays for in requests. Compaction reads a day's `sales_events`, drops events whose id
-//! was seen before over the whole day (across shards and streams, a second line of defence behind
-//! the id index), writes them as one file, and writes `daily_sales` aggregated from those events
-//! as one file with one row per key. Then it removes the files it replaced.
+//! The consumer writes a `sales_events`, a `daily_sales` and a `customer_sales` file per batch
+//! and date, which Athena pays for in requests. Compaction reads a day's `sales_events`, drops
+//! events whose id was seen before over the whole day (across shards and streams, a second line
+//! of defence behind the id index), writes them as one file, and writes `daily_sales` and
+//! `customer_sales` aggregated from those events as one file each with one row per key. Then it
+//! removes the files it replaced. A day compacted before a table existed is compacted again, and
+//! so gains it.
 //!
 //! It is safe to run twice at once, beside live batches, and to kill at any point. Each day has
 //! one record, `_state/compaction/<day>.json`, only ever changed with a compare-and-swap and
@@ -30,7 +32,7 @@
 //! taken the day from it (3) or by itself (5). A batch file read as an input but not yet
 //! committed (an attempt that then lost its shard) only holds events its shard writes again, and
 //! those are dropped by id at the next compaction; `daily_sales` is always recomputed from the
-//! deduplicated events, never summed from old `daily_sales` files.
+//! deduplicated events, never summed from old aggregated files.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -41,12 +43,14 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::commit::state::{StateError, shard_states};
-use crate::core::aggregate::DailyAggregator;
+use crate::core::aggregate::Aggregates;
 use crate::core::layout::{
-    DAILY_SALES, SALES_EVENTS, compaction, compaction_cursor, data_file, partition_dir,
+    CUSTOMER_SALES, DAILY_SALES, SALES_EVENTS, TABLES, compaction, compaction_cursor, data_file,
+    partition_dir,
 };
 use crate::core::writer::{
-    Codec, SalesEventsWriter, WriterError, encode_daily_sales, read_sales_events,
+    Codec, SalesEventsWriter, WriterError, encode_customer_sales, encode_daily_sales,
+    read_sales_events,
 };
 use crate::lake::{Lake, LakeError, Precondition, Swapped, remove_all, swap};
 use crate::progress::Progress;
@@ -185,7 +189,7 @@ pub async fn compact(
     Ok(reports)
 }
 
-/// Compacts `day`: one deduplicated `sales_events` file, one `daily_sales` file.
+/// Compacts `day`: one deduplicated `sales_events` file, one file of each aggregated table.
 pub async fn compact_day(
     lake: &impl Lake,
     day: NaiveDate,
@@ -250,7 +254,9 @@ pub async fn compact_day(
     let compacted = |key: &String| file_name(key).starts_with(COMPACTED);
     if abandoned.is_empty()
         && (inputs.is_empty()
-            || (inputs.len() == 2 && events_inputs.len() == 1 && inputs.iter().all(compacted)))
+            || (inputs.len() == TABLES.len()
+                && events_inputs.len() == 1
+                && inputs.iter().all(compacted)))
     {
         report.already_compacted = !inputs.is_empty();
         return Ok(report);
@@ -259,12 +265,13 @@ pub async fn compact_day(
     // 3. Claim the day.
     let owner = Uuid::new_v4();
     let name = compacted_name(&inputs, owner);
-    let events_key = data_file(SALES_EVENTS, day, &name, "parquet");
-    let daily_key = data_file(DAILY_SALES, day, &name, "parquet");
     let outputs = if events_inputs.is_empty() {
         Vec::new()
     } else {
-        vec![events_key.clone(), daily_key.clone()]
+        TABLES
+            .iter()
+            .map(|table| data_file(table, day, &name, "parquet"))
+            .collect()
     };
     let mut record = Record {
         day,
@@ -291,7 +298,7 @@ pub async fn compact_day(
     if !outputs.is_empty() {
         // On an error the outputs stay named in the record, still `writing`: whichever
         // compaction takes the day next removes them.
-        let counts = write_outputs(lake, &events_inputs, &events_key, &daily_key, codec).await?;
+        let counts = write_outputs(lake, &events_inputs, day, &name, codec).await?;
         report.events_in = counts.events_in;
         report.events_out = counts.events_out;
         report.duplicates = counts.events_in - counts.events_out;
@@ -360,23 +367,26 @@ struct WriteCounts {
     daily_rows: usize,
 }
 
-/// Reads the day's events file by file, record batch by record batch, and writes the two
-/// outputs. Memory holds the ids seen (16 bytes an event), the day's `daily_sales` rows, one
-/// input file and the output files, never the day's events.
+/// Reads the day's events file by file, record batch by record batch, and writes the outputs
+/// (named `name`, one per table). Memory holds the ids seen (16 bytes an event), the day's
+/// aggregated rows, one input file and the output files, never the day's events.
 async fn write_outputs(
     lake: &impl Lake,
     events_inputs: &[&String],
-    events_key: &str,
-    daily_key: &str,
+    day: NaiveDate,
+    name: &str,
     codec: Codec,
 ) -> Result<WriteCounts, CompactError> {
     let file_error = |key: &str| {
         let key = key.to_owned();
         move |source| CompactError::File { key, source }
     };
+    let events_key = data_file(SALES_EVENTS, day, name, "parquet");
+    let daily_key = data_file(DAILY_SALES, day, name, "parquet");
+    let customers_key = data_file(CUSTOMER_SALES, day, name, "parquet");
     let mut seen = HashSet::new();
-    let mut writer = SalesEventsWriter::new(codec).map_err(file_error(events_key))?;
-    let mut daily = DailyAggregator::default();
+    let mut writer = SalesEventsWriter::new(codec).map_err(file_error(&events_key))?;
+    let mut aggregates = Aggregates::default();
     let mut events_in = 0;
     // A few files are fetched ahead while one is decoded.
     // Owned keys: a stream of futures borrowing them trips the compiler's `Send` check when
@@ -397,28 +407,31 @@ async fn write_outputs(
                 .filter(|e| seen.insert(e.event.event_id))
                 .collect();
             for event in &fresh {
-                daily.add(&event.event);
+                aggregates.add(&event.event);
             }
-            writer.write(&fresh).map_err(file_error(events_key))?;
+            writer.write(&fresh).map_err(file_error(&events_key))?;
         }
     }
     let events_out = writer.rows();
-    let events_file = writer.finish().map_err(file_error(events_key))?;
-    let daily = daily.finish();
-    let daily_file = encode_daily_sales(&daily.iter().collect::<Vec<_>>(), codec)
-        .map_err(file_error(daily_key))?;
-    // Both writes end before either failure is reported (a write left in flight could land
-    // after the outputs were removed).
-    let (events, daily_written) = futures::join!(
-        lake.put(events_key, events_file),
-        lake.put(daily_key, daily_file)
-    );
-    events?;
-    daily_written?;
+    let events_file = writer.finish().map_err(file_error(&events_key))?;
+    let rows = aggregates.finish();
+    let daily_file = encode_daily_sales(&rows.daily.iter().collect::<Vec<_>>(), codec)
+        .map_err(file_error(&daily_key))?;
+    let customers_file = encode_customer_sales(&rows.customers.iter().collect::<Vec<_>>(), codec)
+        .map_err(file_error(&customers_key))?;
+    // Every write ends before any failure is reported (a write left in flight could land after
+    // the outputs were removed).
+    let written = futures::future::join_all([
+        lake.put(&events_key, events_file),
+        lake.put(&daily_key, daily_file),
+        lake.put(&customers_key, customers_file),
+    ])
+    .await;
+    written.into_iter().collect::<Result<Vec<()>, _>>()?;
     Ok(WriteCounts {
         events_in,
         events_out,
-        daily_rows: daily.len(),
+        daily_rows: rows.daily.len(),
     })
 }
 
@@ -441,10 +454,10 @@ fn decode_record(key: &str, bytes: &[u8]) -> Result<Record, CompactError> {
     )
 }
 
-/// The Parquet files of both tables for `day`.
+/// The Parquet files of every table for `day`.
 async fn list_day(lake: &impl Lake, day: NaiveDate) -> Result<Vec<String>, LakeError> {
     let mut keys = Vec::new();
-    for table in [SALES_EVENTS, DAILY_SALES] {
+    for table in TABLES {
         let listed = lake.list(&partition_dir(table, day)).await?;
         keys.extend(listed.into_iter().filter(|k| k.ends_with(".parquet")));
     }

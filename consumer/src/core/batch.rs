@@ -12,11 +12,12 @@ use chrono::NaiveDate;
 use sales_stream::{Payload, SequenceNumber, StreamRecord, codec, unpack};
 use uuid::Uuid;
 
-use crate::core::aggregate::{DailySales, aggregate};
-use crate::core::layout::{DAILY_SALES, QUARANTINE, SALES_EVENTS, data_file};
+use crate::core::aggregate::aggregate;
+use crate::core::layout::{CUSTOMER_SALES, DAILY_SALES, QUARANTINE, SALES_EVENTS, data_file};
 use crate::core::quarantine::{self, QuarantinedRecord};
 use crate::core::writer::{
-    AcceptedEvent, Codec, WriterError, encode_daily_sales, encode_sales_events,
+    AcceptedEvent, Codec, WriterError, encode_customer_sales, encode_daily_sales,
+    encode_sales_events,
 };
 
 /// Options of the batch step.
@@ -215,11 +216,18 @@ pub fn finish_batch(
             rows: rows.len(),
         });
     }
-    let daily = aggregate(accepted.iter().map(|a| &a.event));
-    for (date, rows) in group_by_date(daily.iter().map(|d: &DailySales| (d.key.sale_date, d))) {
+    let aggregates = aggregate(accepted.iter().map(|a| &a.event));
+    for (date, rows) in group_by_date(aggregates.daily.iter().map(|d| (d.key.sale_date, d))) {
         output.files.push(OutputFile {
             key: data_file(DAILY_SALES, date, name, "parquet"),
             bytes: encode_daily_sales(&rows, options.codec)?,
+            rows: rows.len(),
+        });
+    }
+    for (date, rows) in group_by_date(aggregates.customers.iter().map(|c| (c.key.sale_date, c))) {
+        output.files.push(OutputFile {
+            key: data_file(CUSTOMER_SALES, date, name, "parquet"),
+            bytes: encode_customer_sales(&rows, options.codec)?,
             rows: rows.len(),
         });
     }
@@ -336,10 +344,12 @@ mod tests {
                 "sales_events/year=2011/month=12/day=02/shardId-000000000001-10-1.parquet",
                 "daily_sales/year=2011/month=12/day=01/shardId-000000000001-10-1.parquet",
                 "daily_sales/year=2011/month=12/day=02/shardId-000000000001-10-1.parquet",
+                "customer_sales/year=2011/month=12/day=01/shardId-000000000001-10-1.parquet",
+                "customer_sales/year=2011/month=12/day=02/shardId-000000000001-10-1.parquet",
                 "quarantine/year=2011/month=12/day=09/shardId-000000000001-10-1.jsonl",
             ]
         );
-        let quarantine = String::from_utf8(output.files[4].bytes.clone()).expect("utf-8");
+        let quarantine = String::from_utf8(output.files[6].bytes.clone()).expect("utf-8");
         assert_eq!(quarantine.lines().count(), 2);
         assert!(quarantine.contains("not a sales event"), "{quarantine}");
         assert!(quarantine.contains("negative unit price"), "{quarantine}");

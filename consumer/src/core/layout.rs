@@ -4,8 +4,15 @@ use chrono::{Datelike, NaiveDate};
 
 /// One row per accepted event.
 pub const SALES_EVENTS: &str = "sales_events";
-/// Per-batch daily aggregates.
+/// Per-batch daily aggregates per country and product.
 pub const DAILY_SALES: &str = "daily_sales";
+/// Per-batch daily aggregates per customer, country and invoice.
+pub const CUSTOMER_SALES: &str = "customer_sales";
+/// The Parquet tables of accepted events, each partitioned by sale date: what a batch writes and
+/// compaction rewrites, the events first.
+pub const TABLES: [&str; 3] = [SALES_EVENTS, DAILY_SALES, CUSTOMER_SALES];
+/// The country → region reference table, one CSV object ([`regions_file`]).
+pub const REGIONS: &str = "regions";
 /// Records the consumer could not accept, by arrival date.
 pub const QUARANTINE: &str = "quarantine";
 /// The consumer's commit state; not a table.
@@ -19,6 +26,11 @@ pub fn partition_dir(table: &str, date: NaiveDate) -> String {
         date.month(),
         date.day()
     )
+}
+
+/// The one object of the `regions` table.
+pub fn regions_file() -> String {
+    format!("{REGIONS}/regions.csv")
 }
 
 /// The object of one batch in one partition.

@@ -8,4 +8,6 @@ pub mod aggregate;
 pub mod batch;
 pub mod layout;
 pub mod quarantine;
+pub mod regions;
+pub mod sql;
 pub mod writer;

@@ -14,7 +14,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use sales_stream::{SalesEvent, SequenceNumber};
 
-use crate::core::aggregate::DailySales;
+use crate::core::aggregate::{CustomerSales, DailyKey, DailySales, Totals};
 
 /// `decimal(18,3)`: a unit price, exact to a thousandth (what [`SalesEvent::validate`] admits).
 pub const PRICE_PRECISION: u8 = 18;
@@ -36,7 +36,7 @@ pub enum WriterError {
     #[error("Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     /// A file read back does not hold what the consumer writes.
-    #[error("not a sales_events file: {0}")]
+    #[error("not a file of the lake's tables: {0}")]
     Unexpected(String),
 }
 
@@ -105,12 +105,9 @@ static SALES_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-static DAILY_SALES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        Field::new("sale_date", DataType::Date32, false),
-        Field::new("country", DataType::Utf8, false),
-        Field::new("stock_code", DataType::Utf8, false),
-        Field::new("description", DataType::Utf8, true),
+/// The sums both aggregated tables end with, in this order (see [`TotalsColumns`]).
+fn totals_fields() -> [Field; 7] {
+    [
         Field::new("units_sold", DataType::Int64, false),
         Field::new("units_returned", DataType::Int64, false),
         Field::new("net_quantity", DataType::Int64, false),
@@ -118,7 +115,29 @@ static DAILY_SALES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("refunds", money_sum(), false),
         Field::new("net_revenue", money_sum(), false),
         Field::new("order_lines", DataType::Int64, false),
-    ]))
+    ]
+}
+
+static DAILY_SALES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("sale_date", DataType::Date32, false),
+        Field::new("country", DataType::Utf8, false),
+        Field::new("stock_code", DataType::Utf8, false),
+        Field::new("description", DataType::Utf8, true),
+    ];
+    fields.extend(totals_fields());
+    Arc::new(Schema::new(fields))
+});
+
+static CUSTOMER_SALES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("sale_date", DataType::Date32, false),
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("country", DataType::Utf8, false),
+        Field::new("invoice_no", DataType::Utf8, false),
+    ];
+    fields.extend(totals_fields());
+    Arc::new(Schema::new(fields))
 });
 
 /// The columns of `sales_events` files (partition columns live in the path, not the file).
@@ -129,6 +148,11 @@ pub fn sales_events_schema() -> SchemaRef {
 /// The columns of `daily_sales` files.
 pub fn daily_sales_schema() -> SchemaRef {
     DAILY_SALES_SCHEMA.clone()
+}
+
+/// The columns of `customer_sales` files.
+pub fn customer_sales_schema() -> SchemaRef {
+    CUSTOMER_SALES_SCHEMA.clone()
 }
 
 /// The one place Parquet writer settings are chosen.
@@ -235,6 +259,61 @@ pub fn sales_events_batch(rows: &[&AcceptedEvent]) -> Result<RecordBatch, Writer
     Ok(RecordBatch::try_new(sales_events_schema(), columns)?)
 }
 
+/// The builders of the sums both aggregated tables end with ([`totals_fields`]).
+struct TotalsColumns {
+    units_sold: Int64Builder,
+    units_returned: Int64Builder,
+    net_quantity: Int64Builder,
+    gross_revenue: Decimal128Builder,
+    refunds: Decimal128Builder,
+    net_revenue: Decimal128Builder,
+    order_lines: Int64Builder,
+}
+
+impl TotalsColumns {
+    fn with_capacity(n: usize) -> Result<Self, WriterError> {
+        Ok(Self {
+            units_sold: Int64Builder::with_capacity(n),
+            units_returned: Int64Builder::with_capacity(n),
+            net_quantity: Int64Builder::with_capacity(n),
+            gross_revenue: decimal_builder(n, SUM_PRECISION)?,
+            refunds: decimal_builder(n, SUM_PRECISION)?,
+            net_revenue: decimal_builder(n, SUM_PRECISION)?,
+            order_lines: Int64Builder::with_capacity(n),
+        })
+    }
+
+    /// Appends one row's sums; a sum its column cannot hold is an error, never wrapped.
+    fn append(&mut self, totals: &Totals) -> Result<(), WriterError> {
+        let money = |column, value| decimal_value(column, value, SUM_PRECISION);
+        self.units_sold
+            .append_value(bigint("units_sold", totals.units_sold)?);
+        self.units_returned
+            .append_value(bigint("units_returned", totals.units_returned)?);
+        self.net_quantity
+            .append_value(bigint("net_quantity", totals.net_quantity)?);
+        self.gross_revenue
+            .append_value(money("gross_revenue", totals.gross_revenue)?);
+        self.refunds.append_value(money("refunds", totals.refunds)?);
+        self.net_revenue
+            .append_value(money("net_revenue", totals.net_revenue)?);
+        self.order_lines.append_value(totals.order_lines);
+        Ok(())
+    }
+
+    fn finish(mut self) -> [ArrayRef; 7] {
+        [
+            Arc::new(self.units_sold.finish()),
+            Arc::new(self.units_returned.finish()),
+            Arc::new(self.net_quantity.finish()),
+            Arc::new(self.gross_revenue.finish()),
+            Arc::new(self.refunds.finish()),
+            Arc::new(self.net_revenue.finish()),
+            Arc::new(self.order_lines.finish()),
+        ]
+    }
+}
+
 /// The `daily_sales` rows of one partition as a record batch.
 pub fn daily_sales_batch(rows: &[&DailySales]) -> Result<RecordBatch, WriterError> {
     let n = rows.len();
@@ -242,48 +321,47 @@ pub fn daily_sales_batch(rows: &[&DailySales]) -> Result<RecordBatch, WriterErro
     let mut country = StringBuilder::new();
     let mut stock_code = StringBuilder::new();
     let mut description = StringBuilder::new();
-    let mut units_sold = Int64Builder::with_capacity(n);
-    let mut units_returned = Int64Builder::with_capacity(n);
-    let mut net_quantity = Int64Builder::with_capacity(n);
-    let mut gross_revenue = decimal_builder(n, SUM_PRECISION)?;
-    let mut refunds = decimal_builder(n, SUM_PRECISION)?;
-    let mut net_revenue = decimal_builder(n, SUM_PRECISION)?;
-    let mut order_lines = Int64Builder::with_capacity(n);
+    let mut totals = TotalsColumns::with_capacity(n)?;
     for row in rows {
         sale_date.append_value(days_since_epoch(row.key.sale_date));
         country.append_value(&row.key.country);
         stock_code.append_value(&row.key.stock_code);
         description.append_option(row.description.as_deref());
-        units_sold.append_value(bigint("units_sold", row.units_sold)?);
-        units_returned.append_value(bigint("units_returned", row.units_returned)?);
-        net_quantity.append_value(bigint("net_quantity", row.net_quantity)?);
-        gross_revenue.append_value(decimal_value(
-            "gross_revenue",
-            row.gross_revenue,
-            SUM_PRECISION,
-        )?);
-        refunds.append_value(decimal_value("refunds", row.refunds, SUM_PRECISION)?);
-        net_revenue.append_value(decimal_value(
-            "net_revenue",
-            row.net_revenue,
-            SUM_PRECISION,
-        )?);
-        order_lines.append_value(row.order_lines);
+        totals.append(&row.totals)?;
     }
-    let columns: Vec<ArrayRef> = vec![
+    let mut columns: Vec<ArrayRef> = vec![
         Arc::new(sale_date.finish()),
         Arc::new(country.finish()),
         Arc::new(stock_code.finish()),
         Arc::new(description.finish()),
-        Arc::new(units_sold.finish()),
-        Arc::new(units_returned.finish()),
-        Arc::new(net_quantity.finish()),
-        Arc::new(gross_revenue.finish()),
-        Arc::new(refunds.finish()),
-        Arc::new(net_revenue.finish()),
-        Arc::new(order_lines.finish()),
     ];
+    columns.extend(totals.finish());
     Ok(RecordBatch::try_new(daily_sales_schema(), columns)?)
+}
+
+/// The `customer_sales` rows of one partition as a record batch.
+pub fn customer_sales_batch(rows: &[&CustomerSales]) -> Result<RecordBatch, WriterError> {
+    let n = rows.len();
+    let mut sale_date = Date32Builder::with_capacity(n);
+    let mut customer_id = StringBuilder::new();
+    let mut country = StringBuilder::new();
+    let mut invoice_no = StringBuilder::new();
+    let mut totals = TotalsColumns::with_capacity(n)?;
+    for row in rows {
+        sale_date.append_value(days_since_epoch(row.key.sale_date));
+        customer_id.append_value(&row.key.customer_id);
+        country.append_value(&row.key.country);
+        invoice_no.append_value(&row.key.invoice_no);
+        totals.append(&row.totals)?;
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(sale_date.finish()),
+        Arc::new(customer_id.finish()),
+        Arc::new(country.finish()),
+        Arc::new(invoice_no.finish()),
+    ];
+    columns.extend(totals.finish());
+    Ok(RecordBatch::try_new(customer_sales_schema(), columns)?)
 }
 
 /// Encodes `sales_events` rows as one Parquet file.
@@ -294,6 +372,14 @@ pub fn encode_sales_events(rows: &[&AcceptedEvent], codec: Codec) -> Result<Vec<
 /// Encodes `daily_sales` rows as one Parquet file.
 pub fn encode_daily_sales(rows: &[&DailySales], codec: Codec) -> Result<Vec<u8>, WriterError> {
     to_parquet(&daily_sales_batch(rows)?, codec)
+}
+
+/// Encodes `customer_sales` rows as one Parquet file.
+pub fn encode_customer_sales(
+    rows: &[&CustomerSales],
+    codec: Codec,
+) -> Result<Vec<u8>, WriterError> {
+    to_parquet(&customer_sales_batch(rows)?, codec)
 }
 
 /// A `sales_events` file written one record batch at a time: compaction holds a batch of rows in
@@ -386,6 +472,94 @@ pub fn decode_sales_events(bytes: Vec<u8>) -> Result<Vec<AcceptedEvent>, WriterE
 }
 
 /// The events of one record batch of a `sales_events` file.
+/// Reads a `daily_sales` file back into its rows (`consumer verify`).
+pub fn read_daily_sales(bytes: Vec<u8>) -> Result<Vec<DailySales>, WriterError> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let unexpected = |what: String| WriterError::Unexpected(what);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?.build()?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .cloned()
+                .ok_or_else(|| unexpected(format!("no column {name}")))
+        };
+        let text = |name: &str| -> Result<Vec<Option<String>>, WriterError> {
+            let array = column(name)?;
+            let array = array
+                .as_string_opt::<i32>()
+                .ok_or_else(|| unexpected(format!("{name} is not a string")))?;
+            Ok(array.iter().map(|v| v.map(str::to_owned)).collect())
+        };
+        let bigint = |name: &str| -> Result<Vec<i64>, WriterError> {
+            let array = column(name)?;
+            let array = array
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| unexpected(format!("{name} is not a bigint")))?;
+            Ok(array.values().to_vec())
+        };
+        let money = |name: &str| -> Result<Vec<i128>, WriterError> {
+            let array = column(name)?;
+            let array = array
+                .as_primitive_opt::<Decimal128Type>()
+                .filter(|a| a.scale() == MONEY_SCALE)
+                .ok_or_else(|| unexpected(format!("{name} is not a decimal(_,3)")))?;
+            Ok(array.values().to_vec())
+        };
+        let dates = column("sale_date")?;
+        let dates = dates
+            .as_primitive_opt::<Date32Type>()
+            .ok_or_else(|| unexpected("sale_date is not a date".into()))?
+            .clone();
+        let (country, stock_code, description) =
+            (text("country")?, text("stock_code")?, text("description")?);
+        let (units_sold, units_returned, net_quantity, order_lines) = (
+            bigint("units_sold")?,
+            bigint("units_returned")?,
+            bigint("net_quantity")?,
+            bigint("order_lines")?,
+        );
+        let (gross_revenue, refunds, net_revenue) = (
+            money("gross_revenue")?,
+            money("refunds")?,
+            money("net_revenue")?,
+        );
+        for row in 0..batch.num_rows() {
+            let required = |values: &[Option<String>], name: &str| {
+                values[row]
+                    .clone()
+                    .ok_or_else(|| unexpected(format!("{name} is null in row {row}")))
+            };
+            let sale_date = dates
+                .value_as_date(row)
+                .ok_or_else(|| unexpected(format!("sale_date in row {row}")))?;
+            rows.push(DailySales {
+                key: DailyKey {
+                    sale_date,
+                    country: required(&country, "country")?,
+                    stock_code: required(&stock_code, "stock_code")?,
+                },
+                description: description[row].clone(),
+                totals: Totals {
+                    units_sold: i128::from(units_sold[row]),
+                    units_returned: i128::from(units_returned[row]),
+                    net_quantity: i128::from(net_quantity[row]),
+                    gross_revenue: gross_revenue[row],
+                    refunds: refunds[row],
+                    net_revenue: net_revenue[row],
+                    order_lines: order_lines[row],
+                },
+            });
+        }
+    }
+    Ok(rows)
+}
+
 fn events_of(batch: &RecordBatch) -> Result<Vec<AcceptedEvent>, WriterError> {
     use arrow::array::AsArray;
     use arrow::datatypes::{Decimal128Type, Int64Type, TimestampMillisecondType};
@@ -575,7 +749,7 @@ mod tests {
             accepted(3, -2, "2.55", Some("X")),
             accepted(4, 3, "0.125", None),
         ];
-        let daily = aggregate(rows.iter().map(|r| &r.event));
+        let daily = aggregate(rows.iter().map(|r| &r.event)).daily;
         let refs: Vec<_> = daily.iter().collect();
         let (batch, metadata) =
             read_back(encode_daily_sales(&refs, Codec::Snappy).expect("encodes"));
@@ -605,10 +779,41 @@ mod tests {
     }
 
     #[test]
+    fn customer_sales_read_back_per_invoice() {
+        let mut rows = [accepted(2, 6, "2.55", None), accepted(3, -2, "2.55", None)];
+        rows[0].event.customer_id = Some("17850".into());
+        let customers = aggregate(rows.iter().map(|r| &r.event)).customers;
+        let refs: Vec<_> = customers.iter().collect();
+        let (batch, _) = read_back(encode_customer_sales(&refs, Codec::Zstd).expect("encodes"));
+        assert_eq!(batch.schema(), customer_sales_schema());
+        assert_eq!(batch.num_rows(), 2, "one row per customer and invoice");
+        let text = |name| {
+            let column = batch
+                .column_by_name(name)
+                .expect("column")
+                .as_string::<i32>();
+            (0..column.len())
+                .map(|i| column.value(i).to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            text("customer_id"),
+            ["", "17850"],
+            "no customer: the empty id"
+        );
+        let revenue = batch
+            .column_by_name("net_revenue")
+            .expect("column")
+            .as_primitive::<Decimal128Type>();
+        assert_eq!(revenue.value_as_string(1), "15.300");
+        assert_eq!(revenue.value_as_string(0), "-5.100");
+    }
+
+    #[test]
     fn sums_that_do_not_fit_are_errors_not_wrapped() {
-        let mut row = aggregate([&accepted(2, 1, "1", None).event])[0].clone();
+        let mut row = aggregate([&accepted(2, 1, "1", None).event]).daily[0].clone();
         // decimal(38,3) holds sums far beyond decimal(18,3) ...
-        row.gross_revenue = 10_i128.pow(30);
+        row.totals.gross_revenue = 10_i128.pow(30);
         let (batch, _) = read_back(encode_daily_sales(&[&row], Codec::Zstd).expect("fits"));
         let gross = batch
             .column_by_name("gross_revenue")
@@ -617,7 +822,7 @@ mod tests {
         assert_eq!(gross.value(0), 10_i128.pow(30));
         assert_eq!(gross.precision(), 38);
         // ... and refuses what it cannot hold.
-        row.gross_revenue = 10_i128.pow(38);
+        row.totals.gross_revenue = 10_i128.pow(38);
         assert!(matches!(
             encode_daily_sales(&[&row], Codec::Zstd),
             Err(WriterError::Overflow {
@@ -625,8 +830,8 @@ mod tests {
                 ..
             })
         ));
-        row.gross_revenue = 0;
-        row.units_sold = i128::from(i64::MAX) + 1;
+        row.totals.gross_revenue = 0;
+        row.totals.units_sold = i128::from(i64::MAX) + 1;
         assert!(matches!(
             encode_daily_sales(&[&row], Codec::Zstd),
             Err(WriterError::Overflow {

@@ -1,12 +1,14 @@
 //! The function's configuration, read once at cold start from the environment through the same
-//! clap arguments as the `consumer` commands ([`LakeArgs`]): `LAKE_URL`, `CONSUMER_COMPRESSION`
-//! and `METRICS_NAMESPACE`.
+//! clap arguments as the `consumer` commands ([`LakeArgs`], [`AthenaArgs`]): `LAKE_URL`,
+//! `CONSUMER_COMPRESSION`, `METRICS_NAMESPACE`, and for reports `ATHENA_WORKGROUP`,
+//! `ATHENA_DATABASE` and `REPORT_TOPIC_ARN`.
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser};
 use sales_stream::LakeLocation;
 
-use crate::commands::options::LakeArgs;
+use crate::aws::athena::AthenaOptions;
+use crate::commands::options::{AthenaArgs, LakeArgs};
 use crate::core::batch::BatchOptions;
 
 /// The CloudWatch namespace of the function's metrics unless `METRICS_NAMESPACE` says otherwise.
@@ -39,6 +41,11 @@ struct FunctionArgs {
     /// The CloudWatch namespace of the function's metrics.
     #[arg(long, env = "METRICS_NAMESPACE", default_value = DEFAULT_METRICS_NAMESPACE, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     metrics_namespace: String,
+    #[command(flatten)]
+    athena: AthenaArgs,
+    /// The SNS topic report notices are published to.
+    #[arg(long, env = "REPORT_TOPIC_ARN", value_name = "ARN")]
+    report_topic: Option<String>,
 }
 
 /// The function's configuration, read once at cold start from the environment.
@@ -50,6 +57,10 @@ pub struct FunctionConfig {
     pub batch: BatchOptions,
     /// `METRICS_NAMESPACE`.
     pub metrics_namespace: String,
+    /// `ATHENA_WORKGROUP`, `ATHENA_DATABASE`, `QUERY_TIMEOUT`: where reports are queried.
+    pub athena: AthenaOptions,
+    /// `REPORT_TOPIC_ARN`: where report notices go (reports are refused without it).
+    pub report_topic: Option<String>,
 }
 
 impl FunctionConfig {
@@ -71,6 +82,8 @@ impl FunctionConfig {
             batch: args.lake.batch(),
             lake: args.lake.url,
             metrics_namespace: args.metrics_namespace,
+            athena: args.athena.options(),
+            report_topic: args.report_topic.filter(|arn| !arn.trim().is_empty()),
         })
     }
 }

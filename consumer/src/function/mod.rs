@@ -10,13 +10,14 @@
 //!
 //! One file per concern: what the function is invoked with ([`invocation`]), its configuration
 //! ([`config`]), what a warm instance keeps ([`checkpoints`]), the Kinesis handler
-//! ([`handler`]), and the metrics it logs ([`metrics`]).
+//! ([`handler`]), the metrics it logs ([`metrics`]), and its reports ([`report`]).
 
 pub mod checkpoints;
 pub mod config;
 pub mod handler;
 pub mod invocation;
 pub mod metrics;
+pub mod report;
 
 pub use checkpoints::{Checkpoints, MAX_CACHED_CHECKPOINTS};
 pub use config::{ConfigError, DEFAULT_METRICS_NAMESPACE, FunctionConfig};
