@@ -45,6 +45,9 @@ demo: build ## Generate sales, stream them, consume them into a local lake, quer
 		--param 'United Kingdom' --param 2010-12-01 --param 2010-12-10
 	@echo "==> and queries/top_products_by_country.sql, first rows"
 	$(DEBUG_BIN)/consumer query --lake file://./$(DEMO_DIR)/lake --file queries/top_products_by_country.sql | head -14
+	@echo "==> and queries/sales_by_region.sql for December 2010 (UN M49 regions, reference/regions.csv)"
+	$(DEBUG_BIN)/consumer query --lake file://./$(DEMO_DIR)/lake --file queries/sales_by_region.sql \
+		--param 2010-12-01 --param 2010-12-31
 	@echo "Done. Try your own SQL: $(DEBUG_BIN)/consumer query --lake $(DEMO_DIR)/lake \"SELECT ...\""
 
 test: lint unit infra e2e ## Run every check and test (installs what the tests need)
@@ -87,7 +90,7 @@ e2e: build $(VENV)/.installed $(KINESALITE) ## End-to-end tests: real binaries, 
 	@# The tests start the emulators (kinesalite, moto, cargo lambda watch) on 127.0.0.1
 	@# themselves and stop them when they end.
 	cd tests/e2e && BIN_DIR=$(abspath $(DEBUG_BIN)) KINESALITE=$(abspath $(KINESALITE)) \
-		../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+		../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope
 
 bench: $(KINESALITE) $(VENV)/.installed ## Throughput and memory figures (release build, $(BENCH_ROWS) generated rows)
 	$(CARGO) build --release -p producer -p bench
