@@ -20,7 +20,7 @@ DEMO_SAMPLE := tests/data/online-retail/prasad4edu-DSDoc/Online Retail.csv
 BENCH_ROWS  ?= 500000
 
 .DEFAULT_GOAL := help
-.PHONY: help build demo test lint unit infra e2e bench lambda deploy plan destroy clean
+.PHONY: help build demo test test-tools test-rust lint unit infra e2e bench lambda deploy plan destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -50,7 +50,14 @@ demo: build ## Generate sales, stream them, consume them into a local lake, quer
 		--param 2010-12-01 --param 2010-12-31
 	@echo "Done. Try your own SQL: $(DEBUG_BIN)/consumer query --lake $(DEMO_DIR)/lake \"SELECT ...\""
 
-test: lint unit infra e2e ## Run every check and test (installs what the tests need)
+test: ## Run every check and test (installs what the tests need)
+	@# The tools the tests install (pip and npm: mostly downloads) come in while cargo builds.
+	$(MAKE) -j2 test-tools test-rust
+	$(MAKE) infra e2e
+
+test-tools: $(VENV)/.installed $(INFRA_VENV)/.installed $(KINESALITE)
+
+test-rust: lint unit
 
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all --check

@@ -5,7 +5,8 @@
 -- customer_sales holds one row per (day, customer, country, invoice) in each batch file: an
 -- order is a distinct invoice, so COUNT(DISTINCT invoice_no) counts each order once however its
 -- lines were spread over shards, batches and files. Lines without a customer are under
--- customer_id '' (the empty string).
+-- customer_id '' (the empty string). A cancellation (invoice C...) is an order of its own, with
+-- negative units and revenue, as in the source data.
 SELECT
   customer_id,
   country,

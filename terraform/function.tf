@@ -35,6 +35,9 @@ resource "aws_lambda_function" "consumer" {
       ATHENA_WORKGROUP = aws_athena_workgroup.lake.name
       ATHENA_DATABASE  = aws_glue_catalog_database.lake.name
       REPORT_TOPIC_ARN = aws_sns_topic.reports.arn
+      # A report query is stopped before the invocation times out (a killed invocation could not
+      # stop it, and it would go on scanning).
+      QUERY_TIMEOUT = "${max(var.lambda_timeout_seconds - 30, 30)}s"
     }
   }
   kms_key_arn = aws_kms_key.lake.arn

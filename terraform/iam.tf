@@ -51,8 +51,16 @@ data "aws_iam_policy_document" "consumer" {
     condition {
       test     = "StringLikeIfExists"
       variable = "s3:prefix"
-      values   = ["${local.lake_prefix}/*"]
+      # Athena lists the workgroup's results location for the report queries.
+      values = ["${local.lake_prefix}/*", "${local.athena_results_prefix}/*"]
     }
+  }
+
+  statement {
+    # Athena checks the region of the results bucket before a report query runs.
+    sid       = "LocateTheResults"
+    actions   = ["s3:GetBucketLocation"]
+    resources = [aws_s3_bucket.lake.arn]
   }
 
   statement {

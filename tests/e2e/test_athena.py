@@ -55,12 +55,12 @@ def queue_result(moto, columns, rows):
     })
 
 
-@pytest.fixture(scope="module")
-def athena(moto):
+def athena_workgroup(moto, workgroup):
+    """moto's Athena with the workgroup made; queries in it take a few polls to succeed."""
     client = boto3.client("athena", endpoint_url=moto, region_name=AWS_ENV["AWS_REGION"],
                           aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
                           aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"])
-    client.create_work_group(Name=WORKGROUP, Configuration={
+    client.create_work_group(Name=workgroup, Configuration={
         "ResultConfiguration": {"OutputLocation": "s3://athena-results/"},
         "EnforceWorkGroupConfiguration": True,
     })
@@ -69,6 +69,11 @@ def athena(moto):
     moto_api(moto, "/moto-api/state-manager/set-transition",
              {"model_name": "athena::execution", "transition": {"progression": "manual", "times": 2}})
     return client
+
+
+@pytest.fixture(scope="module")
+def athena(moto):
+    return athena_workgroup(moto, WORKGROUP)
 
 
 @pytest.fixture(scope="module")

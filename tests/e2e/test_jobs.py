@@ -14,7 +14,7 @@ import pytest
 from athena_proxy import AthenaProxy
 from conftest import AWS_ENV, BIN, CARGO_LAMBDA, ROOT, SAMPLES, consume, produce, producer_env
 from reference import SALES_FROM_CSV, connect
-from test_athena import moto_api, queue_result
+from test_athena import athena_workgroup, queue_result
 
 SAMPLE = SAMPLES / "prasad4edu-DSDoc/Online Retail.csv"
 WORKGROUP = "sales-lake-jobs"
@@ -138,16 +138,7 @@ def test_report_dates_are_checked(fed, dates, message):
 
 @pytest.fixture(scope="module")
 def athena(moto):
-    client = boto3.client("athena", endpoint_url=moto, region_name=AWS_ENV["AWS_REGION"],
-                          aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"])
-    client.create_work_group(Name=WORKGROUP, Configuration={
-        "ResultConfiguration": {"OutputLocation": "s3://athena-results/"},
-        "EnforceWorkGroupConfiguration": True,
-    })
-    moto_api(moto, "/moto-api/state-manager/set-transition",
-             {"model_name": "athena::execution", "transition": {"progression": "immediate"}})
-    return client
+    return athena_workgroup(moto, WORKGROUP)
 
 
 REPORT_TYPES = [("sale_date", "date", 0, 0), ("products", "bigint", 19, 0), ("order_lines", "bigint", 19, 0),
@@ -252,3 +243,19 @@ def test_users_load_their_own_regions_and_bad_tables_are_refused(fed, work):
     mine.write_text("country,region,sub_region\nFrance,Abroad,Near\nFrance,Abroad,Far\n")
     result = consumer("regions", "--lake", f"file://{lake}", "--file", mine)
     assert result.returncode == 1 and "line 3: France is listed twice" in result.stderr, result.stderr
+
+
+def test_verify_reads_standard_input_under_the_source_id_it_was_sent_with(work):
+    data = SAMPLE.read_bytes()
+    sent = subprocess.run([str(BIN / "producer"), "--input", "-", "--source-id", "december-export",
+                           "--stream", f"file://{work / 'stream'}", "--rejects", str(work / "rejects.csv")],
+                          input=data, capture_output=True)
+    assert sent.returncode == 0, sent.stderr
+    consume(work / "stream", work / "lake", work)
+    args = [str(BIN / "consumer"), "verify", "--lake", f"file://{work / 'lake'}", "--input", "-"]
+    same = subprocess.run([*args, "--source-id", "december-export"], input=data, capture_output=True)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert b"0 differ" in same.stdout
+    # Without it the events' ids cannot be derived as they were sent: refused, not guessed.
+    missing = subprocess.run(args, input=data, capture_output=True)
+    assert missing.returncode == 1 and b"needs --source-id" in missing.stderr, missing.stderr

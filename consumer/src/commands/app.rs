@@ -59,7 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn verify_command(args: VerifyArgs) -> anyhow::Result<()> {
     let lake = open_lake(&args.lake).await?;
-    let reconciliation = verify(&lake, &args.input, &args.read)
+    let reconciliation = verify(&lake, &args.input, args.source_id.as_deref(), &args.read)
         .await
         .with_context(|| format!("verifying {}", args.lake))?;
     let Reconciliation {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use producer::input::InputArgs;
 use sales_stream::{LakeLocation, SequenceNumber, StreamLocation};
@@ -175,7 +176,7 @@ pub struct RegionsArgs {
     pub lake: LakeLocation,
     /// A CSV with the header country,region,sub_region (default: reference/regions.csv, built
     /// in).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "REGIONS_FILE", value_name = "FILE")]
     pub file: Option<PathBuf>,
 }
 
@@ -218,10 +219,10 @@ pub struct QueryArgs {
 #[derive(Debug, Clone, Args)]
 pub struct AthenaArgs {
     /// Athena: the workgroup, which holds the results location (`make deploy` prints it).
-    #[arg(long, env = "ATHENA_WORKGROUP", default_value = DEFAULT_WORKGROUP)]
+    #[arg(long, env = "ATHENA_WORKGROUP", default_value = DEFAULT_WORKGROUP, value_parser = NonEmptyStringValueParser::new())]
     pub workgroup: String,
     /// Athena: the Glue database with the lake's tables (`make deploy` prints it).
-    #[arg(long, env = "ATHENA_DATABASE", default_value = DEFAULT_DATABASE)]
+    #[arg(long, env = "ATHENA_DATABASE", default_value = DEFAULT_DATABASE, value_parser = NonEmptyStringValueParser::new())]
     pub database: String,
     /// Athena: how long to wait for the query before stopping it (90s, 10m, 1h).
     #[arg(long, env = "QUERY_TIMEOUT", default_value = "30m", value_parser = parse_age)]
@@ -246,16 +247,16 @@ pub struct ReportArgs {
     #[arg(long, env = "LAKE_URL", value_name = "URL")]
     pub lake: LakeLocation,
     /// The country, as the sales name it (United Kingdom, EIRE, ...).
-    #[arg(long)]
+    #[arg(long, env = "REPORT_COUNTRY")]
     pub country: String,
     /// The first day of the report, YYYY-MM-DD (included).
-    #[arg(long, value_name = "YYYY-MM-DD")]
+    #[arg(long, env = "REPORT_FROM", value_name = "YYYY-MM-DD")]
     pub from: NaiveDate,
     /// The last day of the report, YYYY-MM-DD (included).
-    #[arg(long, value_name = "YYYY-MM-DD")]
+    #[arg(long, env = "REPORT_TO", value_name = "YYYY-MM-DD")]
     pub to: NaiveDate,
     /// Where the CSV goes: a file, or s3://BUCKET/KEY [default: standard output].
-    #[arg(long, value_name = "FILE|s3://BUCKET/KEY")]
+    #[arg(long, env = "REPORT_OUTPUT", value_name = "FILE|s3://BUCKET/KEY")]
     pub output: Option<String>,
     #[command(flatten)]
     pub athena: AthenaArgs,
@@ -269,12 +270,16 @@ pub struct VerifyArgs {
     pub lake: LakeLocation,
     /// Every CSV file streamed into the lake (repeat it, or give a quoted glob), read as the
     /// producer read it: give the reading flags the producer was given.
-    #[arg(long, value_name = "FILE", required = true)]
+    #[arg(long, env = "VERIFY_INPUT", value_name = "FILE", required = true)]
     pub input: Vec<PathBuf>,
+    /// The --source-id the producer was given for the one input (its event ids derive from it);
+    /// `-` as the input then reads standard input.
+    #[arg(long, env = "PRODUCER_SOURCE_ID")]
+    pub source_id: Option<String>,
     #[command(flatten)]
     pub read: InputArgs,
     /// How many differing cells to print (all are counted).
-    #[arg(long, default_value_t = 10, value_name = "N")]
+    #[arg(long, env = "VERIFY_SHOW", default_value_t = 10, value_name = "N")]
     pub show: usize,
 }
 

@@ -16,6 +16,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::SessionContext;
 
+use crate::commands::report::to_csv;
 use crate::core::layout::{CUSTOMER_SALES, DAILY_SALES, REGIONS, SALES_EVENTS};
 use crate::core::regions::{HEADER, Regions};
 use crate::core::sql::ParameterError;
@@ -139,18 +140,7 @@ pub async fn run_query(lake: &Path, sql: &str) -> Result<Vec<RecordBatch>, Query
 pub fn format_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<String, QueryError> {
     Ok(match format {
         OutputFormat::Table => arrow::util::pretty::pretty_format_batches(batches)?.to_string(),
-        OutputFormat::Csv => {
-            let mut out = Vec::new();
-            {
-                let mut writer = arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(&mut out);
-                for batch in batches {
-                    writer.write(batch)?;
-                }
-            }
-            String::from_utf8_lossy(&out).into_owned()
-        }
+        OutputFormat::Csv => String::from_utf8_lossy(&to_csv(batches)?).into_owned(),
         OutputFormat::Json => {
             let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
             for batch in batches {

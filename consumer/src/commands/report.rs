@@ -14,6 +14,10 @@ pub const REPORT_SQL: &str = include_str!("../../../queries/daily_sales_by_count
 /// Where the function writes reports, under the lake.
 pub const REPORTS: &str = "reports";
 
+/// The longest country name a report takes, in characters: the name goes into the report's key
+/// (S3 keys are at most 1,024 bytes) and its notice's subject.
+pub const MAX_COUNTRY_CHARS: usize = 100;
+
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -52,6 +56,12 @@ impl ReportRequest {
                 "the report needs a country (as the sales name it: United Kingdom, EIRE, ...)"
                     .into(),
             ));
+        }
+        if country.chars().count() > MAX_COUNTRY_CHARS || country.chars().any(char::is_control) {
+            return Err(ReportError::BadRequest(format!(
+                "{country:?} is not a country name: at most {MAX_COUNTRY_CHARS} characters, no \
+                 line breaks or control characters"
+            )));
         }
         if to < from {
             return Err(ReportError::BadRequest(format!(
@@ -110,9 +120,9 @@ pub async fn run_locally(
     Ok(crate::commands::query::run_query(lake, &sql).await?)
 }
 
-/// The answer as CSV: a header row, then one row per day (dates as YYYY-MM-DD, money with its
-/// three decimals).
-pub fn to_csv(batches: &[RecordBatch]) -> Result<Vec<u8>, ReportError> {
+/// Rows as CSV: a header row, then one line per row (dates as YYYY-MM-DD, money with its three
+/// decimals). Reports and `consumer query --format csv` both write it.
+pub fn to_csv(batches: &[RecordBatch]) -> Result<Vec<u8>, arrow::error::ArrowError> {
     let mut out = Vec::new();
     {
         let mut writer = arrow::csv::WriterBuilder::new()
@@ -158,6 +168,8 @@ mod tests {
                 .to_string()
                 .contains("before it starts")
         );
-        assert!(ReportRequest::new(" ", day("2011-12-01"), day("2011-12-01")).is_err());
+        for bad in [" ", "France\nBcc: x", &"X".repeat(MAX_COUNTRY_CHARS + 1)] {
+            assert!(ReportRequest::new(bad, day("2011-12-01"), day("2011-12-01")).is_err());
+        }
     }
 }

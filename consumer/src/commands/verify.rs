@@ -52,16 +52,25 @@ pub struct Reconciliation {
     pub differences: Vec<Difference>,
 }
 
-/// Sums every input per `daily_sales` key, each event once by id.
+/// Sums every input per `daily_sales` key, each event once by id. `source_id` is the one the
+/// producer was given (one input only), as event ids derive from it.
 pub fn source_totals(
     inputs: &[PathBuf],
+    source_id: Option<&str>,
     read: &InputArgs,
 ) -> anyhow::Result<(BTreeMap<DailyKey, Totals>, SourceRows)> {
     let mut rows = SourceRows::default();
     let mut seen = HashSet::new();
     let mut aggregator = DailyAggregator::default();
-    for input in input_paths(inputs)? {
-        let source = source_of(&input, None)?;
+    let inputs = input_paths(inputs)?;
+    if inputs.len() > 1 && source_id.is_some() {
+        anyhow::bail!(
+            "--source-id applies to one input, and {} were given: verify that input alone",
+            inputs.len()
+        );
+    }
+    for input in inputs {
+        let source = source_of(&input, source_id)?;
         let mut opened = open_rows(&input, read, source)?;
         while let Some(line) = opened
             .reader
@@ -114,8 +123,14 @@ pub async fn lake_totals(lake: &impl Lake) -> anyhow::Result<(BTreeMap<DailyKey,
     while let Some(object) = objects.next().await {
         let (key, object) = object?;
         // Removed since the listing (a compaction replaced it): its rows are in the new file,
-        // which the listing may not have: the caller runs verify on a lake at rest.
-        let Some(object) = object else { continue };
+        // which the listing may not have. Verify a lake at rest.
+        let Some(object) = object else {
+            tracing::warn!(
+                key,
+                "removed while verify read the lake: run it on a lake at rest"
+            );
+            continue;
+        };
         for row in read_daily_sales(object.bytes).with_context(|| format!("reading {key}"))? {
             totals.entry(row.key).or_default().merge(&row.totals);
         }
@@ -147,9 +162,10 @@ pub fn reconcile(
 pub async fn verify(
     lake: &impl Lake,
     inputs: &[PathBuf],
+    source_id: Option<&str>,
     read: &InputArgs,
 ) -> anyhow::Result<Reconciliation> {
-    let (source, rows) = source_totals(inputs, read)?;
+    let (source, rows) = source_totals(inputs, source_id, read)?;
     let (lake, files) = lake_totals(lake).await?;
     let (cells, differences) = reconcile(&source, &lake);
     Ok(Reconciliation {

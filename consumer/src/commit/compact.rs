@@ -102,7 +102,7 @@ pub enum Days {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CompactReport {
     pub day: Option<NaiveDate>,
-    /// `sales_events` and `daily_sales` files replaced.
+    /// Files of every table replaced.
     pub files_in: usize,
     /// Files written: one per table.
     pub files_out: usize,
@@ -251,13 +251,7 @@ pub async fn compact_day(
         .iter()
         .filter(|k| k.starts_with(SALES_EVENTS))
         .collect();
-    let compacted = |key: &String| file_name(key).starts_with(COMPACTED);
-    if abandoned.is_empty()
-        && (inputs.is_empty()
-            || (inputs.len() == TABLES.len()
-                && events_inputs.len() == 1
-                && inputs.iter().all(compacted)))
-    {
+    if abandoned.is_empty() && (inputs.is_empty() || compacted_whole(&inputs)) {
         report.already_compacted = !inputs.is_empty();
         return Ok(report);
     }
@@ -464,6 +458,22 @@ async fn list_day(lake: &impl Lake, day: NaiveDate) -> Result<Vec<String>, LakeE
     Ok(keys)
 }
 
+/// Whether a day's files are one compaction's outputs: one file per table, all of one compacted
+/// name. A day compacted before a table existed, or with a stray file beside its outputs, is not.
+fn compacted_whole(inputs: &[String]) -> bool {
+    let names: HashSet<&str> = inputs.iter().map(|key| file_name(key)).collect();
+    inputs.len() == TABLES.len()
+        && TABLES.iter().all(|table| {
+            inputs
+                .iter()
+                .filter(|key| key.starts_with(&format!("{table}/")))
+                .count()
+                == 1
+        })
+        && names.len() == 1
+        && names.iter().all(|name| name.starts_with(COMPACTED))
+}
+
 fn file_name(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
 }
@@ -553,4 +563,48 @@ async fn advance_cursor(lake: &impl Lake, seen: BTreeMap<String, u64>) -> Result
         }
     }
     Err(CompactError::Contended { key })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(files: &[(&str, &str)]) -> Vec<String> {
+        files
+            .iter()
+            .map(|(table, name)| format!("{table}/year=2011/month=12/day=09/{name}.parquet"))
+            .collect()
+    }
+
+    #[test]
+    fn only_one_compactions_file_per_table_is_compacted_already() {
+        let whole = keys(&[
+            (SALES_EVENTS, "compacted-a"),
+            (DAILY_SALES, "compacted-a"),
+            (CUSTOMER_SALES, "compacted-a"),
+        ]);
+        assert!(compacted_whole(&whole));
+        // Compacted before customer_sales existed: compacted again, to gain it.
+        assert!(!compacted_whole(&whole[..2]));
+        // ... even with a stray file making the count right.
+        let stray = keys(&[
+            (SALES_EVENTS, "compacted-a"),
+            (DAILY_SALES, "compacted-a"),
+            (DAILY_SALES, "compacted-b"),
+        ]);
+        assert!(!compacted_whole(&stray));
+        // Two compactions' outputs, one file per table.
+        let mixed = keys(&[
+            (SALES_EVENTS, "compacted-a"),
+            (DAILY_SALES, "compacted-b"),
+            (CUSTOMER_SALES, "compacted-a"),
+        ]);
+        assert!(!compacted_whole(&mixed));
+        let batches = keys(&[
+            (SALES_EVENTS, "shard-1"),
+            (DAILY_SALES, "shard-1"),
+            (CUSTOMER_SALES, "shard-1"),
+        ]);
+        assert!(!compacted_whole(&batches));
+    }
 }

@@ -471,10 +471,9 @@ pub fn decode_sales_events(bytes: Vec<u8>) -> Result<Vec<AcceptedEvent>, WriterE
     Ok(events)
 }
 
-/// The events of one record batch of a `sales_events` file.
 /// Reads a `daily_sales` file back into its rows (`consumer verify`).
 pub fn read_daily_sales(bytes: Vec<u8>) -> Result<Vec<DailySales>, WriterError> {
-    use arrow::array::AsArray;
+    use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -500,15 +499,16 @@ pub fn read_daily_sales(bytes: Vec<u8>) -> Result<Vec<DailySales>, WriterError> 
             let array = column(name)?;
             let array = array
                 .as_primitive_opt::<Int64Type>()
-                .ok_or_else(|| unexpected(format!("{name} is not a bigint")))?;
+                .filter(|a| a.null_count() == 0)
+                .ok_or_else(|| unexpected(format!("{name} is not a bigint without nulls")))?;
             Ok(array.values().to_vec())
         };
         let money = |name: &str| -> Result<Vec<i128>, WriterError> {
             let array = column(name)?;
             let array = array
                 .as_primitive_opt::<Decimal128Type>()
-                .filter(|a| a.scale() == MONEY_SCALE)
-                .ok_or_else(|| unexpected(format!("{name} is not a decimal(_,3)")))?;
+                .filter(|a| a.scale() == MONEY_SCALE && a.null_count() == 0)
+                .ok_or_else(|| unexpected(format!("{name} is not a decimal(_,3) without nulls")))?;
             Ok(array.values().to_vec())
         };
         let dates = column("sale_date")?;
@@ -560,6 +560,7 @@ pub fn read_daily_sales(bytes: Vec<u8>) -> Result<Vec<DailySales>, WriterError> 
     Ok(rows)
 }
 
+/// The events of one record batch of a `sales_events` file.
 fn events_of(batch: &RecordBatch) -> Result<Vec<AcceptedEvent>, WriterError> {
     use arrow::array::AsArray;
     use arrow::datatypes::{Decimal128Type, Int64Type, TimestampMillisecondType};

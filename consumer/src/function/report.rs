@@ -65,7 +65,8 @@ pub async fn publish_report(
     made_at: DateTime<Utc>,
 ) -> Result<ReportNotice, ReportActionError> {
     let key = request.key(made_at);
-    lake.put(&key, to_csv(answer)?).await?;
+    let csv = to_csv(answer).map_err(ReportError::from)?;
+    lake.put(&key, csv).await?;
     let notice = ReportNotice {
         report: format!("{}/{key}", lake_url.to_string().trim_end_matches('/')),
         country: request.country.clone(),
@@ -74,12 +75,7 @@ pub async fn publish_report(
         days: answer.iter().map(RecordBatch::num_rows).sum(),
         made_at,
     };
-    let subject = format!(
-        "Sales report: {}, {} to {}",
-        request.country, request.from, request.to
-    );
-    // SNS subjects are at most 100 characters.
-    let subject: String = subject.chars().take(100).collect();
+    let subject = notice_subject(request);
     let message = serde_json::to_string_pretty(&notice).unwrap_or_default();
     notifier
         .publish(&subject, &message)
@@ -89,6 +85,25 @@ pub async fn publish_report(
             reason,
         })?;
     Ok(notice)
+}
+
+/// The notice's subject: SNS takes ASCII without control characters, under 100 characters, so
+/// other characters of the country's name become `?` (the message has the name as it is).
+fn notice_subject(request: &ReportRequest) -> String {
+    format!(
+        "Sales report: {}, {} to {}",
+        request.country, request.from, request.to
+    )
+    .chars()
+    .map(|c| {
+        if c.is_ascii() && !c.is_ascii_control() {
+            c
+        } else {
+            '?'
+        }
+    })
+    .take(99)
+    .collect()
 }
 
 #[cfg(test)]
@@ -180,5 +195,22 @@ mod tests {
             .await
             .expect_err("not published");
         assert!(error.to_string().contains(&key), "{error}");
+    }
+
+    #[test]
+    fn subjects_are_short_ascii() {
+        let request = ReportRequest::new(
+            &format!("Côte d’Ivoire {}", "x".repeat(80)),
+            "2011-12-01".parse().expect("date"),
+            "2011-12-02".parse().expect("date"),
+        )
+        .expect("request");
+        let subject = notice_subject(&request);
+        assert!(
+            subject.starts_with("Sales report: C?te d?Ivoire xx"),
+            "{subject}"
+        );
+        assert_eq!(subject.chars().count(), 99);
+        assert!(subject.is_ascii());
     }
 }
