@@ -52,12 +52,15 @@ demo: build ## Generate sales, stream them, consume them into a local lake, quer
 
 test: ## Run every check and test (installs what the tests need)
 	@# The tools the tests install (pip and npm: mostly downloads) come in while cargo builds.
-	$(MAKE) -j2 test-tools test-rust
+	$(MAKE) -j2 test-rust test-tools
 	$(MAKE) infra e2e
 
 test-tools: $(VENV)/.installed $(INFRA_VENV)/.installed $(KINESALITE)
 
-test-rust: lint unit
+# Lint, then the tests: one after the other (cargo builds one thing at a time anyway).
+test-rust:
+	$(MAKE) lint
+	$(MAKE) unit
 
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all --check

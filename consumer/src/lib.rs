@@ -8,7 +8,8 @@
 //! - [`core`], the pure, synchronous batch step: records in, Parquet files out.
 //!
 //! The stream and the lake sit behind narrow traits, [`stream::ShardSource`] and [`lake::Lake`],
-//! each with a local implementation beside it; [`aws`] holds the Kinesis, S3 and Athena adapters.
+//! each with a local implementation beside it, and report notices behind [`notify::Notifier`];
+//! [`aws`] holds the Kinesis, S3, Athena and SNS adapters.
 
 pub mod aws;
 pub mod commands;
@@ -16,6 +17,7 @@ pub mod commit;
 pub mod core;
 pub mod function;
 pub mod lake;
+pub mod notify;
 pub mod progress;
 pub mod stream;
 

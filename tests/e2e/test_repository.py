@@ -53,3 +53,58 @@ def test_the_samples_are_in_the_repository_with_their_provenance():
     assert len(csvs) == 3
     for csv in csvs:
         assert csv in sources, f"{csv} has no provenance in SOURCES.md"
+
+
+def consumer_imports():
+    """{module: modules it names through `crate::`}, for every file of consumer/src (comments
+    left out: a doc link is not an import)."""
+    src = ROOT / "consumer" / "src"
+    files = {}
+    for path in sorted(src.rglob("*.rs")):
+        parts = path.relative_to(src).with_suffix("").parts
+        if parts[-1] == "mod":
+            parts = parts[:-1]
+        if parts in (("lib",), ("main",)) or parts[0] == "bin":
+            continue
+        files["::".join(parts)] = path
+    imports = {}
+    for module, path in files.items():
+        code = "\n".join(line for line in path.read_text().splitlines() if not line.strip().startswith("//"))
+        named = set()
+        for target in re.findall(r"crate::([a-z_0-9]+(?:::[a-z_0-9]+)*)", code):
+            parts = target.split("::")
+            # The longest prefix that is a module: `crate::commit::Checkpoint` names `commit`.
+            found = next(("::".join(parts[:i]) for i in range(len(parts), 0, -1) if "::".join(parts[:i]) in files), None)
+            if found and found != module and not module.startswith(found + "::"):
+                named.add(found)
+        imports[module] = named
+    return imports
+
+
+def cycles(graph):
+    def reaches(start, goal):
+        seen, stack = set(), [start]
+        while stack:
+            for nxt in graph.get(stack.pop(), ()):
+                if nxt == goal:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return False
+    return sorted((a, b) for a in graph for b in graph[a] if reaches(b, a))
+
+
+def test_the_consumers_imports_point_one_way():
+    imports = consumer_imports()
+    assert len(imports) > 30 and "core::batch" in imports
+    assert cycles(imports) == [], "files that import each other, directly or through others"
+    folders = {}
+    for module, named in imports.items():
+        for target in named:
+            if target.split("::")[0] != module.split("::")[0]:
+                folders.setdefault(module.split("::")[0], set()).add(target.split("::")[0])
+    assert cycles(folders) == [], f"folders that import each other: {folders}"
+    # The pure core imports no other layer; the commit protocol none above it.
+    assert folders.get("core", set()) == set(), folders.get("core")
+    assert folders.get("commit", set()) <= {"core", "lake", "progress"}, folders.get("commit")

@@ -3,7 +3,7 @@
 use aws_sdk_sns::Client;
 use sales_aws::{RetryConfig, sdk_error_reason};
 
-use crate::function::report::Notifier;
+use crate::notify::Notifier;
 
 /// An SNS topic the function publishes report notices to.
 #[derive(Debug, Clone)]

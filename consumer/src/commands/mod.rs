@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod options;
+pub mod output;
 pub mod poll;
 #[cfg(feature = "query")]
 pub mod query;

@@ -16,7 +16,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::SessionContext;
 
-use crate::commands::report::to_csv;
+use crate::commands::output::to_csv;
 use crate::core::layout::{CUSTOMER_SALES, DAILY_SALES, REGIONS, SALES_EVENTS};
 use crate::core::regions::{HEADER, Regions};
 use crate::core::sql::ParameterError;

@@ -6,6 +6,7 @@ use arrow::array::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::aws::athena::{Athena, AthenaError};
+pub use crate::commands::output::to_csv;
 use crate::core::sql::{ParameterError, execution_parameters};
 
 /// The SQL of every report: the query file analysts run, compiled in.
@@ -118,21 +119,6 @@ pub async fn run_locally(
 ) -> Result<Vec<RecordBatch>, ReportError> {
     let sql = crate::core::sql::bind_parameters(REPORT_SQL, &request.parameters())?;
     Ok(crate::commands::query::run_query(lake, &sql).await?)
-}
-
-/// Rows as CSV: a header row, then one line per row (dates as YYYY-MM-DD, money with its three
-/// decimals). Reports and `consumer query --format csv` both write it.
-pub fn to_csv(batches: &[RecordBatch]) -> Result<Vec<u8>, arrow::error::ArrowError> {
-    let mut out = Vec::new();
-    {
-        let mut writer = arrow::csv::WriterBuilder::new()
-            .with_header(true)
-            .build(&mut out);
-        for batch in batches {
-            writer.write(batch)?;
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

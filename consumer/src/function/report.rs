@@ -6,24 +6,13 @@
 //! publish fails the action fails and is retried by whoever invoked it; the report written
 //! first stays, under its own name, and the retry writes a new one.
 
-use std::future::Future;
-
 use arrow::array::RecordBatch;
 use chrono::{DateTime, Utc};
 use sales_stream::LakeLocation;
 
 use crate::commands::report::{ReportError, ReportRequest, to_csv};
 use crate::lake::{Lake, LakeError};
-
-/// Where report notices go: a narrow seam over SNS, so the action is tested without it.
-pub trait Notifier: Send + Sync {
-    /// Publishes one message; the error is the reason, for the logs.
-    fn publish(
-        &self,
-        subject: &str,
-        message: &str,
-    ) -> impl Future<Output = Result<(), String>> + Send;
-}
+use crate::notify::Notifier;
 
 /// Why a report action failed.
 #[derive(Debug, thiserror::Error)]
