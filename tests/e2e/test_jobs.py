@@ -69,6 +69,7 @@ def test_verify_passes_on_the_lake_it_fed_and_accounts_for_every_row(fed):
     assert (f"source: {sent['rows_read']} rows read = {sent['events_sent']} events + "
             f"{sent['rejected']} rejected + {sent['blank']} blank") in result.stdout
     cells = int(re.search(r"(\d+) cells \(sale_date, country, stock_code\) checked, 0 differ", result.stdout)[1])
+    assert re.search(r"\d+ cells \(sale_date, customer_id, country, invoice_no\) checked, 0 differ", result.stdout)
     keys = connect().execute(f"SELECT count(*) FROM ({SALES_FROM_CSV} SELECT DISTINCT CAST(t AS DATE), country, stock_code FROM sales WHERE t IS NOT NULL)",
                              {"path": str(SAMPLE), "delim": ",", "encoding": "utf-8"}).fetchone()[0]
     assert cells == keys > 0
@@ -91,6 +92,14 @@ def test_verify_fails_on_a_lake_with_a_file_lost_or_written_twice(fed, work):
         assert differ > 0 and shown in result.stdout, result.stdout
         assert f"{differ} of" in result.stderr and "cells differ" in result.stderr, result.stderr
         assert "panicked" not in result.stderr
+    # customer_sales is reconciled too: a lost file of it alone fails the check.
+    customers_lost = work / "customers-lost"
+    shutil.copytree(lake, customers_lost)
+    next((customers_lost / "customer_sales").rglob("*.parquet")).unlink()
+    result = verified(f"file://{customers_lost}")
+    assert result.returncode == 1, result.stdout
+    assert re.search(r"daily_sales files; \d+ cells .* checked, 0 differ", result.stdout), result.stdout
+    assert int(re.search(r"customer_sales files; \d+ cells .* checked, (\d+) differ", result.stdout)[1]) > 0
 
 
 def test_verify_reads_an_s3_lake(work, moto, s3, bucket):

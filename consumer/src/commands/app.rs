@@ -21,7 +21,7 @@ use crate::commands::regions::{ensure_regions, load_regions};
 use crate::commands::replay::{ReplayRange, ReplayStart, replay};
 use crate::commands::status::Status;
 use crate::commands::store::LakeStore;
-use crate::commands::verify::{Reconciliation, verify};
+use crate::commands::verify::{Reconciliation, TableCheck, verify};
 use crate::commit::compact::{CompactReport, Days, compact};
 use crate::commit::state::read_shard_states;
 use crate::core::aggregate::Totals;
@@ -64,9 +64,8 @@ async fn verify_command(args: VerifyArgs) -> anyhow::Result<()> {
         .with_context(|| format!("verifying {}", args.lake))?;
     let Reconciliation {
         rows,
-        cells,
-        files,
-        differences,
+        daily,
+        customers,
     } = &reconciliation;
     outln!(
         "source: {} rows read = {} events + {} rejected + {} blank ({} events repeated, counted once)",
@@ -76,29 +75,70 @@ async fn verify_command(args: VerifyArgs) -> anyhow::Result<()> {
         rows.blank,
         rows.duplicates
     )?;
-    outln!(
-        "{}: {files} daily_sales files; {cells} cells (sale_date, country, stock_code) checked, {} differ",
-        args.lake,
-        differences.len()
+    print_check(
+        &args,
+        "daily_sales",
+        "(sale_date, country, stock_code)",
+        daily,
+        |k| format!("{} {} {}", k.sale_date, k.country, k.stock_code),
     )?;
-    for difference in differences.iter().take(args.show) {
+    print_check(
+        &args,
+        "customer_sales",
+        "(sale_date, customer_id, country, invoice_no)",
+        customers,
+        |k| {
+            format!(
+                "{} {} {} {}",
+                k.sale_date,
+                if k.customer_id.is_empty() {
+                    "(no customer)"
+                } else {
+                    &k.customer_id
+                },
+                k.country,
+                k.invoice_no
+            )
+        },
+    )?;
+    if !reconciliation.matches() {
+        anyhow::bail!(
+            "{} of {} daily_sales cells and {} of {} customer_sales cells differ between the lake \
+             and the source files",
+            daily.differences.len(),
+            daily.cells,
+            customers.differences.len(),
+            customers.cells
+        );
+    }
+    Ok(())
+}
+
+/// One table's line of `verify`, then its first differing cells.
+fn print_check<K>(
+    args: &VerifyArgs,
+    table: &str,
+    key: &str,
+    check: &TableCheck<K>,
+    describe: impl Fn(&K) -> String,
+) -> anyhow::Result<()> {
+    outln!(
+        "{}: {} {table} files; {} cells {key} checked, {} differ",
+        args.lake,
+        check.files,
+        check.cells,
+        check.differences.len()
+    )?;
+    for difference in check.differences.iter().take(args.show) {
         outln!(
-            "  {} {} {}: source {}, lake {}",
-            difference.key.sale_date,
-            difference.key.country,
-            difference.key.stock_code,
+            "  {}: source {}, lake {}",
+            describe(&difference.key),
             describe_totals(difference.source.as_ref()),
             describe_totals(difference.lake.as_ref())
         )?;
     }
-    if differences.len() > args.show {
-        outln!("  ... and {} more", differences.len() - args.show)?;
-    }
-    if !differences.is_empty() {
-        anyhow::bail!(
-            "{} of {cells} cells differ between the lake and the source files",
-            differences.len()
-        );
+    if check.differences.len() > args.show {
+        outln!("  ... and {} more", check.differences.len() - args.show)?;
     }
     Ok(())
 }

@@ -2,12 +2,13 @@
 //!
 //! The files are read again exactly as the producer read them (its reader, column mapping, date
 //! order and event ids), each event counted once by id as the consumer does, and summed per
-//! (sale_date, country, stock_code). The lake's `daily_sales` files are summed per key the same
-//! way. Every key of either side is a cell; a cell differs when a key is on one side only or any
-//! of its seven sums differ. A lost batch shows as lake totals below the source, a batch written
-//! twice as totals above it.
+//! `daily_sales` key (sale_date, country, stock_code) and per `customer_sales` key (sale_date,
+//! customer_id, country, invoice_no). The lake's files of both tables are summed per key the
+//! same way. Every key of either side is a cell; a cell differs when a key is on one side only
+//! or any of its seven sums differ. A lost batch shows as lake totals below the source, a batch
+//! written twice as totals above it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -15,9 +16,9 @@ use futures::StreamExt;
 use producer::Line;
 use producer::input::{InputArgs, input_paths, open_rows, source_of};
 
-use crate::core::aggregate::{DailyAggregator, DailyKey, Totals};
-use crate::core::layout::DAILY_SALES;
-use crate::core::writer::read_daily_sales;
+use crate::core::aggregate::{Aggregates, CustomerKey, DailyKey, Totals};
+use crate::core::layout::{CUSTOMER_SALES, DAILY_SALES};
+use crate::core::writer::{WriterError, read_customer_sales, read_daily_sales};
 use crate::lake::{Lake, MAX_CONCURRENT_REQUESTS};
 
 /// What the source files hold, row by row.
@@ -34,34 +35,65 @@ pub struct SourceRows {
 
 /// One cell whose totals differ: `None` where the key is on that side only.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Difference {
-    pub key: DailyKey,
+pub struct Difference<K> {
+    pub key: K,
     pub source: Option<Totals>,
     pub lake: Option<Totals>,
 }
 
-/// The outcome of a reconciliation.
-#[derive(Debug, Clone, Default)]
-pub struct Reconciliation {
-    pub rows: SourceRows,
+/// One table compared.
+#[derive(Debug, Clone)]
+pub struct TableCheck<K> {
     /// Keys compared: every key of the source and of the lake.
     pub cells: usize,
-    /// `daily_sales` files read.
+    /// The table's files read.
     pub files: usize,
     /// Every differing cell, in key order.
-    pub differences: Vec<Difference>,
+    pub differences: Vec<Difference<K>>,
 }
 
-/// Sums every input per `daily_sales` key, each event once by id. `source_id` is the one the
-/// producer was given (one input only), as event ids derive from it.
+impl<K> TableCheck<K> {
+    fn new(files: usize, (cells, differences): (usize, Vec<Difference<K>>)) -> Self {
+        Self {
+            cells,
+            files,
+            differences,
+        }
+    }
+}
+
+/// The outcome of a reconciliation.
+#[derive(Debug, Clone)]
+pub struct Reconciliation {
+    pub rows: SourceRows,
+    pub daily: TableCheck<DailyKey>,
+    pub customers: TableCheck<CustomerKey>,
+}
+
+impl Reconciliation {
+    /// Whether the lake holds exactly what the source files say.
+    pub fn matches(&self) -> bool {
+        self.daily.differences.is_empty() && self.customers.differences.is_empty()
+    }
+}
+
+/// The source's sums per key of each aggregated table.
+#[derive(Debug, Default)]
+pub struct SourceTotals {
+    pub daily: BTreeMap<DailyKey, Totals>,
+    pub customers: BTreeMap<CustomerKey, Totals>,
+}
+
+/// Sums every input per key of each aggregated table, each event once by id. `source_id` is the
+/// one the producer was given (one input only), as event ids derive from it.
 pub fn source_totals(
     inputs: &[PathBuf],
     source_id: Option<&str>,
     read: &InputArgs,
-) -> anyhow::Result<(BTreeMap<DailyKey, Totals>, SourceRows)> {
+) -> anyhow::Result<(SourceTotals, SourceRows)> {
     let mut rows = SourceRows::default();
     let mut seen = HashSet::new();
-    let mut aggregator = DailyAggregator::default();
+    let mut aggregates = Aggregates::default();
     let inputs = input_paths(inputs)?;
     if inputs.len() > 1 && source_id.is_some() {
         anyhow::bail!(
@@ -93,30 +125,43 @@ pub fn source_totals(
             };
             rows.events += 1;
             if seen.insert(event.event_id) {
-                aggregator.add(&event);
+                aggregates.add(&event);
             } else {
                 rows.duplicates += 1;
             }
         }
     }
-    let totals = aggregator
-        .finish()
-        .into_iter()
-        .map(|row| (row.key, row.totals))
-        .collect();
+    let finished = aggregates.finish();
+    let totals = SourceTotals {
+        daily: finished
+            .daily
+            .into_iter()
+            .map(|row| (row.key, row.totals))
+            .collect(),
+        customers: finished
+            .customers
+            .into_iter()
+            .map(|row| (row.key, row.totals))
+            .collect(),
+    };
     Ok((totals, rows))
 }
 
-/// Sums every `daily_sales` file of the lake per key; also the number of files.
-pub async fn lake_totals(lake: &impl Lake) -> anyhow::Result<(BTreeMap<DailyKey, Totals>, usize)> {
+/// Sums every file of `table` in the lake per key (`read` turns a file into its keyed rows);
+/// also the number of files.
+pub async fn lake_totals<K: Ord>(
+    lake: &impl Lake,
+    table: &str,
+    read: impl Fn(Vec<u8>) -> Result<Vec<(K, Totals)>, WriterError>,
+) -> anyhow::Result<(BTreeMap<K, Totals>, usize)> {
     let keys: Vec<String> = lake
-        .list(DAILY_SALES)
+        .list(table)
         .await?
         .into_iter()
         .filter(|key| key.ends_with(".parquet"))
         .collect();
     let files = keys.len();
-    let mut totals: BTreeMap<DailyKey, Totals> = BTreeMap::new();
+    let mut totals: BTreeMap<K, Totals> = BTreeMap::new();
     let mut objects = futures::stream::iter(keys)
         .map(|key| async move { lake.get(&key).await.map(|object| (key, object)) })
         .buffered(MAX_CONCURRENT_REQUESTS);
@@ -131,19 +176,19 @@ pub async fn lake_totals(lake: &impl Lake) -> anyhow::Result<(BTreeMap<DailyKey,
             );
             continue;
         };
-        for row in read_daily_sales(object.bytes).with_context(|| format!("reading {key}"))? {
-            totals.entry(row.key).or_default().merge(&row.totals);
+        for (row_key, row) in read(object.bytes).with_context(|| format!("reading {key}"))? {
+            totals.entry(row_key).or_default().merge(&row);
         }
     }
     Ok((totals, files))
 }
 
-/// Compares the two sides key by key.
-pub fn reconcile(
-    source: &BTreeMap<DailyKey, Totals>,
-    lake: &BTreeMap<DailyKey, Totals>,
-) -> (usize, Vec<Difference>) {
-    let keys: std::collections::BTreeSet<&DailyKey> = source.keys().chain(lake.keys()).collect();
+/// Compares the two sides key by key: the number of cells, and those that differ.
+pub fn reconcile<K: Ord + Clone>(
+    source: &BTreeMap<K, Totals>,
+    lake: &BTreeMap<K, Totals>,
+) -> (usize, Vec<Difference<K>>) {
+    let keys: BTreeSet<&K> = source.keys().chain(lake.keys()).collect();
     let differences = keys
         .iter()
         .filter_map(|key| {
@@ -158,7 +203,7 @@ pub fn reconcile(
     (keys.len(), differences)
 }
 
-/// Reads the inputs and the lake, and compares them.
+/// Reads the inputs and the lake, and compares them table by table.
 pub async fn verify(
     lake: &impl Lake,
     inputs: &[PathBuf],
@@ -166,13 +211,24 @@ pub async fn verify(
     read: &InputArgs,
 ) -> anyhow::Result<Reconciliation> {
     let (source, rows) = source_totals(inputs, source_id, read)?;
-    let (lake, files) = lake_totals(lake).await?;
-    let (cells, differences) = reconcile(&source, &lake);
+    let (daily, daily_files) = lake_totals(lake, DAILY_SALES, |bytes| {
+        Ok(read_daily_sales(bytes)?
+            .into_iter()
+            .map(|row| (row.key, row.totals))
+            .collect())
+    })
+    .await?;
+    let (customers, customer_files) = lake_totals(lake, CUSTOMER_SALES, |bytes| {
+        Ok(read_customer_sales(bytes)?
+            .into_iter()
+            .map(|row| (row.key, row.totals))
+            .collect())
+    })
+    .await?;
     Ok(Reconciliation {
         rows,
-        cells,
-        files,
-        differences,
+        daily: TableCheck::new(daily_files, reconcile(&source.daily, &daily)),
+        customers: TableCheck::new(customer_files, reconcile(&source.customers, &customers)),
     })
 }
 

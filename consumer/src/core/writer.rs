@@ -14,7 +14,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use sales_stream::{SalesEvent, SequenceNumber};
 
-use crate::core::aggregate::{CustomerSales, DailyKey, DailySales, Totals};
+use crate::core::aggregate::{CustomerKey, CustomerSales, DailyKey, DailySales, Totals};
 
 /// `decimal(18,3)`: a unit price, exact to a thousandth (what [`SalesEvent::validate`] admits).
 pub const PRICE_PRECISION: u8 = 18;
@@ -471,15 +471,36 @@ pub fn decode_sales_events(bytes: Vec<u8>) -> Result<Vec<AcceptedEvent>, WriterE
     Ok(events)
 }
 
-/// Reads a `daily_sales` file back into its rows (`consumer verify`).
-pub fn read_daily_sales(bytes: Vec<u8>) -> Result<Vec<DailySales>, WriterError> {
+/// One record batch of an aggregated table read back: its sale dates, the text columns asked
+/// for (by name), and the seven sums, row by row.
+struct AggregateBatch {
+    dates: Vec<NaiveDate>,
+    text: std::collections::HashMap<&'static str, Vec<Option<String>>>,
+    totals: Vec<Totals>,
+}
+
+impl AggregateBatch {
+    /// The value of a key column, which is never null in a file the consumer wrote.
+    fn key(&self, name: &'static str, row: usize) -> Result<String, WriterError> {
+        self.text
+            .get(name)
+            .and_then(|values| values[row].clone())
+            .ok_or_else(|| WriterError::Unexpected(format!("{name} is null in row {row}")))
+    }
+}
+
+/// Reads the record batches of a `daily_sales` or `customer_sales` file.
+fn read_aggregates(
+    bytes: Vec<u8>,
+    text_columns: &[&'static str],
+) -> Result<Vec<AggregateBatch>, WriterError> {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     let unexpected = |what: String| WriterError::Unexpected(what);
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?.build()?;
-    let mut rows = Vec::new();
+    let mut batches = Vec::new();
     for batch in reader {
         let batch = batch?;
         let column = |name: &str| {
@@ -487,13 +508,6 @@ pub fn read_daily_sales(bytes: Vec<u8>) -> Result<Vec<DailySales>, WriterError> 
                 .column_by_name(name)
                 .cloned()
                 .ok_or_else(|| unexpected(format!("no column {name}")))
-        };
-        let text = |name: &str| -> Result<Vec<Option<String>>, WriterError> {
-            let array = column(name)?;
-            let array = array
-                .as_string_opt::<i32>()
-                .ok_or_else(|| unexpected(format!("{name} is not a string")))?;
-            Ok(array.iter().map(|v| v.map(str::to_owned)).collect())
         };
         let bigint = |name: &str| -> Result<Vec<i64>, WriterError> {
             let array = column(name)?;
@@ -511,13 +525,25 @@ pub fn read_daily_sales(bytes: Vec<u8>) -> Result<Vec<DailySales>, WriterError> 
                 .ok_or_else(|| unexpected(format!("{name} is not a decimal(_,3) without nulls")))?;
             Ok(array.values().to_vec())
         };
+        let mut text = std::collections::HashMap::new();
+        for name in text_columns {
+            let array = column(name)?;
+            let array = array
+                .as_string_opt::<i32>()
+                .ok_or_else(|| unexpected(format!("{name} is not a string")))?;
+            text.insert(*name, array.iter().map(|v| v.map(str::to_owned)).collect());
+        }
         let dates = column("sale_date")?;
         let dates = dates
             .as_primitive_opt::<Date32Type>()
-            .ok_or_else(|| unexpected("sale_date is not a date".into()))?
-            .clone();
-        let (country, stock_code, description) =
-            (text("country")?, text("stock_code")?, text("description")?);
+            .ok_or_else(|| unexpected("sale_date is not a date".into()))?;
+        let dates = (0..batch.num_rows())
+            .map(|row| {
+                dates
+                    .value_as_date(row)
+                    .ok_or_else(|| unexpected(format!("sale_date in row {row}")))
+            })
+            .collect::<Result<_, _>>()?;
         let (units_sold, units_returned, net_quantity, order_lines) = (
             bigint("units_sold")?,
             bigint("units_returned")?,
@@ -529,31 +555,58 @@ pub fn read_daily_sales(bytes: Vec<u8>) -> Result<Vec<DailySales>, WriterError> 
             money("refunds")?,
             money("net_revenue")?,
         );
-        for row in 0..batch.num_rows() {
-            let required = |values: &[Option<String>], name: &str| {
-                values[row]
-                    .clone()
-                    .ok_or_else(|| unexpected(format!("{name} is null in row {row}")))
-            };
-            let sale_date = dates
-                .value_as_date(row)
-                .ok_or_else(|| unexpected(format!("sale_date in row {row}")))?;
+        let totals = (0..batch.num_rows())
+            .map(|row| Totals {
+                units_sold: i128::from(units_sold[row]),
+                units_returned: i128::from(units_returned[row]),
+                net_quantity: i128::from(net_quantity[row]),
+                gross_revenue: gross_revenue[row],
+                refunds: refunds[row],
+                net_revenue: net_revenue[row],
+                order_lines: order_lines[row],
+            })
+            .collect();
+        batches.push(AggregateBatch {
+            dates,
+            text,
+            totals,
+        });
+    }
+    Ok(batches)
+}
+
+/// Reads a `daily_sales` file back into its rows (`consumer verify`).
+pub fn read_daily_sales(bytes: Vec<u8>) -> Result<Vec<DailySales>, WriterError> {
+    let mut rows = Vec::new();
+    for batch in read_aggregates(bytes, &["country", "stock_code", "description"])? {
+        for (row, totals) in batch.totals.iter().enumerate() {
             rows.push(DailySales {
                 key: DailyKey {
-                    sale_date,
-                    country: required(&country, "country")?,
-                    stock_code: required(&stock_code, "stock_code")?,
+                    sale_date: batch.dates[row],
+                    country: batch.key("country", row)?,
+                    stock_code: batch.key("stock_code", row)?,
                 },
-                description: description[row].clone(),
-                totals: Totals {
-                    units_sold: i128::from(units_sold[row]),
-                    units_returned: i128::from(units_returned[row]),
-                    net_quantity: i128::from(net_quantity[row]),
-                    gross_revenue: gross_revenue[row],
-                    refunds: refunds[row],
-                    net_revenue: net_revenue[row],
-                    order_lines: order_lines[row],
+                description: batch.text["description"][row].clone(),
+                totals: *totals,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Reads a `customer_sales` file back into its rows (`consumer verify`).
+pub fn read_customer_sales(bytes: Vec<u8>) -> Result<Vec<CustomerSales>, WriterError> {
+    let mut rows = Vec::new();
+    for batch in read_aggregates(bytes, &["customer_id", "country", "invoice_no"])? {
+        for (row, totals) in batch.totals.iter().enumerate() {
+            rows.push(CustomerSales {
+                key: CustomerKey {
+                    sale_date: batch.dates[row],
+                    customer_id: batch.key("customer_id", row)?,
+                    country: batch.key("country", row)?,
+                    invoice_no: batch.key("invoice_no", row)?,
                 },
+                totals: *totals,
             });
         }
     }
@@ -752,8 +805,9 @@ mod tests {
         ];
         let daily = aggregate(rows.iter().map(|r| &r.event)).daily;
         let refs: Vec<_> = daily.iter().collect();
-        let (batch, metadata) =
-            read_back(encode_daily_sales(&refs, Codec::Snappy).expect("encodes"));
+        let file = encode_daily_sales(&refs, Codec::Snappy).expect("encodes");
+        assert_eq!(read_daily_sales(file.clone()).expect("reads"), daily);
+        let (batch, metadata) = read_back(file);
         assert_eq!(batch.schema(), daily_sales_schema());
         let money = |name| {
             batch
@@ -785,7 +839,9 @@ mod tests {
         rows[0].event.customer_id = Some("17850".into());
         let customers = aggregate(rows.iter().map(|r| &r.event)).customers;
         let refs: Vec<_> = customers.iter().collect();
-        let (batch, _) = read_back(encode_customer_sales(&refs, Codec::Zstd).expect("encodes"));
+        let file = encode_customer_sales(&refs, Codec::Zstd).expect("encodes");
+        assert_eq!(read_customer_sales(file.clone()).expect("reads"), customers);
+        let (batch, _) = read_back(file);
         assert_eq!(batch.schema(), customer_sales_schema());
         assert_eq!(batch.num_rows(), 2, "one row per customer and invoice");
         let text = |name| {
