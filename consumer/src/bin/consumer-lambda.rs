@@ -22,6 +22,7 @@ use consumer::function::{Checkpoints, FunctionConfig, Invocation, handle};
 use consumer::progress::Progress;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
+use tokio::sync::OnceCell;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -58,20 +59,13 @@ async fn main() -> Result<(), Error> {
     let lineage = KinesisLineage::connect().await.inspect_err(|e| {
         tracing::error!(error = %e, "cannot set up the Kinesis client");
     })?;
-    // Reports: Athena for the answer, SNS for the notice.
-    let athena = Athena::connect(config.athena.clone())
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "cannot set up the Athena client"))?;
-    let topic = match &config.report_topic {
-        Some(arn) => Some(SnsTopic::connect(arn).await.inspect_err(|e| {
-            tracing::error!(error = %e, "cannot set up the SNS client");
-        })?),
-        None => None,
-    };
+    // Reports: Athena for the answer, SNS for the notice. Set up at the first report: most
+    // instances only ever see Kinesis batches, and a cold start should not pay for them.
+    let reports: OnceCell<(Athena, SnsTopic)> = OnceCell::new();
     // Shard states and id index segments stay in memory between warm invocations.
     let checkpoints = Checkpoints::default();
     let (config, lake, lineage, checkpoints) = (&config, &lake, &lineage, &checkpoints);
-    let (athena, topic) = (&athena, &topic);
+    let reports = &reports;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         match Invocation::parse(event.payload)? {
             Invocation::Kinesis(event) => {
@@ -108,7 +102,17 @@ async fn main() -> Result<(), Error> {
                 Ok(serde_json::to_value(reports)?)
             }
             Invocation::Report(request) => {
-                let topic = topic.as_ref().ok_or(ReportActionError::NoTopic)?;
+                let arn = config
+                    .report_topic
+                    .as_deref()
+                    .ok_or(ReportActionError::NoTopic)?;
+                let (athena, topic) = reports
+                    .get_or_try_init(|| async {
+                        let athena = Athena::connect(config.athena.clone()).await?;
+                        Ok::<_, Error>((athena, SnsTopic::connect(arn).await?))
+                    })
+                    .await
+                    .inspect_err(|e| tracing::error!(error = %e, "cannot set up Athena and SNS"))?;
                 let answer = run_on_athena(athena, &request)
                     .await
                     .map_err(ReportActionError::from)?;

@@ -161,7 +161,8 @@ async fn report_command(args: ReportArgs) -> anyhow::Result<()> {
     use sales_stream::LakeLocation;
 
     use crate::aws::athena::Athena;
-    use crate::commands::report::{ReportRequest, run_locally, run_on_athena, to_csv};
+    use crate::commands::output::to_csv;
+    use crate::commands::report::{ReportRequest, run_locally, run_on_athena};
 
     let request = ReportRequest::new(&args.country, args.from, args.to)?;
     let batches = match &args.lake {

@@ -6,7 +6,6 @@ use arrow::array::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::aws::athena::{Athena, AthenaError};
-pub use crate::commands::output::to_csv;
 use crate::core::sql::{ParameterError, execution_parameters};
 
 /// The SQL of every report: the query file analysts run, compiled in.

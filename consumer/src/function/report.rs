@@ -10,7 +10,8 @@ use arrow::array::RecordBatch;
 use chrono::{DateTime, Utc};
 use sales_stream::LakeLocation;
 
-use crate::commands::report::{ReportError, ReportRequest, to_csv};
+use crate::commands::output::to_csv;
+use crate::commands::report::{ReportError, ReportRequest};
 use crate::lake::{Lake, LakeError};
 use crate::notify::Notifier;
 
