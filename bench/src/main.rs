@@ -37,6 +37,9 @@ struct Args {
     /// Shards of the emulator streams.
     #[arg(long, default_value_t = 4)]
     shards: i32,
+    /// Measure the pure cores only (for profiling).
+    #[arg(long)]
+    cores_only: bool,
 }
 
 /// A process's peak resident memory (`VmHWM`), in MiB.
@@ -157,6 +160,9 @@ fn main() -> anyhow::Result<()> {
         "Parquet bytes per event (both tables): {:>10.1} B",
         parquet_bytes as f64 / records.len() as f64
     );
+    if args.cores_only {
+        return Ok(());
+    }
     lambda_figure(&records)?;
     s3_commit::commit_figures(&args.moto, &records)?;
     println!(

@@ -37,6 +37,7 @@ fn generate_command(args: &GenerateArgs) -> anyhow::Result<()> {
     let options = GenerateOptions {
         rows: args.rows,
         seed: args.seed,
+        days: args.days,
         ..GenerateOptions::default()
     };
     match &args.output {

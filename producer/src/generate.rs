@@ -17,6 +17,9 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// The day of the first invoice.
     pub start: NaiveDate,
+    /// Spread the rows evenly over this many days (a day of live traffic, or a backfill of a
+    /// few weeks) instead of the real data's pace of about 900 lines a day.
+    pub days: Option<u32>,
 }
 
 impl Default for GenerateOptions {
@@ -25,6 +28,7 @@ impl Default for GenerateOptions {
             rows: 100_000,
             seed: 42,
             start: NaiveDate::from_ymd_opt(2010, 12, 1).unwrap_or_default(),
+            days: None,
         }
     }
 }
@@ -141,7 +145,9 @@ fn catalogue(rng: &mut ChaCha8Rng) -> Vec<Product> {
         .collect()
 }
 
-/// Writes the CSV and returns the number of data lines written.
+/// Seconds from opening (08:00) to closing (20:00).
+const OPENING_SECONDS: u64 = 12 * 3600;
+
 /// A CSV write error as the I/O error underneath, so that a closed pipe stays recognisable as
 /// one (writing strings can fail in no other way).
 fn write_error(error: csv::Error) -> io::Error {
@@ -151,6 +157,7 @@ fn write_error(error: csv::Error) -> io::Error {
     }
 }
 
+/// Writes the CSV and returns the number of data lines written.
 pub fn generate(options: &GenerateOptions, output: impl Write) -> io::Result<u64> {
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let products = catalogue(&mut rng);
@@ -175,12 +182,23 @@ pub fn generate(options: &GenerateOptions, output: impl Write) -> io::Result<u64
         }
         Ok(())
     };
+    let opening = options.start.and_hms_opt(8, 0, 0).unwrap_or_default();
     while written < options.rows {
-        time += Duration::minutes(rng.random_range(1..25));
-        if time.hour() >= 20 {
-            time = (time.date() + Duration::days(1))
-                .and_hms_opt(8, 0, 0)
-                .unwrap_or(time);
+        if let Some(days) = options.days.filter(|d| *d > 0) {
+            // Row `written` of `rows` falls at the same fraction of the days' opening hours.
+            let rows_per_day = options.rows.div_ceil(u64::from(days));
+            let (day, row) = (written / rows_per_day, written % rows_per_day);
+            let second = row * OPENING_SECONDS / rows_per_day;
+            time = opening
+                + Duration::days(day as i64)
+                + Duration::seconds(second as i64);
+        } else {
+            time += Duration::minutes(rng.random_range(1..25));
+            if time.hour() >= 20 {
+                time = (time.date() + Duration::days(1))
+                    .and_hms_opt(8, 0, 0)
+                    .unwrap_or(time);
+            }
         }
         let date = format!("{}", time.format("%-m/%-d/%Y %-H:%M"));
         let customer = &customers[rng.random_range(0..customers.len())];
@@ -343,11 +361,34 @@ mod tests {
         );
         let countries = COUNTRIES.iter().filter(|(c, _)| data.contains(c)).count();
         assert!(countries >= 8, "{countries} countries");
-        let days: std::collections::HashSet<&str> = lines[1..]
-            .iter()
-            .filter_map(|l| l.split(',').rev().nth(3))
-            .filter_map(|d| d.split(' ').next())
-            .collect();
-        assert!(days.len() > 10, "{} days", days.len());
+        assert!(days_of(&data).len() > 10, "{} days", days_of(&data).len());
+    }
+
+    fn days_of(data: &str) -> std::collections::BTreeSet<NaiveDate> {
+        let mut reader = csv::Reader::from_reader(data.as_bytes());
+        reader
+            .records()
+            .filter_map(|r| {
+                let r = r.expect("csv");
+                NaiveDateTime::parse_from_str(&r[4], "%m/%d/%Y %H:%M").ok()
+            })
+            .map(|t| t.date())
+            .collect()
+    }
+
+    #[test]
+    fn spreads_rows_over_the_days_asked_for() {
+        for days in [1, 2, 40] {
+            let mut out = Vec::new();
+            let options = GenerateOptions {
+                rows: 20_000,
+                days: Some(days),
+                ..Default::default()
+            };
+            generate(&options, &mut out).expect("generates");
+            let seen = days_of(&String::from_utf8(out).expect("utf-8"));
+            assert_eq!(seen.len(), days as usize, "{seen:?}");
+            assert_eq!(seen.first(), Some(&options.start));
+        }
     }
 }

@@ -103,6 +103,10 @@ pub struct GenerateArgs {
     /// The same seed always gives the same file.
     #[arg(long, env = "GENERATE_SEED", default_value_t = 42)]
     pub seed: u64,
+    /// Spreads the rows evenly over this many days from 2010-12-01 (default: the real data's
+    /// pace, about 900 lines a day).
+    #[arg(long, env = "GENERATE_DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub days: Option<u32>,
     /// Writes here instead of standard output.
     #[arg(long, env = "GENERATE_OUTPUT", value_name = "FILE")]
     pub output: Option<PathBuf>,

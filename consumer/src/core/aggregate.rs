@@ -4,11 +4,44 @@
 //! Money is summed as integer thousandths (the unscaled value of the lake's `decimal(38,3)`), so
 //! no sum is ever rounded: `quantity × unit_price` of a valid event is exact in thousandths, and
 //! fits `decimal(18,3)`, so no realistic number of events can overflow a sum.
-
-use std::collections::BTreeMap;
+//!
+//! Rows are grouped in hash maps looked up with borrowed keys ([`Line`]'s text points into the
+//! decoded batch): a line whose group exists already costs no allocation. Rows come out sorted.
 
 use chrono::NaiveDate;
+use hashbrown::{Equivalent, HashMap};
 use sales_stream::SalesEvent;
+
+/// What aggregation reads of one accepted sales line, borrowed from wherever it is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    pub sale_date: NaiveDate,
+    pub invoice_no: &'a str,
+    pub stock_code: &'a str,
+    pub description: Option<&'a str>,
+    pub customer_id: Option<&'a str>,
+    pub country: &'a str,
+    pub quantity: i64,
+    /// `quantity × unit_price` in thousandths.
+    pub amount: i128,
+}
+
+impl<'a> Line<'a> {
+    /// The line of a valid event ([`SalesEvent::validate`]); `None` for one whose amount cannot
+    /// be computed, which was refused before this point.
+    pub fn of(event: &'a SalesEvent) -> Option<Self> {
+        Some(Self {
+            sale_date: event.event_time.date(),
+            invoice_no: &event.invoice_no,
+            stock_code: &event.stock_code,
+            description: event.description.as_deref(),
+            customer_id: event.customer_id.as_deref(),
+            country: &event.country,
+            quantity: event.quantity,
+            amount: event.amount_thousandths()?,
+        })
+    }
+}
 
 /// The grouping key of `daily_sales`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -16,6 +49,23 @@ pub struct DailyKey {
     pub sale_date: NaiveDate,
     pub country: String,
     pub stock_code: String,
+}
+
+/// A [`DailyKey`] borrowed from a line. Its fields hash as the key's do (a `String` hashes as
+/// its `str`), so it finds the key's entry.
+#[derive(Hash)]
+struct DailyKeyRef<'a> {
+    sale_date: NaiveDate,
+    country: &'a str,
+    stock_code: &'a str,
+}
+
+impl Equivalent<DailyKey> for DailyKeyRef<'_> {
+    fn equivalent(&self, key: &DailyKey) -> bool {
+        self.sale_date == key.sale_date
+            && self.country == key.country
+            && self.stock_code == key.stock_code
+    }
 }
 
 /// Sums of sales lines, in exact integers. Money fields are thousandths (`2.550` is `2550`).
@@ -70,24 +120,6 @@ pub struct DailySales {
     pub totals: Totals,
 }
 
-impl DailySales {
-    fn new(key: DailyKey) -> Self {
-        Self {
-            key,
-            description: None,
-            totals: Totals::default(),
-        }
-    }
-
-    /// Adds one event. `amount` is its `quantity × unit_price` in thousandths.
-    fn add(&mut self, event: &SalesEvent, amount: i128) {
-        if self.description.is_none() {
-            self.description = event.description.clone().filter(|d| !d.is_empty());
-        }
-        self.totals.add(event.quantity, amount);
-    }
-}
-
 /// The grouping key of `customer_sales`: one invoice of one customer on one day.
 ///
 /// The invoice is part of the key so that the number of orders stays exact however the lines of
@@ -103,6 +135,24 @@ pub struct CustomerKey {
     pub invoice_no: String,
 }
 
+/// A [`CustomerKey`] borrowed from a line (see [`DailyKeyRef`]).
+#[derive(Hash)]
+struct CustomerKeyRef<'a> {
+    sale_date: NaiveDate,
+    customer_id: &'a str,
+    country: &'a str,
+    invoice_no: &'a str,
+}
+
+impl Equivalent<CustomerKey> for CustomerKeyRef<'_> {
+    fn equivalent(&self, key: &CustomerKey) -> bool {
+        self.sale_date == key.sale_date
+            && self.customer_id == key.customer_id
+            && self.country == key.country
+            && self.invoice_no == key.invoice_no
+    }
+}
+
 /// The `customer_id` of `customer_sales` rows whose lines name no customer (guest checkouts in
 /// the Online Retail data): kept, and grouped together, rather than dropped.
 pub const NO_CUSTOMER: &str = "";
@@ -114,71 +164,93 @@ pub struct CustomerSales {
     pub totals: Totals,
 }
 
-/// `daily_sales` rows built up one event at a time.
+/// `daily_sales` rows built up one line at a time.
 #[derive(Debug, Default)]
 pub struct DailyAggregator {
-    rows: BTreeMap<DailyKey, DailySales>,
+    rows: HashMap<DailyKey, (Option<String>, Totals)>,
 }
 
 impl DailyAggregator {
-    /// Adds a valid event ([`SalesEvent::validate`]); one whose amount cannot be computed was
-    /// refused before this point and is skipped.
-    pub fn add(&mut self, event: &SalesEvent) {
-        let Some(amount) = event.amount_thousandths() else {
-            return;
+    pub fn add(&mut self, line: &Line) {
+        let key = DailyKeyRef {
+            sale_date: line.sale_date,
+            country: line.country,
+            stock_code: line.stock_code,
         };
-        let key = DailyKey {
-            sale_date: event.event_time.date(),
-            country: event.country.clone(),
-            stock_code: event.stock_code.clone(),
+        let (description, totals) = match self.rows.get_mut(&key) {
+            Some(row) => row,
+            None => self
+                .rows
+                .entry(DailyKey {
+                    sale_date: line.sale_date,
+                    country: line.country.to_owned(),
+                    stock_code: line.stock_code.to_owned(),
+                })
+                .or_default(),
         };
-        self.rows
-            .entry(key)
-            .or_insert_with_key(|key| DailySales::new(key.clone()))
-            .add(event, amount);
+        if description.is_none() {
+            *description = line
+                .description
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned);
+        }
+        totals.add(line.quantity, line.amount);
     }
 
     /// One row per key, in key order.
     pub fn finish(self) -> Vec<DailySales> {
-        self.rows.into_values().collect()
+        let mut rows: Vec<DailySales> = self
+            .rows
+            .into_iter()
+            .map(|(key, (description, totals))| DailySales {
+                key,
+                description,
+                totals,
+            })
+            .collect();
+        rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        rows
     }
 }
 
-/// `customer_sales` rows built up one event at a time.
+/// `customer_sales` rows built up one line at a time.
 #[derive(Debug, Default)]
 pub struct CustomerAggregator {
-    rows: BTreeMap<CustomerKey, Totals>,
+    rows: HashMap<CustomerKey, Totals>,
 }
 
 impl CustomerAggregator {
-    /// Adds a valid event, as [`DailyAggregator::add`] does.
-    pub fn add(&mut self, event: &SalesEvent) {
-        let Some(amount) = event.amount_thousandths() else {
-            return;
+    pub fn add(&mut self, line: &Line) {
+        let key = CustomerKeyRef {
+            sale_date: line.sale_date,
+            customer_id: line.customer_id.map_or(NO_CUSTOMER, str::trim),
+            country: line.country,
+            invoice_no: line.invoice_no,
         };
-        let key = CustomerKey {
-            sale_date: event.event_time.date(),
-            customer_id: event
-                .customer_id
-                .as_deref()
-                .map(str::trim)
-                .unwrap_or(NO_CUSTOMER)
-                .to_owned(),
-            country: event.country.clone(),
-            invoice_no: event.invoice_no.clone(),
+        let totals = match self.rows.get_mut(&key) {
+            Some(totals) => totals,
+            None => self
+                .rows
+                .entry(CustomerKey {
+                    sale_date: key.sale_date,
+                    customer_id: key.customer_id.to_owned(),
+                    country: key.country.to_owned(),
+                    invoice_no: key.invoice_no.to_owned(),
+                })
+                .or_default(),
         };
-        self.rows
-            .entry(key)
-            .or_default()
-            .add(event.quantity, amount);
+        totals.add(line.quantity, line.amount);
     }
 
     /// One row per key, in key order.
     pub fn finish(self) -> Vec<CustomerSales> {
-        self.rows
+        let mut rows: Vec<CustomerSales> = self
+            .rows
             .into_iter()
             .map(|(key, totals)| CustomerSales { key, totals })
-            .collect()
+            .collect();
+        rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        rows
     }
 }
 
@@ -198,9 +270,16 @@ pub struct AggregateRows {
 }
 
 impl Aggregates {
+    pub fn add_line(&mut self, line: &Line) {
+        self.daily.add(line);
+        self.customers.add(line);
+    }
+
+    /// Adds a valid event ([`SalesEvent::validate`]).
     pub fn add(&mut self, event: &SalesEvent) {
-        self.daily.add(event);
-        self.customers.add(event);
+        if let Some(line) = Line::of(event) {
+            self.add_line(&line);
+        }
     }
 
     pub fn finish(self) -> AggregateRows {

@@ -8,16 +8,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use arrow::array::{RecordBatch, UInt32Array};
 use chrono::NaiveDate;
 use sales_stream::{Payload, SequenceNumber, StreamRecord, codec, unpack};
 use uuid::Uuid;
 
-use crate::core::aggregate::aggregate;
+use crate::core::aggregate::Aggregates;
 use crate::core::layout::{CUSTOMER_SALES, DAILY_SALES, QUARANTINE, SALES_EVENTS, data_file};
 use crate::core::quarantine::{self, QuarantinedRecord};
 use crate::core::writer::{
-    AcceptedEvent, Codec, WriterError, encode_customer_sales, encode_daily_sales,
-    encode_sales_events,
+    Codec, SalesEventsBuilder, SalesEventsColumns, WriterError, encode_customer_sales,
+    encode_daily_sales, encode_sales_events_batch,
 };
 
 /// Options of the batch step.
@@ -98,10 +99,14 @@ fn group_by_date<T>(
 }
 
 /// A batch's records decoded and validated: the events to dedupe, and what was quarantined.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Decoded {
-    /// Valid events in stream order (duplicates included).
-    pub events: Vec<AcceptedEvent>,
+    /// Valid events in stream order (duplicates included), as `sales_events` columns: decoded
+    /// straight into the columns the lake stores, with no event-by-event copy in between.
+    pub events: RecordBatch,
+    /// Each event's id and sale date, row for row: what the dedupe reads.
+    pub ids: Vec<Uuid>,
+    pub dates: Vec<NaiveDate>,
     pub quarantined: Vec<QuarantinedRecord>,
     /// `records` and `received` are known here; the rest once the batch is finished.
     pub counts: BatchCounts,
@@ -111,29 +116,33 @@ pub struct Decoded {
 impl Decoded {
     /// The sale dates the events fall on: the dates whose committed ids the dedupe needs.
     pub fn days(&self) -> BTreeSet<NaiveDate> {
-        self.events
-            .iter()
-            .map(|e| e.event.event_time.date())
-            .collect()
+        let mut days = BTreeSet::new();
+        let mut last = None;
+        for date in &self.dates {
+            // Events come in runs of one day: skip the set while the day does not change.
+            if last != Some(date) {
+                days.insert(*date);
+                last = Some(date);
+            }
+        }
+        days
     }
 }
 
 /// Decodes and validates the records of one shard; what is not a valid event is quarantined.
 pub fn decode_batch(shard_id: &str, records: &[StreamRecord]) -> Decoded {
-    let mut decoded = Decoded {
-        last_sequence_number: records.last().map(|r| r.sequence_number.clone()),
-        events: Vec::with_capacity(records.len()),
-        ..Decoded::default()
-    };
+    let mut builder = SalesEventsBuilder::with_capacity(records.len());
+    let mut ids = Vec::with_capacity(records.len());
+    let mut dates = Vec::with_capacity(records.len());
+    let mut quarantined = Vec::new();
+    let mut counts = BatchCounts::default();
     for record in records {
-        decoded.counts.records += 1;
+        counts.records += 1;
         let payload = match unpack(&record.data) {
             Ok(payload) => payload,
             Err(e) => {
-                decoded.counts.received += 1;
-                decoded
-                    .quarantined
-                    .push(QuarantinedRecord::new(shard_id, record, e.to_string()));
+                counts.received += 1;
+                quarantined.push(QuarantinedRecord::new(shard_id, record, e.to_string()));
                 continue;
             }
         };
@@ -145,33 +154,46 @@ pub fn decode_batch(shard_id: &str, records: &[StreamRecord]) -> Decoded {
                 .map(|(i, user)| (Some(i), user.partition_key.as_str(), user.data.as_slice()))
                 .collect(),
         };
+        let arrival = record.approximate_arrival.timestamp_millis();
         for (sub_record, partition_key, data) in parts {
-            decoded.counts.received += 1;
+            counts.received += 1;
             let quarantine = |reason: String| {
                 QuarantinedRecord::part(shard_id, record, sub_record, partition_key, data, reason)
             };
-            let event = match codec::decode(data) {
+            let event = match codec::decode_ref(data) {
                 Ok(event) => event,
                 Err(e) => {
-                    decoded.quarantined.push(quarantine(e.to_string()));
+                    quarantined.push(quarantine(e.to_string()));
                     continue;
                 }
             };
             if let Err(e) = event.validate() {
-                decoded
-                    .quarantined
-                    .push(quarantine(format!("invalid event: {e}")));
+                quarantined.push(quarantine(format!("invalid event: {e}")));
                 continue;
             }
-            decoded.events.push(AcceptedEvent {
-                event,
-                shard_id: shard_id.to_owned(),
-                sequence_number: record.sequence_number.clone(),
-                arrival_time: record.approximate_arrival,
-            });
+            if let Err(e) =
+                builder.append(&event, shard_id, record.sequence_number.as_str(), arrival)
+            {
+                quarantined.push(quarantine(format!("invalid event: {e}")));
+                continue;
+            }
+            ids.push(event.event_id);
+            dates.push(event.event_time.date());
         }
     }
-    decoded
+    let events = builder.finish().unwrap_or_else(|_| {
+        // The builder's columns always match the schema; an empty batch keeps the
+        // accounting whole if they ever did not.
+        RecordBatch::new_empty(crate::core::writer::sales_events_schema())
+    });
+    Decoded {
+        events,
+        ids,
+        dates,
+        quarantined,
+        counts,
+        last_sequence_number: records.last().map(|r| r.sequence_number.clone()),
+    }
 }
 
 /// Drops the events whose id was committed before (`already_committed(sale date, id)`) or seen
@@ -185,6 +207,8 @@ pub fn finish_batch(
 ) -> Result<BatchOutput, BatchError> {
     let Decoded {
         events,
+        ids,
+        dates,
         quarantined,
         counts,
         last_sequence_number,
@@ -194,29 +218,40 @@ pub fn finish_batch(
         last_sequence_number,
         ..BatchOutput::default()
     };
-    let mut seen_in_batch = HashSet::with_capacity(events.len());
-    let mut accepted = Vec::with_capacity(events.len());
-    for candidate in events {
-        let (day, id) = (candidate.event.event_time.date(), candidate.event.event_id);
-        if already_committed(day, &id) || !seen_in_batch.insert(id) {
+    let mut seen_in_batch = HashSet::with_capacity(ids.len());
+    // The rows each sale date keeps, in stream order.
+    let mut kept: BTreeMap<NaiveDate, Vec<u32>> = BTreeMap::new();
+    for (row, (id, day)) in ids.iter().zip(&dates).enumerate() {
+        if already_committed(*day, id) || !seen_in_batch.insert(*id) {
             output.counts.duplicates += 1;
             continue;
         }
-        output.accepted_ids.entry(day).or_default().push(id);
-        accepted.push(candidate);
+        output.accepted_ids.entry(*day).or_default().push(*id);
+        kept.entry(*day).or_default().push(row as u32);
     }
-    output.counts.accepted = accepted.len() as u64;
     output.counts.quarantined = quarantined.len() as u64;
 
-    for (date, rows) in group_by_date(accepted.iter().map(|a| (a.event.event_time.date(), a))) {
-        output.days.insert(date);
+    let columns = SalesEventsColumns::of(&events)?;
+    let mut aggregates = Aggregates::default();
+    for (date, rows) in &kept {
+        output.counts.accepted += rows.len() as u64;
+        output.days.insert(*date);
+        for row in rows {
+            aggregates.add_line(&columns.line(*row as usize));
+        }
+        let day_events = if rows.len() == events.num_rows() {
+            events.clone()
+        } else {
+            arrow::compute::take_record_batch(&events, &UInt32Array::from(rows.clone()))
+                .map_err(WriterError::from)?
+        };
         output.files.push(OutputFile {
-            key: data_file(SALES_EVENTS, date, name, "parquet"),
-            bytes: encode_sales_events(&rows, options.codec)?,
+            key: data_file(SALES_EVENTS, *date, name, "parquet"),
+            bytes: encode_sales_events_batch(&day_events, options.codec)?,
             rows: rows.len(),
         });
     }
-    let aggregates = aggregate(accepted.iter().map(|a| &a.event));
+    let aggregates = aggregates.finish();
     for (date, rows) in group_by_date(aggregates.daily.iter().map(|d| (d.key.sale_date, d))) {
         output.files.push(OutputFile {
             key: data_file(DAILY_SALES, date, name, "parquet"),

@@ -4,7 +4,8 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    ArrayRef, Date32Builder, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder,
+    Array, ArrayRef, Date32Builder, Decimal128Array, Decimal128Builder, Int64Array, Int64Builder,
+    RecordBatch, StringArray, StringBuilder, TimestampMillisecondArray,
     TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -12,9 +13,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use sales_stream::{SalesEvent, SequenceNumber};
+use sales_stream::{SalesEvent, SalesEventRef, SequenceNumber};
 
-use crate::core::aggregate::{CustomerKey, CustomerSales, DailyKey, DailySales, Totals};
+use crate::core::aggregate::{CustomerKey, CustomerSales, DailyKey, DailySales, Line, Totals};
 
 /// `decimal(18,3)`: a unit price, exact to a thousandth (what [`SalesEvent::validate`] admits).
 pub const PRICE_PRECISION: u8 = 18;
@@ -165,14 +166,29 @@ pub fn writer_properties(codec: Codec) -> WriterProperties {
         .set_compression(compression)
         // Page statistics let DuckDB, DataFusion and Athena skip pages by min/max.
         .set_statistics_enabled(EnabledStatistics::Page)
+        // Every event id and source line is distinct: a dictionary would only be built to be
+        // dropped.
+        .set_column_dictionary_enabled("event_id".into(), false)
+        .set_column_dictionary_enabled("source".into(), false)
         .set_created_by(format!("sales-lake consumer {}", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+/// [`writer_properties`], built once per codec: every file of every batch uses them.
+fn shared_properties(codec: Codec) -> WriterProperties {
+    static ZSTD: LazyLock<WriterProperties> = LazyLock::new(|| writer_properties(Codec::Zstd));
+    static SNAPPY: LazyLock<WriterProperties> =
+        LazyLock::new(|| writer_properties(Codec::Snappy));
+    match codec {
+        Codec::Zstd => ZSTD.clone(),
+        Codec::Snappy => SNAPPY.clone(),
+    }
 }
 
 fn to_parquet(batch: &RecordBatch, codec: Codec) -> Result<Vec<u8>, WriterError> {
     let mut bytes = Vec::new();
     let mut writer =
-        ArrowWriter::try_new(&mut bytes, batch.schema(), Some(writer_properties(codec)))?;
+        ArrowWriter::try_new(&mut bytes, batch.schema(), Some(shared_properties(codec)))?;
     writer.write(batch)?;
     writer.close()?;
     Ok(bytes)
@@ -201,62 +217,172 @@ fn decimal_builder(capacity: usize, precision: u8) -> Result<Decimal128Builder, 
         .with_precision_and_scale(precision, MONEY_SCALE)?)
 }
 
-/// The `sales_events` rows of one partition as a record batch.
-pub fn sales_events_batch(rows: &[&AcceptedEvent]) -> Result<RecordBatch, WriterError> {
-    let n = rows.len();
-    let mut event_id = StringBuilder::with_capacity(n, n * 36);
-    let mut event_time = TimestampMillisecondBuilder::with_capacity(n);
-    let mut invoice_no = StringBuilder::new();
-    let mut stock_code = StringBuilder::new();
-    let mut description = StringBuilder::new();
-    let mut quantity = Int64Builder::with_capacity(n);
-    let mut unit_price = decimal_builder(n, PRICE_PRECISION)?;
-    let mut customer_id = StringBuilder::new();
-    let mut country = StringBuilder::new();
-    let mut source = StringBuilder::new();
-    let mut shard_id = StringBuilder::new();
-    let mut sequence_number = StringBuilder::new();
-    let mut arrival_time = TimestampMillisecondBuilder::with_capacity(n);
-    for row in rows {
-        let e = &row.event;
-        event_id.append_value(
-            e.event_id
+/// The `sales_events` columns, filled an event at a time (as records are decoded, or from
+/// events read back) and finished into one record batch.
+#[derive(Debug)]
+pub struct SalesEventsBuilder {
+    event_id: StringBuilder,
+    event_time: TimestampMillisecondBuilder,
+    invoice_no: StringBuilder,
+    stock_code: StringBuilder,
+    description: StringBuilder,
+    quantity: Int64Builder,
+    unit_price: Decimal128Builder,
+    customer_id: StringBuilder,
+    country: StringBuilder,
+    source: StringBuilder,
+    shard_id: StringBuilder,
+    sequence_number: StringBuilder,
+    arrival_time: TimestampMillisecondBuilder,
+}
+
+impl SalesEventsBuilder {
+    /// Room for `capacity` events of about the usual size.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let text = |bytes_each: usize| StringBuilder::with_capacity(capacity, capacity * bytes_each);
+        Self {
+            event_id: text(36),
+            event_time: TimestampMillisecondBuilder::with_capacity(capacity),
+            invoice_no: text(8),
+            stock_code: text(8),
+            description: text(32),
+            quantity: Int64Builder::with_capacity(capacity),
+            unit_price: Decimal128Builder::with_capacity(capacity)
+                .with_data_type(price()),
+            customer_id: text(8),
+            country: text(16),
+            source: text(24),
+            shard_id: text(24),
+            sequence_number: text(56),
+            arrival_time: TimestampMillisecondBuilder::with_capacity(capacity),
+        }
+    }
+
+    /// Appends a valid event ([`sales_stream::SalesEventRef::validate`]) and where it was read.
+    pub fn append(
+        &mut self,
+        event: &SalesEventRef,
+        shard_id: &str,
+        sequence_number: &str,
+        arrival_millis: i64,
+    ) -> Result<(), WriterError> {
+        let price = event.unit_price_thousandths().ok_or(WriterError::Overflow {
+            column: "unit_price",
+            value: event.unit_price.mantissa(),
+        })?;
+        self.unit_price
+            .append_value(decimal_value("unit_price", price, PRICE_PRECISION)?);
+        self.event_id.append_value(
+            event
+                .event_id
                 .hyphenated()
                 .encode_lower(&mut uuid::Uuid::encode_buffer()),
         );
-        event_time.append_value(e.event_time.and_utc().timestamp_millis());
-        invoice_no.append_value(&e.invoice_no);
-        stock_code.append_value(&e.stock_code);
-        description.append_option(e.description.as_deref());
-        quantity.append_value(e.quantity);
-        let price = e.unit_price_thousandths().ok_or(WriterError::Overflow {
-            column: "unit_price",
-            value: e.unit_price.mantissa(),
-        })?;
-        unit_price.append_value(decimal_value("unit_price", price, PRICE_PRECISION)?);
-        customer_id.append_option(e.customer_id.as_deref());
-        country.append_value(&e.country);
-        source.append_value(&e.source);
-        shard_id.append_value(&row.shard_id);
-        sequence_number.append_value(row.sequence_number.as_str());
-        arrival_time.append_value(row.arrival_time.timestamp_millis());
+        self.event_time
+            .append_value(event.event_time.and_utc().timestamp_millis());
+        self.invoice_no.append_value(&event.invoice_no);
+        self.stock_code.append_value(&event.stock_code);
+        self.description.append_option(event.description.as_deref());
+        self.quantity.append_value(event.quantity);
+        self.customer_id.append_option(event.customer_id.as_deref());
+        self.country.append_value(&event.country);
+        self.source.append_value(&event.source);
+        self.shard_id.append_value(shard_id);
+        self.sequence_number.append_value(sequence_number);
+        self.arrival_time.append_value(arrival_millis);
+        Ok(())
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(event_id.finish()),
-        Arc::new(event_time.finish()),
-        Arc::new(invoice_no.finish()),
-        Arc::new(stock_code.finish()),
-        Arc::new(description.finish()),
-        Arc::new(quantity.finish()),
-        Arc::new(unit_price.finish()),
-        Arc::new(customer_id.finish()),
-        Arc::new(country.finish()),
-        Arc::new(source.finish()),
-        Arc::new(shard_id.finish()),
-        Arc::new(sequence_number.finish()),
-        Arc::new(arrival_time.finish()),
-    ];
-    Ok(RecordBatch::try_new(sales_events_schema(), columns)?)
+
+    pub fn finish(mut self) -> Result<RecordBatch, WriterError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.event_time.finish()),
+            Arc::new(self.invoice_no.finish()),
+            Arc::new(self.stock_code.finish()),
+            Arc::new(self.description.finish()),
+            Arc::new(self.quantity.finish()),
+            Arc::new(self.unit_price.finish()),
+            Arc::new(self.customer_id.finish()),
+            Arc::new(self.country.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.shard_id.finish()),
+            Arc::new(self.sequence_number.finish()),
+            Arc::new(self.arrival_time.finish()),
+        ];
+        Ok(RecordBatch::try_new(sales_events_schema(), columns)?)
+    }
+}
+
+/// The columns of a `sales_events` record batch, typed: what aggregation reads of each row.
+#[derive(Debug)]
+pub struct SalesEventsColumns<'a> {
+    event_time: &'a TimestampMillisecondArray,
+    invoice_no: &'a StringArray,
+    stock_code: &'a StringArray,
+    description: &'a StringArray,
+    quantity: &'a Int64Array,
+    unit_price: &'a Decimal128Array,
+    customer_id: &'a StringArray,
+    country: &'a StringArray,
+}
+
+impl<'a> SalesEventsColumns<'a> {
+    /// The columns of a batch with the `sales_events` schema.
+    pub fn of(batch: &'a RecordBatch) -> Result<Self, WriterError> {
+        fn column<'a, T: 'static>(
+            batch: &'a RecordBatch,
+            name: &str,
+        ) -> Result<&'a T, WriterError> {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<T>())
+                .ok_or_else(|| WriterError::Unexpected(format!("no column {name} of its type")))
+        }
+        Ok(Self {
+            event_time: column(batch, "event_time")?,
+            invoice_no: column(batch, "invoice_no")?,
+            stock_code: column(batch, "stock_code")?,
+            description: column(batch, "description")?,
+            quantity: column(batch, "quantity")?,
+            unit_price: column(batch, "unit_price")?,
+            customer_id: column(batch, "customer_id")?,
+            country: column(batch, "country")?,
+            // The writer's own columns are never null where the schema says so; a file read
+            // back is checked by its schema before this point.
+        })
+    }
+
+    /// Row `row` as a sales line.
+    pub fn line(&self, row: usize) -> Line<'a> {
+        let text = |array: &'a StringArray| array.is_valid(row).then(|| array.value(row));
+        let quantity = self.quantity.value(row);
+        Line {
+            sale_date: DateTime::from_timestamp_millis(self.event_time.value(row))
+                .map(|t| t.date_naive())
+                .unwrap_or_default(),
+            invoice_no: self.invoice_no.value(row),
+            stock_code: self.stock_code.value(row),
+            description: text(self.description),
+            customer_id: text(self.customer_id),
+            country: self.country.value(row),
+            quantity,
+            amount: self.unit_price.value(row) * i128::from(quantity),
+        }
+    }
+}
+
+/// The `sales_events` rows of one partition as a record batch.
+pub fn sales_events_batch(rows: &[&AcceptedEvent]) -> Result<RecordBatch, WriterError> {
+    let mut builder = SalesEventsBuilder::with_capacity(rows.len());
+    for row in rows {
+        builder.append(
+            &row.event.as_ref(),
+            &row.shard_id,
+            row.sequence_number.as_str(),
+            row.arrival_time.timestamp_millis(),
+        )?;
+    }
+    builder.finish()
 }
 
 /// The builders of the sums both aggregated tables end with ([`totals_fields`]).
@@ -369,6 +495,14 @@ pub fn encode_sales_events(rows: &[&AcceptedEvent], codec: Codec) -> Result<Vec<
     to_parquet(&sales_events_batch(rows)?, codec)
 }
 
+/// Encodes a `sales_events` record batch as one Parquet file.
+pub fn encode_sales_events_batch(
+    batch: &RecordBatch,
+    codec: Codec,
+) -> Result<Vec<u8>, WriterError> {
+    to_parquet(batch, codec)
+}
+
 /// Encodes `daily_sales` rows as one Parquet file.
 pub fn encode_daily_sales(rows: &[&DailySales], codec: Codec) -> Result<Vec<u8>, WriterError> {
     to_parquet(&daily_sales_batch(rows)?, codec)
@@ -396,7 +530,7 @@ impl SalesEventsWriter {
             writer: ArrowWriter::try_new(
                 Vec::new(),
                 sales_events_schema(),
-                Some(writer_properties(codec)),
+                Some(shared_properties(codec)),
             )?,
             rows: 0,
         })

@@ -1,6 +1,6 @@
 //! The bytes of a stream record: one UTF-8 JSON event per record.
 
-use crate::SalesEvent;
+use crate::{SalesEvent, SalesEventRef};
 
 /// Why a stream record is not a sales event.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,12 @@ pub fn encode_into(event: &SalesEvent, out: &mut Vec<u8>) {
 
 /// Decodes the data of one plain stream record.
 pub fn decode(data: &[u8]) -> Result<SalesEvent, DecodeError> {
+    Ok(decode_ref(data)?.into_owned())
+}
+
+/// Decodes the data of one plain stream record into a view of it: text fields point into
+/// `data` unless the JSON escaped them.
+pub fn decode_ref(data: &[u8]) -> Result<SalesEventRef<'_>, DecodeError> {
     if data.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -62,8 +68,15 @@ mod tests {
     #[test]
     fn round_trips() {
         let original = event();
-        let decoded = decode(&encode(&original)).expect("decodes");
+        let encoded = encode(&original);
+        let decoded = decode(&encoded).expect("decodes");
         assert_eq!(decoded, original);
+        let view = decode_ref(&encoded).expect("decodes");
+        assert_eq!(view, original.as_ref());
+        assert!(
+            matches!(view.country, std::borrow::Cow::Borrowed(_)),
+            "text without escapes is borrowed"
+        );
         let mut buffer = vec![1, 2, 3];
         encode_into(&original, &mut buffer);
         assert_eq!(buffer, encode(&original));

@@ -18,11 +18,13 @@ mod location;
 mod record;
 mod sequence;
 mod shard;
+pub mod time;
 
 pub use aggregation::{AggregationError, Aggregator, Compression, Payload, UserRecord, unpack};
 pub use codec::DecodeError;
 pub use event::{
-    EVENT_ID_NAMESPACE, EventError, MAX_PRICE_SCALE, MAX_QUANTITY, SalesEvent, event_id,
+    EVENT_ID_NAMESPACE, EventError, MAX_PRICE_SCALE, MAX_QUANTITY, SalesEvent, SalesEventRef,
+    event_id,
 };
 pub use location::{LakeLocation, LocationError, StreamLocation};
 pub use record::{
