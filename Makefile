@@ -14,6 +14,7 @@ LAMBDA_ZIP  := $(abspath $(TARGET_DIR))/lambda/consumer-lambda/bootstrap.zip
 TERRAFORM   ?= terraform
 TF          := $(TERRAFORM) -chdir=terraform
 INFRA_VENV  := .tools/infra-venv
+BENCH_VENV  := .tools/bench-venv
 DEMO_DIR    := .lake-demo
 DEMO_ROWS   ?= 100000
 DEMO_SAMPLE := tests/data/online-retail/prasad4edu-DSDoc/Online Retail.csv
@@ -102,12 +103,18 @@ e2e: build $(VENV)/.installed $(KINESALITE) ## End-to-end tests: real binaries, 
 	cd tests/e2e && BIN_DIR=$(abspath $(DEBUG_BIN)) KINESALITE=$(abspath $(KINESALITE)) \
 		../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope
 
-bench: $(KINESALITE) $(VENV)/.installed ## Throughput and memory figures (release build, $(BENCH_ROWS) generated rows)
+# pandas and pyarrow for the Python baseline, DuckDB for the check that both lakes agree.
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	$(PYTHON3) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+bench: $(KINESALITE) $(VENV)/.installed $(BENCH_VENV)/.installed ## Speed figures beside their goals and the Python baseline (release build, best of 3)
 	$(CARGO) build --release -p producer -p bench
 	@# The bench drives `consumer poll` only: the SQL engine is left out of this release build.
 	$(CARGO) build --release -p consumer --no-default-features
 	$(TARGET_DIR)/release/bench --rows $(BENCH_ROWS) --bin-dir $(TARGET_DIR)/release --kinesalite $(KINESALITE) \
-		--moto $(VENV)/bin/moto_server
+		--moto $(VENV)/bin/moto_server --python $(BENCH_VENV)/bin/python
 
 $(LAMBDA_VENV)/.installed: tests/lambda-build-requirements.txt
 	$(PYTHON3) -m venv $(LAMBDA_VENV)

@@ -189,9 +189,7 @@ pub fn generate(options: &GenerateOptions, output: impl Write) -> io::Result<u64
             let rows_per_day = options.rows.div_ceil(u64::from(days));
             let (day, row) = (written / rows_per_day, written % rows_per_day);
             let second = row * OPENING_SECONDS / rows_per_day;
-            time = opening
-                + Duration::days(day as i64)
-                + Duration::seconds(second as i64);
+            time = opening + Duration::days(day as i64) + Duration::seconds(second as i64);
         } else {
             time += Duration::minutes(rng.random_range(1..25));
             if time.hour() >= 20 {

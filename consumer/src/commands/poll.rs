@@ -148,6 +148,11 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
     let mut first_error = None;
     // One cache of id segments for every shard: its budget bounds the whole process.
     let cache = Arc::new(IdCache::default());
+    // Batches in memory at once: one per core that can work on it. Every shard is polled, but a
+    // third batch on two cores would only wait for a core while holding its records, columns and
+    // files in memory.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let batches = Arc::new(tokio::sync::Semaphore::new(cores.max(2)));
     let mut spawn_new = |shards: Vec<ShardInfo>, workers: &mut JoinSet<ShardOutcome>| {
         let known: HashSet<String> = shards.iter().map(|s| s.id.clone()).collect();
         let lineage_of: HashMap<String, Vec<String>> = shards
@@ -164,13 +169,14 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
                 .into_iter()
                 .filter(|p| known.contains(p))
                 .collect();
-            let (source, lake, options, stop, lineage, cache) = (
+            let (source, lake, options, stop, lineage, cache, batches) = (
                 source.clone(),
                 lake.clone(),
                 options.clone(),
                 stop.clone(),
                 lineage.clone(),
                 cache.clone(),
+                batches.clone(),
             );
             let shard_ancestors = lineage_of.get(&shard.id).cloned().unwrap_or_default();
             workers.spawn(async move {
@@ -185,7 +191,7 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
                 let result = poll_shard(
                     &*source,
                     &*lake,
-                    &cache,
+                    (&cache, &batches),
                     (&shard.id, shard_ancestors),
                     &options,
                     &stop,
@@ -233,7 +239,7 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
 async fn poll_shard(
     source: &impl ShardSource,
     lake: &impl Lake,
-    cache: &IdCache,
+    (cache, batches): (&IdCache, &tokio::sync::Semaphore),
     (shard_id, ancestors): (&str, Vec<String>),
     options: &PollOptions,
     stop: &AtomicBool,
@@ -247,6 +253,8 @@ async fn poll_shard(
             Some(sequence) => StartingPosition::AfterSequenceNumber(sequence.clone()),
             None => StartingPosition::TrimHorizon,
         };
+        // Never closed, so it is always granted.
+        let in_memory = batches.acquire().await.ok();
         let read = source.read(shard_id, &position, options.batch_size).await?;
         let caught_up = read.records.is_empty();
         if !caught_up {
@@ -272,6 +280,7 @@ async fn poll_shard(
                 "batch committed"
             );
         }
+        drop(in_memory);
         if read.closed {
             tracing::info!(shard = shard_id, "shard read to its end");
             return Ok((summary, true));

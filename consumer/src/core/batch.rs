@@ -146,39 +146,39 @@ pub fn decode_batch(shard_id: &str, records: &[StreamRecord]) -> Decoded {
                 continue;
             }
         };
-        let parts: Vec<(Option<usize>, &str, &[u8])> = match &payload {
-            Payload::Single(data) => vec![(None, record.partition_key.as_str(), data)],
-            Payload::Aggregated(users) => users
-                .iter()
-                .enumerate()
-                .map(|(i, user)| (Some(i), user.partition_key.as_str(), user.data.as_slice()))
-                .collect(),
-        };
         let arrival = record.approximate_arrival.timestamp_millis();
-        for (sub_record, partition_key, data) in parts {
+        let mut part = |sub_record: Option<usize>, partition_key: &str, data: &[u8]| {
             counts.received += 1;
-            let quarantine = |reason: String| {
-                QuarantinedRecord::part(shard_id, record, sub_record, partition_key, data, reason)
+            let reason = match codec::decode_ref(data) {
+                Err(e) => e.to_string(),
+                Ok(event) => match event.validate().map(|()| {
+                    builder.append(&event, shard_id, record.sequence_number.as_str(), arrival)
+                }) {
+                    Ok(Ok(())) => {
+                        ids.push(event.event_id);
+                        dates.push(event.event_time.date());
+                        return;
+                    }
+                    Err(e) => format!("invalid event: {e}"),
+                    Ok(Err(e)) => format!("invalid event: {e}"),
+                },
             };
-            let event = match codec::decode_ref(data) {
-                Ok(event) => event,
-                Err(e) => {
-                    quarantined.push(quarantine(e.to_string()));
-                    continue;
+            quarantined.push(QuarantinedRecord::part(
+                shard_id,
+                record,
+                sub_record,
+                partition_key,
+                data,
+                reason,
+            ));
+        };
+        match &payload {
+            Payload::Single(data) => part(None, &record.partition_key, data),
+            Payload::Aggregated(users) => {
+                for (i, user) in users.iter().enumerate() {
+                    part(Some(i), &user.partition_key, &user.data);
                 }
-            };
-            if let Err(e) = event.validate() {
-                quarantined.push(quarantine(format!("invalid event: {e}")));
-                continue;
             }
-            if let Err(e) =
-                builder.append(&event, shard_id, record.sequence_number.as_str(), arrival)
-            {
-                quarantined.push(quarantine(format!("invalid event: {e}")));
-                continue;
-            }
-            ids.push(event.event_id);
-            dates.push(event.event_time.date());
         }
     }
     let events = builder.finish().unwrap_or_else(|_| {
