@@ -93,7 +93,7 @@ impl Table {
     fn print(&self) {
         println!();
         println!(
-            "{:<58} {:>14} {:>14}  {:<14} ",
+            "{:<58} {:>14} {:>14}  {:<9}",
             "figure (best of runs)", "measured", "goal", "unit"
         );
         for figure in &self.0 {
@@ -108,7 +108,7 @@ impl Table {
                 (_, false) => "MISSED",
             };
             println!(
-                "{:<58} {:>14} {:>14}  {:<14} {mark}",
+                "{:<58} {:>14} {:>14}  {:<9} {mark}",
                 figure.name,
                 thousands(figure.value),
                 goal,
@@ -714,7 +714,7 @@ fn lambda_figure(records: &[StreamRecord], runs: usize, table: &mut Table) -> an
         Ok(elapsed)
     })?;
     table.add(
-        format!("Lambda handler, 10,000-record event, warm ({files} files to a local lake)"),
+        format!("Lambda handler, 10,000 records, warm ({files} files)"),
         seconds * 1000.0,
         "ms",
         Goal::AtMost(15.0),
