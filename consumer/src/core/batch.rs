@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use arrow::array::{RecordBatch, UInt32Array};
+use arrow::array::UInt32Array;
 use chrono::NaiveDate;
 use sales_stream::{Payload, SequenceNumber, StreamRecord, codec, unpack};
 use uuid::Uuid;
@@ -99,11 +99,11 @@ fn group_by_date<T>(
 }
 
 /// A batch's records decoded and validated: the events to dedupe, and what was quarantined.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Decoded {
     /// Valid events in stream order (duplicates included), as `sales_events` columns: decoded
     /// straight into the columns the lake stores, with no event-by-event copy in between.
-    pub events: RecordBatch,
+    pub events: SalesEventsBuilder,
     /// Each event's id and sale date, row for row: what the dedupe reads.
     pub ids: Vec<Uuid>,
     pub dates: Vec<NaiveDate>,
@@ -181,13 +181,8 @@ pub fn decode_batch(shard_id: &str, records: &[StreamRecord]) -> Decoded {
             }
         }
     }
-    let events = builder.finish().unwrap_or_else(|_| {
-        // The builder's columns always match the schema; an empty batch keeps the
-        // accounting whole if they ever did not.
-        RecordBatch::new_empty(crate::core::writer::sales_events_schema())
-    });
     Decoded {
-        events,
+        events: builder,
         ids,
         dates,
         quarantined,
@@ -231,13 +226,14 @@ pub fn finish_batch(
     }
     output.counts.quarantined = quarantined.len() as u64;
 
+    let events = events.finish()?;
     let columns = SalesEventsColumns::of(&events)?;
     let mut aggregates = Aggregates::default();
     for (date, rows) in &kept {
         output.counts.accepted += rows.len() as u64;
         output.days.insert(*date);
         for row in rows {
-            aggregates.add_line(&columns.line(*row as usize));
+            aggregates.add_line(&columns.line(*row as usize, *date));
         }
         let day_events = if rows.len() == events.num_rows() {
             events.clone()
@@ -449,6 +445,31 @@ mod tests {
         let b =
             process_batch("s", "s-1", &records, |_, _| false, &BatchOptions::default()).expect("b");
         assert_eq!(a.files, b.files, "a retried batch overwrites its own files");
+    }
+
+    #[test]
+    fn a_leap_second_is_aggregated_on_its_own_day() {
+        // chrono reads `23:59:60` as the last second plus a second of nanoseconds: in
+        // milliseconds since the epoch that is the next midnight.
+        let mut late = event(1, 9);
+        late.event_time = sales_stream::time::parse("2011-12-09T23:59:60").expect("leap second");
+        let output = process_batch(
+            "s",
+            "s-1",
+            &[record(1, codec::encode(&late))],
+            |_, _| false,
+            &BatchOptions::default(),
+        )
+        .expect("processes");
+        let keys: Vec<&str> = output.files.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "sales_events/year=2011/month=12/day=09/s-1.parquet",
+                "daily_sales/year=2011/month=12/day=09/s-1.parquet",
+                "customer_sales/year=2011/month=12/day=09/s-1.parquet",
+            ]
+        );
     }
 
     #[test]

@@ -5,8 +5,7 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
     Array, ArrayRef, Date32Builder, Decimal128Array, Decimal128Builder, Int64Array, Int64Builder,
-    RecordBatch, StringArray, StringBuilder, TimestampMillisecondArray,
-    TimestampMillisecondBuilder,
+    RecordBatch, StringArray, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -333,7 +332,6 @@ impl SalesEventsBuilder {
 /// The columns of a `sales_events` record batch, typed: what aggregation reads of each row.
 #[derive(Debug)]
 pub struct SalesEventsColumns<'a> {
-    event_time: &'a TimestampMillisecondArray,
     invoice_no: &'a StringArray,
     stock_code: &'a StringArray,
     description: &'a StringArray,
@@ -356,7 +354,6 @@ impl<'a> SalesEventsColumns<'a> {
                 .ok_or_else(|| WriterError::Unexpected(format!("no column {name} of its type")))
         }
         Ok(Self {
-            event_time: column(batch, "event_time")?,
             invoice_no: column(batch, "invoice_no")?,
             stock_code: column(batch, "stock_code")?,
             description: column(batch, "description")?,
@@ -369,14 +366,14 @@ impl<'a> SalesEventsColumns<'a> {
         })
     }
 
-    /// Row `row` as a sales line.
-    pub fn line(&self, row: usize) -> Line<'a> {
+    /// Row `row`, whose event fell on `sale_date`, as a sales line. The date is the caller's,
+    /// from the event as decoded: the stored milliseconds of a leap second (`23:59:60`) read as
+    /// the next midnight.
+    pub fn line(&self, row: usize, sale_date: NaiveDate) -> Line<'a> {
         let text = |array: &'a StringArray| array.is_valid(row).then(|| array.value(row));
         let quantity = self.quantity.value(row);
         Line {
-            sale_date: DateTime::from_timestamp_millis(self.event_time.value(row))
-                .map(|t| t.date_naive())
-                .unwrap_or_default(),
+            sale_date,
             invoice_no: self.invoice_no.value(row),
             stock_code: self.stock_code.value(row),
             description: text(self.description),
