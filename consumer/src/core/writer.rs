@@ -166,7 +166,7 @@ const COMPRESSED_COLUMNS: [&str; 4] = ["event_id", "source", "sequence_number", 
 /// compressor and decompressor for each column of each file, and each probes the CPU's features;
 /// that measured about 30 µs a column on the bench machine, which for a batch spread over forty
 /// days (120 files of 11 to 13 columns) cost more than all its other work. Snappy costs nothing
-/// to set up, and the lake is 8% larger than with zstd everywhere (`make bench`). zstd's level 1
+/// to set up, and the lake is 6% larger than with zstd everywhere (`make bench`). zstd's level 1
 /// compresses these columns as small as level 3 did (34.0 against 34.5 bytes an event) in about
 /// half the time.
 pub fn writer_properties(codec: Codec) -> WriterProperties {
