@@ -149,28 +149,31 @@ pub fn decode_batch(shard_id: &str, records: &[StreamRecord]) -> Decoded {
         let arrival = record.approximate_arrival.timestamp_millis();
         let mut part = |sub_record: Option<usize>, partition_key: &str, data: &[u8]| {
             counts.received += 1;
-            let reason = match codec::decode_ref(data) {
-                Err(e) => e.to_string(),
-                Ok(event) => match event.validate().map(|()| {
-                    builder.append(&event, shard_id, record.sequence_number.as_str(), arrival)
-                }) {
-                    Ok(Ok(())) => {
-                        ids.push(event.event_id);
-                        dates.push(event.event_time.date());
-                        return;
-                    }
-                    Err(e) => format!("invalid event: {e}"),
-                    Ok(Err(e)) => format!("invalid event: {e}"),
-                },
-            };
-            quarantined.push(QuarantinedRecord::part(
-                shard_id,
-                record,
-                sub_record,
-                partition_key,
-                data,
-                reason,
-            ));
+            let accepted = codec::decode_ref(data)
+                .map_err(|e| e.to_string())
+                .and_then(|event| {
+                    let invalid = |e: &dyn std::fmt::Display| format!("invalid event: {e}");
+                    event.validate().map_err(|e| invalid(&e))?;
+                    // After validation this cannot fail; it appends nothing when it does.
+                    builder
+                        .append(&event, shard_id, record.sequence_number.as_str(), arrival)
+                        .map_err(|e| invalid(&e))?;
+                    Ok(event)
+                });
+            match accepted {
+                Ok(event) => {
+                    ids.push(event.event_id);
+                    dates.push(event.event_time.date());
+                }
+                Err(reason) => quarantined.push(QuarantinedRecord::part(
+                    shard_id,
+                    record,
+                    sub_record,
+                    partition_key,
+                    data,
+                    reason,
+                )),
+            }
         };
         match &payload {
             Payload::Single(data) => part(None, &record.partition_key, data),
@@ -229,22 +232,23 @@ pub fn finish_batch(
     let events = events.finish()?;
     let columns = SalesEventsColumns::of(&events)?;
     let mut aggregates = Aggregates::default();
-    for (date, rows) in &kept {
-        output.counts.accepted += rows.len() as u64;
-        output.days.insert(*date);
-        for row in rows {
-            aggregates.add_line(&columns.line(*row as usize, *date));
+    for (date, rows) in kept {
+        let count = rows.len();
+        output.counts.accepted += count as u64;
+        output.days.insert(date);
+        for row in &rows {
+            aggregates.add_line(&columns.line(*row as usize, date));
         }
-        let day_events = if rows.len() == events.num_rows() {
+        let day_events = if count == events.num_rows() {
             events.clone()
         } else {
-            arrow::compute::take_record_batch(&events, &UInt32Array::from(rows.clone()))
+            arrow::compute::take_record_batch(&events, &UInt32Array::from(rows))
                 .map_err(WriterError::from)?
         };
         output.files.push(OutputFile {
-            key: data_file(SALES_EVENTS, *date, name, "parquet"),
+            key: data_file(SALES_EVENTS, date, name, "parquet"),
             bytes: encode_sales_events_batch(&day_events, options.codec)?,
-            rows: rows.len(),
+            rows: count,
         });
     }
     let aggregates = aggregates.finish();

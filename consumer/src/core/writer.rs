@@ -344,7 +344,8 @@ pub struct SalesEventsColumns<'a> {
 }
 
 impl<'a> SalesEventsColumns<'a> {
-    /// The columns of a batch with the `sales_events` schema.
+    /// The columns of a batch with the `sales_events` schema, as [`SalesEventsBuilder`] makes
+    /// it: the schema's non-null columns hold no nulls.
     pub fn of(batch: &'a RecordBatch) -> Result<Self, WriterError> {
         fn column<'a, T: 'static>(
             batch: &'a RecordBatch,
@@ -363,8 +364,6 @@ impl<'a> SalesEventsColumns<'a> {
             unit_price: column(batch, "unit_price")?,
             customer_id: column(batch, "customer_id")?,
             country: column(batch, "country")?,
-            // The writer's own columns are never null where the schema says so; a file read
-            // back is checked by its schema before this point.
         })
     }
 

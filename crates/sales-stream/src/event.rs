@@ -125,15 +125,14 @@ impl SalesEvent {
         self.as_ref().validate()
     }
 
-    /// The unit price in thousandths, exactly (`2.55` is `2550`). `None` if it has more than
-    /// three decimal places or does not fit.
+    /// See [`SalesEventRef::unit_price_thousandths`].
     pub fn unit_price_thousandths(&self) -> Option<i128> {
-        thousandths(self.unit_price)
+        self.as_ref().unit_price_thousandths()
     }
 
-    /// `quantity × unit_price` in thousandths, exactly.
+    /// See [`SalesEventRef::amount_thousandths`].
     pub fn amount_thousandths(&self) -> Option<i128> {
-        thousandths(self.unit_price)?.checked_mul(i128::from(self.quantity))
+        self.as_ref().amount_thousandths()
     }
 }
 
@@ -192,23 +191,19 @@ impl SalesEventRef<'_> {
     /// The unit price in thousandths, exactly (`2.55` is `2550`). `None` if it has more than
     /// three decimal places or does not fit.
     pub fn unit_price_thousandths(&self) -> Option<i128> {
-        thousandths(self.unit_price)
+        let price = self.unit_price.normalize();
+        if price.scale() > MAX_PRICE_SCALE {
+            return None;
+        }
+        let factor = 10_i128.pow(MAX_PRICE_SCALE - price.scale());
+        price.mantissa().checked_mul(factor)
     }
 
     /// `quantity × unit_price` in thousandths, exactly.
     pub fn amount_thousandths(&self) -> Option<i128> {
-        thousandths(self.unit_price)?.checked_mul(i128::from(self.quantity))
+        self.unit_price_thousandths()?
+            .checked_mul(i128::from(self.quantity))
     }
-}
-
-/// `price` in thousandths, if it has at most three decimal places.
-fn thousandths(price: Decimal) -> Option<i128> {
-    let price = price.normalize();
-    if price.scale() > MAX_PRICE_SCALE {
-        return None;
-    }
-    let factor = 10_i128.pow(MAX_PRICE_SCALE - price.scale());
-    price.mantissa().checked_mul(factor)
 }
 
 #[cfg(test)]
