@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use local_stream::{LocalStream, LocalStreamError};
-use sales_stream::{HashKeyRange, StreamLocation};
+use sales_stream::{Compression, HashKeyRange, StreamLocation};
 
 use crate::batcher::Packing;
 use crate::columns::ColumnMap;
@@ -18,7 +18,7 @@ use crate::input::{
     DateOrigin, OpenedInput, REJECTS_SUFFIX, input_paths, open_reader, open_rows, source_of,
 };
 use crate::kinesis::KinesisSink;
-use crate::options::{Cli, Command, GenerateArgs, SendOptions};
+use crate::options::{Cli, Command, CompressionArg, GenerateArgs, SendOptions};
 use crate::progress::Progress;
 use crate::rejects::RejectsFile;
 use crate::retry::RetryPolicy;
@@ -91,14 +91,20 @@ async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
         ..send::SendOptions::default()
     };
     let packing = |shards: Vec<HashKeyRange>| {
-        if options.aggregate {
-            Packing::Aggregated {
+        let target_bytes = options.aggregate_bytes as usize;
+        let kpl = |compression| Packing::Aggregated {
+            shards: shards.clone(),
+            target_bytes,
+            compression,
+        };
+        match (options.aggregate, options.compression) {
+            (false, _) => Packing::Plain,
+            (true, CompressionArg::None) => kpl(Compression::None),
+            (true, CompressionArg::Zstd) => kpl(Compression::Zstd),
+            (true, CompressionArg::Compact) => Packing::Compact {
                 shards,
-                target_bytes: options.aggregate_bytes as usize,
-                compression: options.compression.into(),
-            }
-        } else {
-            Packing::Plain
+                target_bytes,
+            },
         }
     };
     let (destination, sent) = match (options.dry_run, &options.stream) {

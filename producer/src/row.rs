@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
-use sales_stream::{EventError, SalesEvent, event_id};
+use sales_stream::{EventError, Origin, SalesEvent, event_id};
 
 use crate::columns::{ColumnMap, Field};
 use crate::dates::DateParser;
@@ -99,6 +99,15 @@ impl RowParser {
 
     pub fn source(&self) -> &Source {
         &self.source
+    }
+
+    /// What the id and `source` of the event at `line` derive from.
+    pub fn origin(&self, line: u64) -> Origin<'_> {
+        Origin {
+            name: &self.source.name,
+            id: &self.source.id,
+            line,
+        }
     }
 
     pub fn parse(&self, record: &RawRecord) -> Result<SalesEvent, RejectReason> {

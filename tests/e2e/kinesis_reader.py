@@ -1,18 +1,25 @@
 """Reads a Kinesis stream back with boto3 and unpacks its records, independently of our Rust
 code: the KPL aggregated-record format is decoded here from its published description
-(awslabs/amazon-kinesis-producer, aggregation-format.md), zstd frames with `zstandard`."""
+(awslabs/amazon-kinesis-producer, aggregation-format.md), zstd frames with `zstandard`, and the
+compact form from its description in DESIGN.md and `crates/sales-stream/src/compact.rs`, ids
+derived with Python's own `uuid.uuid5`."""
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import hashlib
 import json
 import time
+import uuid
 from dataclasses import dataclass
 
 import zstandard
 
 KPL_MAGIC = bytes([0xF3, 0x89, 0x9A, 0xC2])
 ZSTD_MAGIC = bytes([0x28, 0xB5, 0x2F, 0xFD])
+COMPACT_MAGIC = bytes([0xFB, 0x53, 0x4C, 0x01])
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c2d3e-8a4b-4c5d-9e6f-7a8b9c0d1e2f")
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
@@ -42,8 +49,71 @@ def _fields(buf: bytes):
         yield number, value
 
 
+def unpack_compact(data: bytes) -> list[dict]:
+    """The events of a compact record, as the JSON events they stand for."""
+    body = zstandard.ZstdDecompressor().decompress(data[4:], max_output_size=16 << 20)
+    at = 0
+
+    def varint():
+        nonlocal at
+        value, at = _varint(body, at)
+        return value
+
+    def signed():
+        value = varint()
+        return (value >> 1) ^ -(value & 1)
+
+    def text():
+        nonlocal at
+        length = varint()
+        at += length
+        return body[at - length:at].decode()
+
+    def dictionary(n, parts=1):
+        values = [tuple(text() for _ in range(parts)) for _ in range(varint())]
+        return [values[i - 1] if i else None for i in (varint() for _ in range(n))]
+
+    def deltas(n):
+        out, last = [], 0
+        for _ in range(n):
+            last += signed()
+            out.append(last)
+        return out
+
+    n = varint()
+    sources = dictionary(n, parts=2)
+    lines, seconds = deltas(n), deltas(n)
+    nanos = [varint() for _ in range(n)]
+    invoice, stock, description = dictionary(n), dictionary(n), dictionary(n)
+    quantity = [signed() for _ in range(n)]
+    units = [signed() for _ in range(n)]
+    scales = [varint() for _ in range(n)]
+    customer, country = dictionary(n), dictionary(n)
+    assert at == len(body), "no bytes after the last column"
+    epoch = datetime.datetime(1970, 1, 1)
+    events = []
+    for i in range(n):
+        (name, source_id), line = sources[i], lines[i]
+        assert nanos[i] == 0, "the samples' times are whole seconds"
+        time_ = epoch + datetime.timedelta(seconds=seconds[i])
+        price = decimal.Decimal(units[i]).scaleb(-scales[i])
+        first = lambda column: column[i][0] if column[i] else None  # noqa: E731
+        events.append({
+            "event_id": str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{source_id}:{line}")),
+            "event_time": time_.strftime("%Y-%m-%dT%H:%M:%S"),
+            "invoice_no": first(invoice), "stock_code": first(stock),
+            "description": first(description), "quantity": quantity[i],
+            "unit_price": f"{price:f}", "customer_id": first(customer),
+            "country": first(country), "source": f"{name}:{line}",
+        })
+    return events
+
+
 def unpack(data: bytes) -> list[tuple[str | None, bytes]]:
     """The (partition key, data) of each event a record carries; None for a plain record."""
+    if data[:4] == COMPACT_MAGIC:
+        # Events of a compact record have no partition keys of their own: their ids stand in.
+        return [(e["event_id"], json.dumps(e).encode()) for e in unpack_compact(data)]
     if data[:4] == ZSTD_MAGIC:
         data = zstandard.ZstdDecompressor().decompress(data, max_output_size=16 << 20)
         assert data[:4] == KPL_MAGIC, "a compressed record holds an aggregated record"

@@ -63,8 +63,9 @@ def assert_placed_by_partition_key(kinesis, stream, events):
         assert e.event_key == e.event["event_id"], "partition key = event id"
 
 
-@pytest.mark.parametrize("mode", [[], ["--aggregate"], ["--aggregate", "--compression", "zstd"]],
-                         ids=["plain", "aggregated-kpl", "aggregated-zstd"])
+@pytest.mark.parametrize("mode", [[], ["--aggregate"], ["--aggregate", "--compression", "zstd"],
+                                  ["--aggregate", "--compression", "compact"]],
+                         ids=["plain", "aggregated-kpl", "aggregated-zstd", "compact"])
 def test_a_real_sample_arrives_whole_and_on_the_right_shards(kinesis, kinesalite, work, mode):
     stream = unique("sample")
     create_stream(kinesis, stream, 3)
@@ -109,14 +110,16 @@ def test_an_aggregated_stream_is_read_back_by_aws_de_aggregation_library(kinesis
 def test_plain_and_aggregated_runs_carry_the_same_events(kinesis, kinesalite, work):
     source = generated(work, 20_000)
     multisets = []
-    for mode in ([], ["--aggregate"], ["--aggregate", "--compression", "zstd"]):
+    for mode in ([], ["--aggregate"], ["--aggregate", "--compression", "zstd"],
+                 ["--aggregate", "--compression", "compact"]):
         stream = unique("same")
         create_stream(kinesis, stream, 2)
         summary, _ = produce_to_kinesis(source, stream, kinesalite, work, *mode)
         events, _ = read_stream(kinesis, stream)
         assert len(events) == summary["events_sent"] > 19_000
         multisets.append(Counter(json.dumps(e.event, sort_keys=True) for e in events))
-    assert multisets[0] == multisets[1] == multisets[2]
+    assert multisets[0] == multisets[1] == multisets[2] == multisets[3], \
+        "a compact event is the JSON event, id and source derived by an independent reader"
 
 
 FEW_FAULTS = dict(throttle=0.1, error=0.05, drop_before=0.04, drop_after=0.04, partial=0.25)

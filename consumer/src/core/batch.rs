@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use arrow::array::UInt32Array;
 use chrono::NaiveDate;
-use sales_stream::{Payload, SequenceNumber, StreamRecord, codec, unpack};
+use sales_stream::{Payload, SalesEventRef, SequenceNumber, StreamRecord, codec, unpack};
 use uuid::Uuid;
 
 use crate::core::aggregate::Aggregates;
@@ -147,39 +147,56 @@ pub fn decode_batch(shard_id: &str, records: &[StreamRecord]) -> Decoded {
             }
         };
         let arrival = record.approximate_arrival.timestamp_millis();
-        let mut part = |sub_record: Option<usize>, partition_key: &str, data: &[u8]| {
+        // Appends a valid event; says why an event is not one.
+        let mut accept = |event: &SalesEventRef<'_>| {
+            let invalid = |e: &dyn std::fmt::Display| format!("invalid event: {e}");
+            event.validate().map_err(|e| invalid(&e))?;
+            // After validation this cannot fail; it appends nothing when it does.
+            builder
+                .append(event, shard_id, record.sequence_number.as_str(), arrival)
+                .map_err(|e| invalid(&e))?;
+            ids.push(event.event_id);
+            dates.push(event.event_time.date());
+            Ok::<_, String>(())
+        };
+        let mut json = |sub_record: Option<usize>, partition_key: &str, data: &[u8]| {
             counts.received += 1;
             let accepted = codec::decode_ref(data)
                 .map_err(|e| e.to_string())
-                .and_then(|event| {
-                    let invalid = |e: &dyn std::fmt::Display| format!("invalid event: {e}");
-                    event.validate().map_err(|e| invalid(&e))?;
-                    // After validation this cannot fail; it appends nothing when it does.
-                    builder
-                        .append(&event, shard_id, record.sequence_number.as_str(), arrival)
-                        .map_err(|e| invalid(&e))?;
-                    Ok(event)
-                });
-            match accepted {
-                Ok(event) => {
-                    ids.push(event.event_id);
-                    dates.push(event.event_time.date());
-                }
-                Err(reason) => quarantined.push(QuarantinedRecord::part(
+                .and_then(|event| accept(&event));
+            if let Err(reason) = accepted {
+                quarantined.push(QuarantinedRecord::part(
                     shard_id,
                     record,
                     sub_record,
                     partition_key,
                     data,
                     reason,
-                )),
+                ));
             }
         };
         match &payload {
-            Payload::Single(data) => part(None, &record.partition_key, data),
+            Payload::Single(data) => json(None, &record.partition_key, data),
             Payload::Aggregated(users) => {
                 for (i, user) in users.iter().enumerate() {
-                    part(Some(i), &user.partition_key, &user.data);
+                    json(Some(i), &user.partition_key, &user.data);
+                }
+            }
+            Payload::Compact(events) => {
+                counts.received += events.len() as u64;
+                for i in 0..events.len() {
+                    let event = events.event(i);
+                    if let Err(reason) = accept(&event) {
+                        // Quarantined as the JSON event it stands for: readable, and replayable.
+                        quarantined.push(QuarantinedRecord::part(
+                            shard_id,
+                            record,
+                            Some(i),
+                            &event.event_id.to_string(),
+                            &codec::encode(&event.into_owned()),
+                            reason,
+                        ));
+                    }
                 }
             }
         }
@@ -437,6 +454,63 @@ mod tests {
         assert_eq!(lines[0].data_text.as_deref(), Some("{broken"));
         assert_eq!(lines[1].sub_record, None);
         assert!(lines[1].reason.contains("digest"), "{}", lines[1].reason);
+    }
+
+    #[test]
+    fn reads_compact_records_event_by_event() {
+        let origin = |line| sales_stream::Origin {
+            name: "t.csv",
+            id: "t.csv",
+            line,
+        };
+        let mut invalid = event(4, 2);
+        invalid.unit_price = Decimal::from_str("-1").expect("price");
+        let mut block = sales_stream::CompactBlock::new();
+        for (line, event) in [(2, event(2, 1)), (3, event(3, 2)), (4, invalid.clone())] {
+            block.push(&event, origin(line)).expect("derived");
+        }
+        let compact = block.finish(&mut sales_stream::Compressor::new());
+        let mut damaged = compact.clone();
+        damaged.truncate(damaged.len() - 2);
+        let records = vec![
+            record(10, codec::encode(&event(2, 1))),
+            record(20, compact),
+            record(30, damaged),
+        ];
+        let output = process_batch("s", "s-1", &records, |_, _| false, &BatchOptions::default())
+            .expect("processes");
+        assert_eq!(
+            output.counts,
+            BatchCounts {
+                records: 3,
+                received: 5,
+                accepted: 2,
+                duplicates: 1,
+                quarantined: 2,
+                replayed: 0
+            },
+            "the JSON event and its compact twin share an id"
+        );
+        let quarantine = output
+            .files
+            .iter()
+            .find(|f| f.key.starts_with(QUARANTINE))
+            .expect("quarantine file");
+        let lines: Vec<QuarantinedRecord> = String::from_utf8_lossy(&quarantine.bytes)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(lines[0].sub_record, Some(2));
+        assert_eq!(lines[0].partition_key, invalid.event_id.to_string());
+        assert!(lines[0].reason.contains("negative unit price"));
+        let text = lines[0].data_text.as_deref().expect("JSON");
+        assert_eq!(codec::decode(text.as_bytes()).expect("an event"), invalid);
+        assert_eq!(lines[1].sub_record, None);
+        assert!(
+            lines[1].reason.contains("decompress"),
+            "{}",
+            lines[1].reason
+        );
     }
 
     #[test]

@@ -12,12 +12,16 @@
 //!
 //! Every KCL and every deaggregation library reads it. A record may also be one zstd frame whose
 //! content is an aggregated record ([`Compression::Zstd`]): JSON events compress about fivefold,
-//! which is what lets a shard carry several thousand events a second. The consumer accepts all
-//! three forms (plain JSON, aggregated, compressed aggregated), whoever produced them.
+//! which is what lets a shard carry several thousand events a second. A record may also be in this
+//! project's compact form ([`crate::compact`]): columns instead of JSON, several times smaller
+//! again. The consumer accepts all four forms (plain JSON, aggregated, compressed aggregated,
+//! compact), whoever produced them.
 
 use md5::{Digest, Md5};
 use prost::Message;
 use prost::encoding::encoded_len_varint;
+
+use crate::compact::{COMPACT_MAGIC, CompactError, CompactEvents};
 
 /// The first bytes of a KPL aggregated record.
 pub const KPL_MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
@@ -101,6 +105,9 @@ pub enum AggregationError {
     /// A compressed record holds something other than an aggregated record.
     #[error("compressed record does not hold an aggregated record")]
     NotAggregated,
+    /// A compact record's columns are damaged.
+    #[error(transparent)]
+    Compact(#[from] CompactError),
 }
 
 /// One event's bytes inside a stream record, with the partition key it was put with.
@@ -117,10 +124,15 @@ pub enum Payload<'a> {
     Single(&'a [u8]),
     /// An aggregated record: one entry per user record, in order.
     Aggregated(Vec<UserRecord>),
+    /// A compact record: the events of one shard as columns (boxed: a dozen of them).
+    Compact(Box<CompactEvents>),
 }
 
 /// Unpacks a stream record's data into the events it carries.
 pub fn unpack(data: &[u8]) -> Result<Payload<'_>, AggregationError> {
+    if data.starts_with(&COMPACT_MAGIC) {
+        return Ok(Payload::Compact(Box::new(CompactEvents::decode(data)?)));
+    }
     if data.starts_with(&ZSTD_MAGIC) {
         let inflated = decompress(data)?;
         if !inflated.starts_with(&KPL_MAGIC) {
@@ -134,7 +146,8 @@ pub fn unpack(data: &[u8]) -> Result<Payload<'_>, AggregationError> {
     Ok(Payload::Single(data))
 }
 
-fn decompress(data: &[u8]) -> Result<Vec<u8>, AggregationError> {
+/// Inflates a zstd frame, refusing one that expands beyond [`MAX_DECOMPRESSED_BYTES`].
+pub(crate) fn decompress(data: &[u8]) -> Result<Vec<u8>, AggregationError> {
     use std::io::Read;
     let decoder = zstd::stream::read::Decoder::new(data).map_err(AggregationError::Decompress)?;
     let mut inflated = Vec::new();

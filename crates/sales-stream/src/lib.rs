@@ -4,6 +4,8 @@
 //! - [`codec`]: the bytes of one event (a JSON object).
 //! - [`aggregation`]: many events in one record (the KPL aggregated-record format, optionally
 //!   zstd-compressed), and unpacking any record into its events.
+//! - [`compact`]: many events in one record as compressed columns, for the most events a shard
+//!   can carry.
 //! - [`SequenceNumber`] and [`HashKeyRange`]: Kinesis' ordering and shard assignment, reproduced
 //!   exactly so that the embedded stream behaves like the real one.
 //! - [`PutEntry`], [`StreamRecord`] and [`StartingPosition`]: a stream's records as Kinesis
@@ -13,6 +15,7 @@
 
 pub mod aggregation;
 pub mod codec;
+pub mod compact;
 mod event;
 mod location;
 mod record;
@@ -22,6 +25,7 @@ pub mod time;
 
 pub use aggregation::{AggregationError, Aggregator, Compression, Payload, UserRecord, unpack};
 pub use codec::DecodeError;
+pub use compact::{CompactBlock, CompactError, CompactEvents, Compressor, Origin};
 pub use event::{
     EVENT_ID_NAMESPACE, EventError, MAX_PRICE_SCALE, MAX_QUANTITY, SalesEvent, SalesEventRef,
     event_id,

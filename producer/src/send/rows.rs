@@ -5,7 +5,6 @@ use std::io::BufRead;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use sales_stream::codec;
 use tokio::sync::mpsc;
 
 use super::{SendError, Shared};
@@ -82,8 +81,7 @@ pub(super) fn read_rows<R: BufRead>(
             Line::Record(record) => match parser.parse(&record) {
                 Ok(event) => {
                     shared.acks().read(row, true);
-                    let full =
-                        batcher.push(row, event.event_id.to_string(), codec::encode(&event))?;
+                    let full = batcher.push_event(row, &event, parser.origin(record.line))?;
                     if let Some(batch) = full {
                         open = send(&mut batcher, batch);
                     }

@@ -110,6 +110,9 @@ fn delivered_events(sink: &FlakySink) -> Vec<String> {
         match unpack(&entry.data).expect("unpacks") {
             Payload::Single(_) => keys.push(entry.partition_key.clone()),
             Payload::Aggregated(users) => keys.extend(users.into_iter().map(|u| u.partition_key)),
+            Payload::Compact(events) => {
+                keys.extend((0..events.len()).map(|i| events.event(i).event_id.to_string()));
+            }
         }
     }
     keys.sort();
@@ -125,6 +128,10 @@ async fn failed_entries_and_requests_are_resent_until_every_event_is_acknowledge
             shards: HashKeyRange::split_evenly(3),
             target_bytes: 8 * 1024,
             compression: Compression::Zstd,
+        },
+        Packing::Compact {
+            shards: HashKeyRange::split_evenly(3),
+            target_bytes: 8 * 1024,
         },
     ] {
         let sink = Arc::new(FlakySink {
