@@ -23,8 +23,15 @@ use base64::Engine;
 use clap::Parser;
 use consumer::stream::Lineage;
 use consumer::{BatchOptions, Checkpoints, FunctionConfig, LocalLake, handle, process_batch};
-use producer::{ColumnMap, CsvReader, DateParser, GenerateOptions, Line, RowParser, generate};
-use sales_stream::{SequenceNumber, StreamRecord, codec};
+use producer::{
+    Batcher, ColumnMap, CsvReader, DEFAULT_AGGREGATE_BYTES, DateParser, GenerateOptions, Line,
+    Packing, RowParser, generate,
+};
+use sales_stream::{HashKeyRange, SequenceNumber, StreamRecord};
+
+/// The allocator the producer and consumer binaries use.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -205,11 +212,13 @@ fn run_output(
     Ok((wall, peak, output))
 }
 
-/// A generated data set: the CSV, and its valid rows as the plain JSON records the producer
-/// sends.
+/// A generated data set: the CSV, and its valid rows as the plain JSON records and the compact
+/// records the producer sends.
 struct DataSet {
     csv: Vec<u8>,
     records: Vec<StreamRecord>,
+    /// The same events in compact records.
+    compact: Vec<StreamRecord>,
 }
 
 fn generated(rows: u64, days: Option<u32>) -> anyhow::Result<DataSet> {
@@ -223,36 +232,59 @@ fn generated(rows: u64, days: Option<u32>) -> anyhow::Result<DataSet> {
         },
         &mut csv,
     )?;
-    let (_, records) = produce(&csv)?;
-    Ok(DataSet { csv, records })
+    let (_, records) = produce(&csv, Packing::Plain, true)?;
+    let (_, compact) = produce(&csv, compact(), true)?;
+    Ok(DataSet {
+        csv,
+        records,
+        compact,
+    })
 }
 
-/// The producer's core on `csv`: read, parse, validate, derive ids, encode. Returns the rows
-/// read and the records.
-fn produce(csv: &[u8]) -> anyhow::Result<(u64, Vec<StreamRecord>)> {
+/// The producer's core on `csv`: read, parse, validate, derive ids, encode, pack. Returns the
+/// rows read and, if `keep`, the records (the producer itself hands each request to the stream
+/// and frees it; keeping half a million records costs the measurement a third in page faults).
+fn produce(csv: &[u8], packing: Packing, keep: bool) -> anyhow::Result<(u64, Vec<StreamRecord>)> {
     let mut reader = CsvReader::new(csv, None)?;
     let parser = RowParser::new(
         ColumnMap::from_header(reader.header(), &[])?,
         DateParser::default(),
         "bench.csv",
     );
-    let mut records = Vec::new();
+    let mut batcher = Batcher::new(packing);
+    let mut batches = Vec::new();
     let mut rows = 0_u64;
-    let arrival = chrono::Utc::now();
     while let Some(line) = reader.next_line()? {
         rows += 1;
         if let Line::Record(record) = line
             && let Ok(event) = parser.parse(&record)
         {
-            records.push(StreamRecord {
-                sequence_number: SequenceNumber::from_u64(records.len() as u64),
-                partition_key: event.event_id.to_string(),
-                data: codec::encode(&event),
-                approximate_arrival: arrival,
-            });
+            let full = batcher.push_event(rows, &event, parser.origin(record.line))?;
+            batches.extend(full.filter(|_| keep));
         }
     }
+    batches.extend(batcher.finish().into_iter().filter(|_| keep));
+    let arrival = chrono::Utc::now();
+    let records = batches
+        .into_iter()
+        .flat_map(|batch| batch.entries)
+        .enumerate()
+        .map(|(i, entry)| StreamRecord {
+            sequence_number: SequenceNumber::from_u64(i as u64),
+            partition_key: entry.partition_key,
+            data: entry.data,
+            approximate_arrival: arrival,
+        })
+        .collect();
     Ok((rows, records))
+}
+
+/// One shard's compact records, as `--aggregate --compression compact` sends them.
+fn compact() -> Packing {
+    Packing::Compact {
+        shards: HashKeyRange::split_evenly(1),
+        target_bytes: DEFAULT_AGGREGATE_BYTES,
+    }
 }
 
 /// The consumer's batch step over `records` in batches: returns the time and Parquet bytes.
@@ -287,56 +319,77 @@ fn main() -> anyhow::Result<()> {
 
     println!("pure cores, one thread:");
     let mut rows = 0;
-    let producer_s = best_of(args.runs, || {
-        let started = Instant::now();
-        rows = produce(&paced.csv)?.0;
-        Ok(started.elapsed())
-    })?;
-    let producer_core = rows as f64 / producer_s;
-    table.add(
-        "producer core: read, parse, validate, id, encode",
-        producer_core,
-        "rows/s",
-        Goal::AtLeast(1_000_000.0),
-    );
-    let wire: usize = paced
-        .records
-        .iter()
-        .map(|r| r.data.len() + r.partition_key.len())
-        .sum();
-    table.add(
-        "plain JSON record on the stream (data + partition key)",
-        wire as f64 / paced.records.len() as f64,
-        "B/event",
-        Goal::None,
-    );
-    for (name, data, goal) in [
+    let mut producer_cores = [0.0; 2];
+    for ((name, packing, goal), core) in [
         (
-            "consumer core, batches of live traffic (2 days)",
-            &live,
-            1_000_000.0,
+            "producer core: read, parse, validate, id, encode JSON",
+            Packing::Plain,
+            Goal::None,
         ),
         (
-            "consumer core, backfill batches (40 days)",
-            &backfill,
-            500_000.0,
+            "producer core: read, parse, validate, id, encode compact",
+            compact(),
+            Goal::AtLeast(1_000_000.0),
+        ),
+    ]
+    .into_iter()
+    .zip(&mut producer_cores)
+    {
+        let seconds = best_of(args.runs, || {
+            let started = Instant::now();
+            rows = produce(&paced.csv, packing.clone(), false)?.0;
+            Ok(started.elapsed())
+        })?;
+        *core = rows as f64 / seconds;
+        table.add(name, *core, "rows/s", goal);
+    }
+    for (name, records) in [
+        ("plain JSON record", &paced.records),
+        ("compact records", &paced.compact),
+    ] {
+        let wire: usize = records
+            .iter()
+            .map(|r| r.data.len() + r.partition_key.len())
+            .sum();
+        table.add(
+            format!("  {name} on the stream (data + partition key)"),
+            wire as f64 / paced.records.len() as f64,
+            "B/event",
+            Goal::None,
+        );
+    }
+    for (name, records, events, goal) in [
+        (
+            "consumer core, live traffic (2 days), JSON records",
+            &live.records,
+            live.records.len(),
+            Goal::AtLeast(1_000_000.0),
+        ),
+        (
+            "consumer core, live traffic (2 days), compact records",
+            &live.compact,
+            live.records.len(),
+            Goal::AtLeast(1_000_000.0),
+        ),
+        (
+            "consumer core, backfill (40 days), JSON records",
+            &backfill.records,
+            backfill.records.len(),
+            Goal::AtLeast(500_000.0),
         ),
     ] {
+        // A batch of compact records holds as many events as a batch of JSON records.
+        let batch = args.batch_size * records.len() / events;
         let mut bytes = 0;
         let seconds = best_of(args.runs, || {
-            let (elapsed, parquet) = consume(&data.records, args.batch_size)?;
+            let (elapsed, parquet) = consume(records, batch.max(1))?;
             bytes = parquet;
             Ok(elapsed)
         })?;
-        table.add(
-            name,
-            data.records.len() as f64 / seconds,
-            "events/s",
-            Goal::AtLeast(goal),
-        );
+        table.add(name, events as f64 / seconds, "events/s", goal);
         table.add(
             "  Parquet bytes per event (three tables)",
-            bytes as f64 / data.records.len() as f64,
+            bytes as f64 / events as f64,
             "B/event",
             Goal::None,
         );
@@ -358,7 +411,7 @@ fn main() -> anyhow::Result<()> {
         &args,
         &input,
         paced_rows,
-        producer_core,
+        producer_cores,
         dir.path(),
         &mut table,
     )?;
@@ -367,13 +420,14 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The producer and consumer binaries through a `file://` stream and lake, against the Python
-/// baseline on the same file; DuckDB checks both lakes hold the same data first.
+/// The producer and consumer binaries through a `file://` stream and lake, with plain records
+/// (the producer's default) and with compact ones, against the Python baseline on the same file;
+/// DuckDB checks that each lake holds the same data as the baseline's first.
 fn binaries_figures(
     args: &Args,
     input: &Path,
     rows: u64,
-    producer_core: f64,
+    producer_cores: [f64; 2],
     dir: &Path,
     table: &mut Table,
 ) -> anyhow::Result<()> {
@@ -382,86 +436,99 @@ fn binaries_figures(
         thousands(rows as f64)
     );
     let batch_size = args.batch_size.to_string();
-    let (mut producer_best, mut consumer_best, mut end_to_end) =
-        (f64::INFINITY, f64::INFINITY, f64::INFINITY);
-    let (mut producer_peak, mut consumer_peak) = (0.0_f64, 0.0_f64);
-    let mut stream_bytes = 0;
-    for run_number in 0..args.runs.max(1) {
-        let stream_dir = dir.join(format!("stream-{run_number}"));
-        let stream = format!("file://{}", stream_dir.display());
-        let lake = format!(
-            "file://{}",
-            dir.join(format!("lake-{run_number}")).display()
-        );
-        let rejects = dir.join("rejects.csv");
-        let (producer_wall, peak) = run(
-            &args.bin_dir.join("producer"),
-            &[
-                "--input",
-                &input.to_string_lossy(),
-                "--stream",
-                &stream,
-                "--rejects",
-                &rejects.to_string_lossy(),
-            ],
-            &[],
-        )?;
-        producer_peak = producer_peak.max(peak);
-        let (consumer_wall, peak) = run(
-            &args.bin_dir.join("consumer"),
-            &[
-                "poll",
-                "--stream",
-                &stream,
-                "--lake",
-                &lake,
-                "--until-drained",
-                "--batch-size",
-                &batch_size,
-            ],
-            &[],
-        )?;
-        consumer_peak = consumer_peak.max(peak);
-        producer_best = producer_best.min(producer_wall.as_secs_f64());
-        consumer_best = consumer_best.min(consumer_wall.as_secs_f64());
-        end_to_end = end_to_end.min((producer_wall + consumer_wall).as_secs_f64());
-        stream_bytes = std::fs::read_dir(&stream_dir)?
-            .filter_map(|e| e.ok()?.metadata().ok())
-            .map(|m| m.len())
-            .sum::<u64>();
-    }
     let rows = rows as f64;
-    table.add(
-        "producer binary into a file:// stream",
-        rows / producer_best,
-        "rows/s",
-        Goal::AtLeast(producer_core / 2.0),
-    );
-    table.add(
-        "consumer binary, file:// stream to lake",
-        rows / consumer_best,
-        "rows/s",
-        Goal::None,
-    );
-    table.add(
-        "end to end (producer, then consumer)",
-        rows / end_to_end,
-        "rows/s",
-        Goal::None,
-    );
-    table.add(
-        "stream log bytes per row",
-        stream_bytes as f64 / rows,
-        "B/row",
-        Goal::None,
-    );
-    table.add("producer peak memory", producer_peak, "MiB", Goal::None);
-    table.add(
-        format!("consumer peak memory (batches of {batch_size})"),
-        consumer_peak,
-        "MiB",
-        Goal::AtMost(64.0),
-    );
+    let mut end_to_end = Vec::new();
+    for ((form, extra), producer_core) in [
+        ("plain records", &[][..]),
+        (
+            "compact records",
+            &["--aggregate", "--compression", "compact"][..],
+        ),
+    ]
+    .into_iter()
+    .zip(producer_cores)
+    {
+        let (mut producer_best, mut consumer_best, mut both_best) =
+            (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+        let (mut producer_peak, mut consumer_peak) = (0.0_f64, 0.0_f64);
+        let mut stream_bytes = 0;
+        let tag = form.split(' ').next().unwrap_or(form);
+        for run_number in 0..args.runs.max(1) {
+            let stream_dir = dir.join(format!("stream-{tag}-{run_number}"));
+            let stream = format!("file://{}", stream_dir.display());
+            let lake = format!(
+                "file://{}",
+                dir.join(format!("lake-{tag}-{run_number}")).display()
+            );
+            let rejects = dir.join("rejects.csv");
+            let mut producer_args = vec![
+                "--input".to_owned(),
+                input.to_string_lossy().into_owned(),
+                "--stream".to_owned(),
+                stream.clone(),
+                "--rejects".to_owned(),
+                rejects.to_string_lossy().into_owned(),
+            ];
+            producer_args.extend(extra.iter().map(|s| (*s).to_owned()));
+            let producer_args: Vec<&str> = producer_args.iter().map(String::as_str).collect();
+            let (producer_wall, peak) = run(&args.bin_dir.join("producer"), &producer_args, &[])?;
+            producer_peak = producer_peak.max(peak);
+            let (consumer_wall, peak) = run(
+                &args.bin_dir.join("consumer"),
+                &[
+                    "poll",
+                    "--stream",
+                    &stream,
+                    "--lake",
+                    &lake,
+                    "--until-drained",
+                    "--batch-size",
+                    &batch_size,
+                ],
+                &[],
+            )?;
+            consumer_peak = consumer_peak.max(peak);
+            producer_best = producer_best.min(producer_wall.as_secs_f64());
+            consumer_best = consumer_best.min(consumer_wall.as_secs_f64());
+            both_best = both_best.min((producer_wall + consumer_wall).as_secs_f64());
+            stream_bytes = std::fs::read_dir(&stream_dir)?
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum::<u64>();
+        }
+        table.add(
+            format!("producer binary into a file:// stream, {form}"),
+            rows / producer_best,
+            "rows/s",
+            Goal::AtLeast(producer_core / 2.0),
+        );
+        table.add(
+            "  consumer binary, file:// stream to lake",
+            rows / consumer_best,
+            "rows/s",
+            Goal::None,
+        );
+        table.add(
+            "  end to end (producer, then consumer)",
+            rows / both_best,
+            "rows/s",
+            Goal::None,
+        );
+        table.add(
+            "  stream log bytes per row",
+            stream_bytes as f64 / rows,
+            "B/row",
+            Goal::None,
+        );
+        table.add("  producer peak memory", producer_peak, "MiB", Goal::None);
+        table.add(
+            format!("  consumer peak memory (batches of {batch_size})"),
+            consumer_peak,
+            "MiB",
+            Goal::AtMost(64.0),
+        );
+        end_to_end.push((form, tag, both_best));
+    }
 
     // The same job in Python, on the same file, checked equal before it is compared.
     let baseline = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -483,29 +550,31 @@ fn binaries_figures(
         )?;
         python_best = python_best.min(wall.as_secs_f64());
     }
-    let (_, _, same) = run_output(
-        &args.python,
-        &[
-            &baseline.join("same_sums.py").to_string_lossy(),
-            &dir.join("lake-0").to_string_lossy(),
-            &dir.join("python-lake-0").to_string_lossy(),
-        ],
-        &[],
-    )
-    .context("the project's lake and the Python baseline's differ")?;
-    println!("  {}", same.trim());
     table.add(
         "Python baseline (pandas + pyarrow), end to end",
         rows / python_best,
         "rows/s",
         Goal::None,
     );
-    table.add(
-        "end to end, times the Python baseline",
-        python_best / end_to_end,
-        "x",
-        Goal::AtLeast(20.0),
-    );
+    for (form, tag, seconds) in end_to_end {
+        let (_, _, same) = run_output(
+            &args.python,
+            &[
+                &baseline.join("same_sums.py").to_string_lossy(),
+                &dir.join(format!("lake-{tag}-0")).to_string_lossy(),
+                &dir.join("python-lake-0").to_string_lossy(),
+            ],
+            &[],
+        )
+        .with_context(|| format!("the project's lake ({form}) and the Python baseline's differ"))?;
+        println!("  {form}: {}", same.trim());
+        table.add(
+            format!("end to end, times the Python baseline, {form}"),
+            python_best / seconds,
+            "x",
+            Goal::AtLeast(20.0),
+        );
+    }
     Ok(())
 }
 
@@ -587,6 +656,11 @@ fn kinesis_figures(args: &Args, input: &Path, dir: &Path, table: &mut Table) -> 
             "aggregated (standard KPL)",
             &["--aggregate"][..],
         ),
+        (
+            "bench-compact",
+            "compact",
+            &["--aggregate", "--compression", "compact"][..],
+        ),
     ] {
         runtime.block_on(
             client
@@ -630,7 +704,7 @@ fn kinesis_figures(args: &Args, input: &Path, dir: &Path, table: &mut Table) -> 
             format!("Kinesis rows per shard-second, {name}"),
             per_shard,
             "rows",
-            if name.contains("zstd") {
+            if name == "compact" {
                 Goal::AtLeast(50_000.0)
             } else {
                 Goal::None

@@ -220,6 +220,14 @@ impl<R: BufRead> CsvReader<R> {
     /// (RFC 4180: a quote opens a quoted field only at the start of a field, and `""` inside one
     /// is an escaped quote).
     fn scan_quotes(&self, bytes: &[u8], mut state: QuoteState) -> QuoteState {
+        // Most lines have no quote at all: then only their last byte matters.
+        if !state.in_quotes
+            && let Some(&last) = bytes.last()
+            && memchr::memchr(b'"', bytes).is_none()
+        {
+            state.at_field_start = last == self.delimiter || last == b'\n';
+            return state;
+        }
         let mut iter = bytes.iter().peekable();
         while let Some(&b) = iter.next() {
             if state.in_quotes {
