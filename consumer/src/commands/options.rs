@@ -82,7 +82,9 @@ pub struct PollArgs {
     /// Stop once every shard is caught up.
     #[arg(long, env = "CONSUMER_UNTIL_DRAINED")]
     pub until_drained: bool,
-    /// Records per batch and shard.
+    /// Events per batch and shard, about: each read asks for as many records as hold that many
+    /// events at the last batch's events per record (a plain record is one event, an aggregated
+    /// or compact one hundreds to thousands; the first read of a shard is one record).
     #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// Also writes the final summary as JSON to this file.

@@ -25,7 +25,7 @@ use crate::stream::{ShardInfo, ShardSource, StreamError, ancestors};
 /// Options of the poller.
 #[derive(Debug, Clone)]
 pub struct PollOptions {
-    /// Records per batch and shard.
+    /// Events per batch and shard: about, as reads are counted in records (see [`read_size`]).
     pub batch_size: usize,
     /// Stop once every shard is caught up, instead of waiting for more.
     pub until_drained: bool,
@@ -234,6 +234,33 @@ pub async fn poll<S: ShardSource, L: Lake + 'static>(
     Ok(summary)
 }
 
+/// How many records to read for the next batch, so that it holds about `batch_size` events
+/// whatever form its records take: a plain record is one event, an aggregated or compact one
+/// hundreds to thousands. The first read of a shard asks for `batch_size` records (a read stops
+/// at 10 MiB, as Kinesis' does); each later one for as many as the last batch's events per
+/// record make `batch_size`.
+fn read_size(batch_size: usize, last_batch: Option<&BatchCounts>) -> usize {
+    let Some(last) = last_batch.filter(|counts| counts.records > 0) else {
+        return batch_size;
+    };
+    let events_per_record = (last.received / last.records).max(1);
+    (batch_size / events_per_record as usize).clamp(1, batch_size)
+}
+
+/// How many of `records` make a batch: at least one, and none past the one that brings it to
+/// `batch_size` events. A batch's memory grows with its events, and a few compact records hold
+/// as many as a whole read of plain ones.
+fn batch_len(records: &[sales_stream::StreamRecord], batch_size: usize) -> usize {
+    let mut events = 0;
+    for (i, record) in records.iter().enumerate() {
+        events += sales_stream::events_in(&record.data);
+        if events >= batch_size {
+            return i + 1;
+        }
+    }
+    records.len()
+}
+
 /// Reads one shard (given with its ancestors) batch by batch; `true` with the summary if the
 /// shard was read to its end.
 async fn poll_shard(
@@ -248,6 +275,7 @@ async fn poll_shard(
     let mut checkpoint = Checkpoint::load(lake, &source.identity(), &stream, shard_id).await?;
     checkpoint.set_ancestors(lake, ancestors).await?;
     let mut summary = PollSummary::default();
+    let mut last_batch = None;
     while !stop.load(Ordering::Relaxed) {
         let position = match &checkpoint.state().sequence_number {
             Some(sequence) => StartingPosition::AfterSequenceNumber(sequence.clone()),
@@ -255,7 +283,14 @@ async fn poll_shard(
         };
         // Never closed, so it is always granted.
         let in_memory = batches.acquire().await.ok();
-        let read = source.read(shard_id, &position, options.batch_size).await?;
+        let limit = read_size(options.batch_size, last_batch.as_ref());
+        let mut read = source.read(shard_id, &position, limit).await?;
+        let len = batch_len(&read.records, options.batch_size);
+        if len < read.records.len() {
+            // The rest is read again after this batch commits; the shard's end is not reached.
+            read.records.truncate(len);
+            read.closed = false;
+        }
         let caught_up = read.records.is_empty();
         if !caught_up {
             let committed = checkpoint
@@ -266,6 +301,7 @@ async fn poll_shard(
             summary.bytes += committed.bytes;
             summary.conflicts += u64::from(committed.conflicts);
             summary.counts.add(&committed.counts);
+            last_batch = Some(committed.counts);
             options.progress.advance(committed.counts.records, || {
                 format!("{shard_id}: {} batches", summary.batches)
             });
@@ -300,6 +336,58 @@ mod tests {
     use sales_stream::{SequenceNumber, StreamRecord};
 
     use super::*;
+
+    #[test]
+    fn reads_are_sized_to_hold_a_batch_of_events() {
+        let counts = |records, received| BatchCounts {
+            records,
+            received,
+            ..BatchCounts::default()
+        };
+        assert_eq!(read_size(10_000, None), 10_000, "the first read finds out");
+        assert_eq!(
+            read_size(10_000, Some(&counts(1, 1))),
+            10_000,
+            "plain records"
+        );
+        assert_eq!(
+            read_size(10_000, Some(&counts(3, 600))),
+            50,
+            "KPL aggregates"
+        );
+        assert_eq!(
+            read_size(10_000, Some(&counts(2, 7_000))),
+            2,
+            "compact records"
+        );
+        assert_eq!(read_size(10_000, Some(&counts(1, 40_000))), 1, "never none");
+        assert_eq!(read_size(10_000, Some(&counts(0, 0))), 10_000);
+    }
+
+    #[test]
+    fn a_batch_ends_at_the_record_that_fills_it() {
+        let record = |data: Vec<u8>| StreamRecord {
+            sequence_number: SequenceNumber::from_u64(1),
+            partition_key: "k".into(),
+            data,
+            approximate_arrival: chrono::DateTime::UNIX_EPOCH,
+        };
+        let mut aggregator = sales_stream::Aggregator::new();
+        for i in 0..40 {
+            aggregator.push(format!("k{i}"), b"{}".to_vec());
+        }
+        let forty = record(aggregator.finish(sales_stream::Compression::Zstd));
+        let plain = record(b"{}".to_vec());
+        let records = vec![plain.clone(), forty.clone(), forty.clone(), forty, plain];
+        assert_eq!(
+            batch_len(&records, 100),
+            4,
+            "1 + 40 + 40 + 40 events reach 100"
+        );
+        assert_eq!(batch_len(&records, 1), 1);
+        assert_eq!(batch_len(&records, 1_000), 5, "all of them");
+        assert_eq!(batch_len(&[], 10), 0);
+    }
     use crate::commit::state::StreamIdentity;
     use crate::lake::LocalLake;
     use crate::stream::ShardRead;

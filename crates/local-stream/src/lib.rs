@@ -26,6 +26,9 @@ use sales_stream::{
     ShardId, StartingPosition, StreamRecord, hash_key,
 };
 
+/// A read stops once its records hold this many bytes, as Kinesis' `GetRecords` does at 10 MiB:
+/// a few hundred compact records are millions of events.
+pub const MAX_READ_BYTES: usize = 10 * 1024 * 1024;
 const DESCRIPTION_FILE: &str = "stream.json";
 const ENTRY_HEADER_LEN: usize = 8;
 const BODY_FIXED_LEN: usize = 8 + 2;
@@ -301,8 +304,9 @@ impl LocalStream {
         Ok(offsets)
     }
 
-    /// Reads up to `limit` records of a shard from `position`. Fewer (or none) means the reader
-    /// has caught up with the writers.
+    /// Reads up to `limit` records of a shard from `position`, and stops once they hold
+    /// [`MAX_READ_BYTES`]. Fewer (or none) means the reader has caught up with the writers, or
+    /// the read is full.
     pub fn read(
         &self,
         shard_id: &str,
@@ -330,9 +334,11 @@ impl LocalStream {
             offset = next;
         }
         let mut records = Vec::new();
-        while records.len() < limit {
+        let mut bytes = 0;
+        while records.len() < limit && bytes < MAX_READ_BYTES {
             match read_entry(&mut reader, offset, &path)? {
                 Some((record, next)) => {
+                    bytes += record.data.len() + record.partition_key.len();
                     records.push(record);
                     offset = next;
                 }
@@ -542,6 +548,24 @@ mod tests {
         );
         let end = StartingPosition::AfterSequenceNumber(rest[5].sequence_number.clone());
         assert!(stream.read(&shard, &end, 100).expect("read").is_empty());
+    }
+
+    #[test]
+    fn a_read_stops_at_ten_mebibytes_as_kinesis_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stream = LocalStream::open_or_create(dir.path(), 1).expect("created");
+        let big = "x".repeat(900 * 1024);
+        let entries: Vec<_> = (0..14).map(|_| entry("k", &big)).collect();
+        stream.put_records(&entries[..5]).expect("put");
+        stream.put_records(&entries[5..10]).expect("put");
+        stream.put_records(&entries[10..]).expect("put");
+        let shard = stream.shard_ids().next().expect("one shard").to_owned();
+        let first = stream
+            .read(&shard, &StartingPosition::TrimHorizon, 100)
+            .expect("read");
+        assert_eq!(first.len(), 12, "the record that passes 10 MiB is the last");
+        let after = StartingPosition::AfterSequenceNumber(first[11].sequence_number.clone());
+        assert_eq!(stream.read(&shard, &after, 100).expect("read").len(), 2);
     }
 
     #[test]

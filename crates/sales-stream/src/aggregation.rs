@@ -146,6 +146,16 @@ pub fn unpack(data: &[u8]) -> Result<Payload<'_>, AggregationError> {
     Ok(Payload::Single(data))
 }
 
+/// How many events a stream record carries: one for a plain record, and for one that cannot be
+/// unpacked (it is quarantined as one).
+pub fn events_in(data: &[u8]) -> usize {
+    match unpack(data) {
+        Ok(Payload::Single(_)) | Err(_) => 1,
+        Ok(Payload::Aggregated(users)) => users.len(),
+        Ok(Payload::Compact(events)) => events.len(),
+    }
+}
+
 /// Inflates a zstd frame, refusing one that expands beyond [`MAX_DECOMPRESSED_BYTES`].
 pub(crate) fn decompress(data: &[u8]) -> Result<Vec<u8>, AggregationError> {
     use std::io::Read;

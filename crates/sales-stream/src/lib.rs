@@ -23,7 +23,9 @@ mod sequence;
 mod shard;
 pub mod time;
 
-pub use aggregation::{AggregationError, Aggregator, Compression, Payload, UserRecord, unpack};
+pub use aggregation::{
+    AggregationError, Aggregator, Compression, Payload, UserRecord, events_in, unpack,
+};
 pub use codec::DecodeError;
 pub use compact::{CompactBlock, CompactError, CompactEvents, Compressor, Origin};
 pub use event::{
