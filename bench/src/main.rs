@@ -29,10 +29,6 @@ use producer::{
 };
 use sales_stream::{HashKeyRange, SequenceNumber, StreamRecord};
 
-/// The allocator the producer and consumer binaries use.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 struct Args {
     /// Generated rows of each data set.

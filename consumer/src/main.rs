@@ -5,11 +5,6 @@ use clap::Parser;
 use consumer::commands::options::Cli;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of glibc's malloc: allocation was a tenth of every profile, and glibc's
-/// per-thread arenas kept freed batches' memory.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()

@@ -5,8 +5,9 @@ use clap::Parser;
 use producer::options::Cli;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of glibc's malloc: allocation was a tenth of every profile, and glibc's
-/// per-thread arenas kept freed batches' memory.
+/// mimalloc instead of glibc's malloc: allocation was a tenth of the producer's profile, and
+/// its core runs 20% faster on JSON, 11% on compact records. (The consumer keeps glibc's: with
+/// mimalloc it was no faster and its peak memory doubled, 82 to 157 MiB.)
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -91,6 +91,19 @@ impl TextEncoding {
     }
 
     /// The text of `bytes`; bytes the encoding has no character for become U+FFFD.
+    /// [`decode`](Self::decode) that keeps the buffer when it already holds UTF-8.
+    pub fn decode_owned(self, bytes: Vec<u8>) -> String {
+        match self {
+            Self::Detect => String::from_utf8(bytes).unwrap_or_else(|e| {
+                WINDOWS_1252
+                    .decode_without_bom_handling(e.as_bytes())
+                    .0
+                    .into_owned()
+            }),
+            Self::Fixed(_) => self.decode(&bytes),
+        }
+    }
+
     pub fn decode(self, bytes: &[u8]) -> String {
         match self {
             Self::Detect => match std::str::from_utf8(bytes) {
@@ -272,7 +285,7 @@ impl<R: BufRead> CsvReader<R> {
         self.next_line += 1;
         let mut state = self.scan_quotes(&first, QuoteState::default());
         if !state.in_quotes {
-            return Ok(Some(self.record(line, &first)));
+            return Ok(Some(self.record(line, first)));
         }
         // A quoted field runs on: take lines until it closes, then keep the record if it has the
         // header's width. Otherwise the quote was stray.
@@ -322,8 +335,8 @@ impl<R: BufRead> CsvReader<R> {
     }
 
     /// One complete physical record (with its terminator) as a line.
-    fn record(&mut self, line: u64, bytes: &[u8]) -> Line {
-        let record = trim_line_end(bytes);
+    fn record(&mut self, line: u64, mut bytes: Vec<u8>) -> Line {
+        let record = trim_line_end(&bytes);
         if record.iter().all(u8::is_ascii_whitespace) {
             return Line::Blank { line };
         }
@@ -331,9 +344,11 @@ impl<R: BufRead> CsvReader<R> {
         if fields.iter().all(|f| f.trim().is_empty()) {
             Line::Blank { line }
         } else {
+            // The line's own buffer becomes its raw text: no copy when it is UTF-8.
+            bytes.truncate(record.len());
             Line::Record(RawRecord {
                 line,
-                raw: self.encoding.decode(record),
+                raw: self.encoding.decode_owned(bytes),
                 fields,
             })
         }
