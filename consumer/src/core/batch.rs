@@ -407,6 +407,40 @@ mod tests {
         assert!(quarantine.contains("negative unit price"), "{quarantine}");
     }
 
+    /// Processes the plain event of line 2, then `pack` (holding that event's twin, line 3's
+    /// event and an invalid one) and a `damaged` record; checks that every event is accounted
+    /// for and returns the quarantine file's lines.
+    fn after_a_plain_twin(pack: Vec<u8>, damaged: Vec<u8>) -> Vec<QuarantinedRecord> {
+        let records = [
+            record(10, codec::encode(&event(2, 1))),
+            record(20, pack),
+            record(30, damaged),
+        ];
+        let output = process_batch("s", "s-1", &records, |_, _| false, &BatchOptions::default())
+            .expect("processes");
+        assert_eq!(
+            output.counts,
+            BatchCounts {
+                records: 3,
+                received: 5,
+                accepted: 2,
+                duplicates: 1,
+                quarantined: 2,
+                replayed: 0
+            },
+            "the twin is a duplicate, whatever form it came in"
+        );
+        let quarantine = output
+            .files
+            .iter()
+            .find(|f| f.key.starts_with(QUARANTINE))
+            .expect("quarantine file");
+        String::from_utf8_lossy(&quarantine.bytes)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect()
+    }
+
     #[test]
     fn unpacks_aggregated_records_event_by_event() {
         let mut aggregator = sales_stream::Aggregator::new();
@@ -422,33 +456,7 @@ mod tests {
         let mut corrupt = aggregator.finish(sales_stream::Compression::None);
         let last = corrupt.len() - 1;
         corrupt[last] ^= 1;
-        let records = vec![
-            record(10, codec::encode(&event(2, 1))),
-            record(20, compressed),
-            record(30, corrupt),
-        ];
-        let output = process_batch("s", "s-1", &records, |_, _| false, &BatchOptions::default())
-            .expect("processes");
-        assert_eq!(
-            output.counts,
-            BatchCounts {
-                records: 3,
-                received: 5,
-                accepted: 2,
-                duplicates: 1,
-                quarantined: 2,
-                replayed: 0
-            }
-        );
-        let quarantine = output
-            .files
-            .iter()
-            .find(|f| f.key.starts_with(QUARANTINE))
-            .expect("quarantine file");
-        let lines: Vec<QuarantinedRecord> = String::from_utf8_lossy(&quarantine.bytes)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json"))
-            .collect();
+        let lines = after_a_plain_twin(compressed, corrupt);
         assert_eq!(lines[0].sub_record, Some(1));
         assert_eq!(lines[0].partition_key, "b");
         assert_eq!(lines[0].data_text.as_deref(), Some("{broken"));
@@ -472,34 +480,7 @@ mod tests {
         let compact = block.finish(&mut sales_stream::Compressor::new());
         let mut damaged = compact.clone();
         damaged.truncate(damaged.len() - 2);
-        let records = vec![
-            record(10, codec::encode(&event(2, 1))),
-            record(20, compact),
-            record(30, damaged),
-        ];
-        let output = process_batch("s", "s-1", &records, |_, _| false, &BatchOptions::default())
-            .expect("processes");
-        assert_eq!(
-            output.counts,
-            BatchCounts {
-                records: 3,
-                received: 5,
-                accepted: 2,
-                duplicates: 1,
-                quarantined: 2,
-                replayed: 0
-            },
-            "the JSON event and its compact twin share an id"
-        );
-        let quarantine = output
-            .files
-            .iter()
-            .find(|f| f.key.starts_with(QUARANTINE))
-            .expect("quarantine file");
-        let lines: Vec<QuarantinedRecord> = String::from_utf8_lossy(&quarantine.bytes)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json"))
-            .collect();
+        let lines = after_a_plain_twin(compact, damaged);
         assert_eq!(lines[0].sub_record, Some(2));
         assert_eq!(lines[0].partition_key, invalid.event_id.to_string());
         assert!(lines[0].reason.contains("negative unit price"));
