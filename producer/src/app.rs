@@ -57,6 +57,16 @@ fn generate_command(args: &GenerateArgs) -> anyhow::Result<()> {
 }
 
 async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
+    let packed = match options.compression {
+        CompressionArg::None => None,
+        CompressionArg::Zstd => Some("zstd"),
+        CompressionArg::Compact => Some("compact"),
+    };
+    if let Some(form) = packed
+        && !options.aggregate
+    {
+        bail!("--compression {form} is a form of aggregated records: add --aggregate");
+    }
     let inputs = input_paths(&options.input)?;
     if inputs.len() > 1 {
         for (flag, given) in [

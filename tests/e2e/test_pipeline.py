@@ -206,6 +206,7 @@ def test_every_country_of_the_samples_has_a_region():
         (["producer", "--input", "no-such.csv", "--stream", "file://s"], "cannot open input no-such.csv"),
         (["producer", "--input", "x.csv", "--stream", "sqs://q"], "unsupported stream location"),
         (["producer", "--input", "-", "--stream", "file://s", "--shards", "0"], "0 is not in 1..=1024"),
+        (["producer", "--input", "x.csv", "--stream", "file://s", "--compression", "compact"], "--aggregate"),
         (["consumer", "poll", "--stream", "file://no-stream-here", "--lake", "lake", "--until-drained"], "no stream at no-stream-here"),
         (["consumer", "query", "--lake", "no-lake-here", "SELECT 1"], "no lake at no-lake-here"),
         (["consumer", "query", "--lake", ".", "SELEC nonsense"], "error"),
