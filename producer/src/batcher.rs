@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use sales_stream::{
     Aggregator, CompactBlock, CompactError, Compression, Compressor, HashKeyRange, Origin,
-    PutEntry, SalesEvent, codec, hash_key,
+    PutEntry, SalesEvent, codec, compact::EMPTY_BLOCK_BYTES, hash_key,
 };
 
 /// Kinesis `PutRecords` takes at most 500 records per request.
@@ -228,9 +228,9 @@ impl Batcher {
         } else {
             shard_of(shards, &event.event_id.to_string())
         };
-        let limit = (*target_bytes).min(MAX_RECORD_BYTES - COMPACT_SLACK);
+        let max_bytes = MAX_RECORD_BYTES - COMPACT_SLACK;
         let added = CompactBlock::max_added(event, origin);
-        if added > limit {
+        if EMPTY_BLOCK_BYTES + added > max_bytes {
             return Err(BatcherError::EventTooLarge { row, bytes: added });
         }
         let mut ready = None;
@@ -238,7 +238,8 @@ impl Batcher {
         let Pending::Compact(block) = &bucket.pending else {
             unreachable!("compact packing fills compact blocks");
         };
-        if block.size() + added > limit {
+        // As in a KPL aggregate, an event bigger than the target still goes, alone.
+        if !block.is_empty() && block.size() + added > (*target_bytes).min(max_bytes) {
             let (entry, rows, since) = bucket.close(Compression::Zstd, &mut self.compressor);
             ready = self.add(entry, &rows, since);
         }
@@ -495,6 +496,52 @@ mod tests {
         );
         seen.sort_unstable();
         assert_eq!(seen, (1..=3_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_compact_event_over_the_target_goes_alone_and_one_over_the_record_limit_is_refused() {
+        let mut batcher = Batcher::new(Packing::Compact {
+            shards: HashKeyRange::split_evenly(1),
+            target_bytes: 2048,
+        });
+        let event = |line: u64, description: usize| SalesEvent {
+            event_id: sales_stream::event_id("t.csv", line),
+            event_time: chrono::NaiveDateTime::default(),
+            invoice_no: "1".into(),
+            stock_code: "A".into(),
+            description: Some("D".repeat(description)),
+            quantity: 1,
+            unit_price: rust_decimal::Decimal::ONE,
+            customer_id: None,
+            country: "France".into(),
+            source: format!("t.csv:{line}"),
+        };
+        let origin = |line| Origin {
+            name: "t.csv",
+            id: "t.csv",
+            line,
+        };
+        let mut batches = Vec::new();
+        for (line, description) in [(2, 10), (3, 10_000), (4, 10)] {
+            let pushed = batcher.push_event(line, &event(line, description), origin(line));
+            batches.extend(pushed.expect("fits a record"));
+        }
+        batches.extend(batcher.finish());
+        let rows: Vec<_> = batches
+            .iter()
+            .flat_map(|b| (0..b.entries.len()).map(|i| b.rows_of(i).to_vec()))
+            .collect();
+        assert_eq!(
+            rows,
+            [vec![2], vec![3], vec![4]],
+            "each record holds one or more events"
+        );
+        let huge = event(5, MAX_RECORD_BYTES);
+        let error = batcher
+            .push_event(5, &huge, origin(5))
+            .expect_err("too large");
+        assert!(matches!(error, BatcherError::EventTooLarge { row: 5, .. }));
+        assert!(batcher.finish().is_empty());
     }
 
     #[test]

@@ -54,6 +54,10 @@ const ZSTD_LEVEL: i32 = 3;
 /// the price), and the lengths of new dictionary values.
 const MAX_EVENT_OVERHEAD: usize = 10 * 16 + 19;
 
+/// What a block of no events counts as: its magic, its event count and its six dictionaries'
+/// value counts, each varint at most 10 or 5 bytes.
+pub const EMPTY_BLOCK_BYTES: usize = COMPACT_MAGIC.len() + 10 + 6 * 5;
+
 /// Where an event came from: what its `event_id` and `source` are derived from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin<'a> {
@@ -147,9 +151,11 @@ impl CompactBlock {
             &self.price_units,
             &self.price_scale,
         ];
-        COMPACT_MAGIC.len()
-            + 10
-            + dictionaries.iter().map(|d| d.size()).sum::<usize>()
+        EMPTY_BLOCK_BYTES
+            + dictionaries
+                .iter()
+                .map(|d| d.values.len() + d.indices.len())
+                .sum::<usize>()
             + columns.iter().map(|c| c.len()).sum::<usize>()
     }
 
@@ -304,10 +310,6 @@ impl Dictionary {
         write(&mut self.values);
         self.index.insert(key.to_owned(), index);
         index
-    }
-
-    fn size(&self) -> usize {
-        5 + self.values.len() + self.indices.len()
     }
 
     fn write(&self, out: &mut Vec<u8>) {
