@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use clap::ValueEnum;
 use local_stream::{LocalStream, LocalStreamError};
 use sales_stream::{Compression, HashKeyRange, StreamLocation};
 
@@ -57,15 +58,12 @@ fn generate_command(args: &GenerateArgs) -> anyhow::Result<()> {
 }
 
 async fn send_command(options: SendOptions) -> anyhow::Result<ExitCode> {
-    let packed = match options.compression {
-        CompressionArg::None => None,
-        CompressionArg::Zstd => Some("zstd"),
-        CompressionArg::Compact => Some("compact"),
-    };
-    if let Some(form) = packed
-        && !options.aggregate
-    {
-        bail!("--compression {form} is a form of aggregated records: add --aggregate");
+    if options.compression != CompressionArg::None && !options.aggregate {
+        let form = options.compression.to_possible_value();
+        bail!(
+            "--compression {} is a form of aggregated records: add --aggregate",
+            form.as_ref().map_or("", |v| v.get_name())
+        );
     }
     let inputs = input_paths(&options.input)?;
     if inputs.len() > 1 {

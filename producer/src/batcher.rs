@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use uuid::Uuid;
+
 use sales_stream::{
     Aggregator, CompactBlock, CompactError, Compression, Compressor, HashKeyRange, Origin,
     PutEntry, SalesEvent, codec, compact::EMPTY_BLOCK_BYTES, hash_key,
@@ -129,7 +131,7 @@ struct ShardBucket {
 
 #[derive(Debug)]
 enum Pending {
-    Kpl(Aggregator),
+    Kpl(Aggregator, Compression),
     /// Boxed: a block has a dozen columns.
     Compact(Box<CompactBlock>),
 }
@@ -139,7 +141,11 @@ impl ShardBucket {
         Self {
             pending: match packing {
                 Packing::Compact { .. } => Pending::Compact(Box::default()),
-                _ => Pending::Kpl(Aggregator::new()),
+                Packing::Aggregated { compression, .. } => {
+                    Pending::Kpl(Aggregator::new(), *compression)
+                }
+                // Plain packing has no buckets.
+                Packing::Plain => Pending::Kpl(Aggregator::new(), Compression::None),
             },
             rows: Vec::new(),
             partition_key: String::new(),
@@ -149,6 +155,22 @@ impl ShardBucket {
 
     fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// The bucket's KPL aggregate: aggregated packing fills only those.
+    fn kpl(&mut self) -> &mut Aggregator {
+        match &mut self.pending {
+            Pending::Kpl(aggregator, _) => aggregator,
+            Pending::Compact(_) => unreachable!("aggregated packing fills KPL aggregates"),
+        }
+    }
+
+    /// The bucket's compact block: compact packing fills only those.
+    fn compact(&mut self) -> &mut CompactBlock {
+        match &mut self.pending {
+            Pending::Compact(block) => block,
+            Pending::Kpl(..) => unreachable!("compact packing fills compact blocks"),
+        }
     }
 
     /// Counts in the event of `row`; the first one gives the record its partition key and
@@ -162,13 +184,9 @@ impl ShardBucket {
     }
 
     /// The record, the rows it carries and when the oldest of them arrived; empties the bucket.
-    fn close(
-        &mut self,
-        compression: Compression,
-        compressor: &mut Compressor,
-    ) -> (PutEntry, Vec<u64>, Instant) {
+    fn close(&mut self, compressor: &mut Compressor) -> (PutEntry, Vec<u64>, Instant) {
         let data = match &mut self.pending {
-            Pending::Kpl(aggregator) => aggregator.finish(compression),
+            Pending::Kpl(aggregator, compression) => aggregator.finish(*compression),
             Pending::Compact(block) => block.finish(compressor),
         };
         (
@@ -222,34 +240,27 @@ impl Batcher {
         else {
             return self.push(row, event.event_id.to_string(), codec::encode(event));
         };
-        let shard = if shards.len() == 1 {
-            // One shard takes every event: no need to hash the event's key to find it.
-            0
-        } else {
-            shard_of(shards, &event.event_id.to_string())
-        };
+        let mut id = Uuid::encode_buffer();
+        let partition_key = event.event_id.hyphenated().encode_lower(&mut id);
+        let shard = shard_of(shards, partition_key);
         let max_bytes = MAX_RECORD_BYTES - COMPACT_SLACK;
         let added = CompactBlock::max_added(event, origin);
         if EMPTY_BLOCK_BYTES + added > max_bytes {
             return Err(BatcherError::EventTooLarge { row, bytes: added });
         }
         let mut ready = None;
-        let bucket = &mut self.buckets[shard];
-        let Pending::Compact(block) = &bucket.pending else {
-            unreachable!("compact packing fills compact blocks");
-        };
+        let block = self.buckets[shard].compact();
         // As in a KPL aggregate, an event bigger than the target still goes, alone.
         if !block.is_empty() && block.size() + added > (*target_bytes).min(max_bytes) {
-            let (entry, rows, since) = bucket.close(Compression::Zstd, &mut self.compressor);
+            let (entry, rows, since) = self.buckets[shard].close(&mut self.compressor);
             ready = self.add(entry, &rows, since);
         }
         let bucket = &mut self.buckets[shard];
-        if let Pending::Compact(block) = &mut bucket.pending {
-            block
-                .push(event, origin)
-                .map_err(|source| BatcherError::Compact { row, source })?;
-        }
-        bucket.started(row, || event.event_id.to_string());
+        bucket
+            .compact()
+            .push(event, origin)
+            .map_err(|source| BatcherError::Compact { row, source })?;
+        bucket.started(row, || partition_key.to_owned());
         Ok(ready)
     }
 
@@ -267,7 +278,7 @@ impl Batcher {
         let Packing::Aggregated {
             shards,
             target_bytes,
-            compression,
+            ..
         } = &self.packing
         else {
             return Ok(self.add(
@@ -280,21 +291,16 @@ impl Batcher {
             ));
         };
         let shard = shard_of(shards, &partition_key);
-        let bucket = &mut self.buckets[shard];
-        let Pending::Kpl(aggregator) = &mut bucket.pending else {
-            unreachable!("aggregated packing fills KPL aggregates");
-        };
         let mut ready = None;
         let limit = (*target_bytes).min(MAX_RECORD_BYTES - partition_key.len());
+        let aggregator = self.buckets[shard].kpl();
         if !aggregator.is_empty() && aggregator.size_with(&partition_key, data.len()) > limit {
-            let (entry, rows, since) = bucket.close(*compression, &mut self.compressor);
+            let (entry, rows, since) = self.buckets[shard].close(&mut self.compressor);
             ready = self.add(entry, &rows, since);
         }
         let bucket = &mut self.buckets[shard];
         let first_key = bucket.is_empty().then(|| partition_key.clone());
-        if let Pending::Kpl(aggregator) = &mut bucket.pending {
-            aggregator.push(partition_key, data);
-        }
+        bucket.kpl().push(partition_key, data);
         bucket.started(row, || first_key.unwrap_or_default());
         Ok(ready)
     }
@@ -321,11 +327,9 @@ impl Batcher {
             since.is_some_and(|at| now.saturating_duration_since(at) >= MAX_LINGER)
         };
         let mut batches = Vec::new();
-        let compression = self.compression();
         for shard in 0..self.buckets.len() {
             if stale(self.buckets[shard].since) {
-                let (entry, rows, since) =
-                    self.buckets[shard].close(compression, &mut self.compressor);
+                let (entry, rows, since) = self.buckets[shard].close(&mut self.compressor);
                 batches.extend(self.add(entry, &rows, since));
             }
         }
@@ -345,23 +349,14 @@ impl Batcher {
         }
     }
 
-    /// How KPL aggregates are compressed (compact records always are).
-    fn compression(&self) -> Compression {
-        match self.packing {
-            Packing::Aggregated { compression, .. } => compression,
-            _ => Compression::Zstd,
-        }
-    }
-
     /// Closes every aggregate and returns the remaining batches.
     pub fn finish(&mut self) -> Vec<PutBatch> {
         let mut batches = Vec::new();
-        let compression = self.compression();
         for shard in 0..self.buckets.len() {
             if self.buckets[shard].is_empty() {
                 continue;
             }
-            let (entry, rows, since) = self.buckets[shard].close(compression, &mut self.compressor);
+            let (entry, rows, since) = self.buckets[shard].close(&mut self.compressor);
             batches.extend(self.add(entry, &rows, since));
         }
         batches.extend(self.take_open());
@@ -371,6 +366,10 @@ impl Batcher {
 
 /// The shard whose hash key range holds `partition_key`'s.
 fn shard_of(shards: &[HashKeyRange], partition_key: &str) -> usize {
+    if shards.len() == 1 {
+        // One shard takes every event: no need to hash the key to find it.
+        return 0;
+    }
     let key = hash_key(partition_key);
     shards.iter().position(|r| r.contains(key)).unwrap_or(0)
 }

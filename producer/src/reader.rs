@@ -90,20 +90,16 @@ impl TextEncoding {
         Ok(Self::Fixed(encoding))
     }
 
-    /// The text of `bytes`; bytes the encoding has no character for become U+FFFD.
     /// [`decode`](Self::decode) that keeps the buffer when it already holds UTF-8.
     pub fn decode_owned(self, bytes: Vec<u8>) -> String {
-        match self {
-            Self::Detect => String::from_utf8(bytes).unwrap_or_else(|e| {
-                WINDOWS_1252
-                    .decode_without_bom_handling(e.as_bytes())
-                    .0
-                    .into_owned()
-            }),
-            Self::Fixed(_) => self.decode(&bytes),
+        match (self, String::from_utf8(bytes)) {
+            (Self::Detect, Ok(text)) => text,
+            (_, Ok(text)) => self.decode(text.as_bytes()),
+            (_, Err(e)) => self.decode(e.as_bytes()),
         }
     }
 
+    /// The text of `bytes`; bytes the encoding has no character for become U+FFFD.
     pub fn decode(self, bytes: &[u8]) -> String {
         match self {
             Self::Detect => match std::str::from_utf8(bytes) {

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
-use sales_stream::{EventError, Origin, SalesEvent, event_id};
+use sales_stream::{EventError, Origin, SalesEvent, event_id, event_source};
 
 use crate::columns::{ColumnMap, Field};
 use crate::dates::DateParser;
@@ -83,17 +83,6 @@ fn quantity(text: &str) -> Result<i64, RejectReason> {
     i64::try_from(decimal).map_err(|_| bad())
 }
 
-/// `name:line`, without `format!`'s machinery (this runs once a row).
-fn source_of(name: &str, line: u64) -> String {
-    let mut buffer = itoa::Buffer::new();
-    let line = buffer.format(line);
-    let mut source = String::with_capacity(name.len() + 1 + line.len());
-    source.push_str(name);
-    source.push(':');
-    source.push_str(line);
-    source
-}
-
 fn non_empty(text: &str) -> Option<String> {
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_owned())
@@ -153,7 +142,7 @@ impl RowParser {
             unit_price,
             customer_id: customer_id(get(Field::CustomerId)),
             country,
-            source: source_of(&self.source.name, record.line),
+            source: event_source(&self.source.name, record.line),
         };
         event.validate()?;
         Ok(event)

@@ -42,7 +42,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::aggregation::{AggregationError, decompress};
-use crate::{SalesEvent, SalesEventRef, event_id};
+use crate::{SalesEvent, SalesEventRef, event_id, event_source};
 
 /// The first bytes of a compact record: `FB`, "SL", and the format's version.
 pub const COMPACT_MAGIC: [u8; 4] = [0xFB, b'S', b'L', 1];
@@ -353,6 +353,28 @@ impl CompactEvents {
         Ok(Self::parse(&body)?)
     }
 
+    /// How many events a compact record says it holds, from the first bytes of its body alone
+    /// (a batch is sized before its records are read in full); `None` if it cannot say.
+    pub fn count(data: &[u8]) -> Option<usize> {
+        use std::io::Read;
+        let frame = data.get(COMPACT_MAGIC.len()..)?;
+        let mut head = Vec::new();
+        // The count is the body's first varint: at most 19 bytes for a u128.
+        zstd::stream::read::Decoder::new(frame)
+            .ok()?
+            .take(19)
+            .read_to_end(&mut head)
+            .ok()?;
+        let n = Reader {
+            body: &head,
+            at: 0,
+            text: String::new(),
+        }
+        .count("event count", usize::MAX)
+        .ok()?;
+        (n > 0).then_some(n)
+    }
+
     fn parse(body: &[u8]) -> Result<Self, CompactError> {
         let mut reader = Reader {
             body,
@@ -450,10 +472,6 @@ impl CompactEvents {
         let (name, id) = &self.sources[self.source[i] as usize - 1];
         let (name, id) = (self.text(name), self.text(id));
         let line = self.line[i];
-        let mut source = String::with_capacity(name.len() + 21);
-        source.push_str(name);
-        source.push(':');
-        source.push_str(itoa::Buffer::new().format(line));
         SalesEventRef {
             event_id: event_id(id, line),
             event_time: self.event_time[i],
@@ -464,7 +482,7 @@ impl CompactEvents {
             unit_price: self.unit_price[i],
             customer_id: self.optional(&self.customer_id, i),
             country: self.required(&self.country, i),
-            source: Cow::Owned(source),
+            source: Cow::Owned(event_source(name, line)),
         }
     }
 
@@ -660,6 +678,11 @@ mod tests {
         assert!(block.is_empty(), "finish empties the block");
         assert!(record.starts_with(&COMPACT_MAGIC));
         let read = decoded(&record);
+        assert_eq!(
+            CompactEvents::count(&record),
+            Some(4),
+            "read from the header alone"
+        );
         let back: Vec<SalesEvent> = (0..read.len())
             .map(|i| read.event(i).into_owned())
             .collect();

@@ -42,6 +42,18 @@ pub fn event_id(source_id: &str, line: u64) -> Uuid {
     uuid::Builder::from_sha1_bytes(bytes).into_uuid()
 }
 
+/// The `source` of the sales line at `line` of the input named `name`: `name:line`. The
+/// producer writes it into every event, and a compact record's reader derives it again.
+pub fn event_source(name: &str, line: u64) -> String {
+    let mut buffer = itoa::Buffer::new();
+    let line = buffer.format(line);
+    let mut source = String::with_capacity(name.len() + 1 + line.len());
+    source.push_str(name);
+    source.push(':');
+    source.push_str(line);
+    source
+}
+
 /// One sales line on the stream. Field names and formats are the wire contract (DESIGN.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SalesEvent {

@@ -30,7 +30,7 @@ pub use codec::DecodeError;
 pub use compact::{CompactBlock, CompactError, CompactEvents, Compressor, Origin};
 pub use event::{
     EVENT_ID_NAMESPACE, EventError, MAX_PRICE_SCALE, MAX_QUANTITY, SalesEvent, SalesEventRef,
-    event_id,
+    event_id, event_source,
 };
 pub use location::{LakeLocation, LocationError, StreamLocation};
 pub use record::{
