@@ -116,16 +116,7 @@ pub struct Decoded {
 impl Decoded {
     /// The sale dates the events fall on: the dates whose committed ids the dedupe needs.
     pub fn days(&self) -> BTreeSet<NaiveDate> {
-        let mut days = BTreeSet::new();
-        let mut last = None;
-        for date in &self.dates {
-            // Events come in runs of one day: skip the set while the day does not change.
-            if last != Some(date) {
-                days.insert(*date);
-                last = Some(date);
-            }
-        }
-        days
+        self.dates.iter().copied().collect()
     }
 }
 
@@ -241,7 +232,6 @@ pub fn finish_batch(
             output.counts.duplicates += 1;
             continue;
         }
-        output.accepted_ids.entry(*day).or_default().push(*id);
         kept.entry(*day).or_default().push(row as u32);
     }
     output.counts.quarantined = quarantined.len() as u64;
@@ -253,6 +243,9 @@ pub fn finish_batch(
         let count = rows.len();
         output.counts.accepted += count as u64;
         output.days.insert(date);
+        output
+            .accepted_ids
+            .insert(date, rows.iter().map(|&row| ids[row as usize]).collect());
         for row in &rows {
             aggregates.add_line(&columns.line(*row as usize, date));
         }
