@@ -223,7 +223,7 @@ fn source_events(csv: &Path) -> Vec<SalesEvent> {
         if let Line::Record(record) = line
             && let Ok(event) = parser.parse(&record)
         {
-            events.push(event);
+            events.push(event.into_owned());
         }
     }
     events
@@ -273,7 +273,7 @@ fn stream(events: &[SalesEvent], rng: &mut ChaCha8Rng) -> (Vec<Vec<StreamRecord>
             } else {
                 let mut aggregator = Aggregator::new();
                 for e in &batch {
-                    aggregator.push(e.event_id.to_string(), codec::encode(e));
+                    aggregator.push(e.event_id.to_string(), codec::encode(*e));
                 }
                 push(shard, aggregator.finish(Compression::Zstd), "agg".into());
             }
@@ -1307,7 +1307,7 @@ fn plain_records(events: &[&SalesEvent], first_sequence: u64) -> Vec<StreamRecor
         .map(|(i, event)| StreamRecord {
             sequence_number: SequenceNumber::from_u64(first_sequence + i as u64),
             partition_key: event.event_id.to_string(),
-            data: codec::encode(event),
+            data: codec::encode(*event),
             approximate_arrival: arrival + chrono::Duration::seconds(first_sequence as i64),
         })
         .collect()

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use sales_stream::{
     Aggregator, CompactBlock, CompactError, Compression, Compressor, HashKeyRange, Origin,
-    PutEntry, SalesEvent, codec, compact::EMPTY_BLOCK_BYTES, hash_key,
+    PutEntry, SalesEventRef, codec, compact::EMPTY_BLOCK_BYTES, hash_key,
 };
 
 /// Kinesis `PutRecords` takes at most 500 records per request.
@@ -227,24 +227,25 @@ impl Batcher {
 
     /// Adds `event`, read at `row` from `origin`, in the packing's form; returns a batch when
     /// one is full.
-    pub fn push_event(
+    pub fn push_event<'a>(
         &mut self,
         row: u64,
-        event: &SalesEvent,
+        event: impl Into<SalesEventRef<'a>>,
         origin: Origin<'_>,
     ) -> Result<Option<PutBatch>, BatcherError> {
+        let event = event.into();
         let Packing::Compact {
             shards,
             target_bytes,
         } = &self.packing
         else {
-            return self.push(row, event.event_id.to_string(), codec::encode(event));
+            return self.push(row, event.event_id.to_string(), codec::encode(&event));
         };
         let mut id = Uuid::encode_buffer();
         let partition_key = event.event_id.hyphenated().encode_lower(&mut id);
         let shard = shard_of(shards, partition_key);
         let max_bytes = MAX_RECORD_BYTES - COMPACT_SLACK;
-        let added = CompactBlock::max_added(event, origin);
+        let added = CompactBlock::max_added(&event, origin);
         if EMPTY_BLOCK_BYTES + added > max_bytes {
             return Err(BatcherError::EventTooLarge { row, bytes: added });
         }
@@ -377,7 +378,7 @@ fn shard_of(shards: &[HashKeyRange], partition_key: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sales_stream::{Payload, unpack};
+    use sales_stream::{Payload, SalesEvent, unpack};
 
     fn key(i: u64) -> String {
         sales_stream::event_id("t.csv", i).to_string()

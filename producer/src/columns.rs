@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::reader::Fields;
+
 /// A field of a sales line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -180,11 +182,11 @@ impl ColumnMap {
     }
 
     /// The field's text in a row of the right width (empty when the layout lacks the column).
-    pub fn get<'a>(&self, fields: &'a [String], field: Field) -> &'a str {
+    pub fn get<'a>(&self, fields: &'a Fields, field: Field) -> &'a str {
         let position = Field::ALL.iter().position(|f| *f == field).unwrap_or(0);
         self.indices[position]
             .and_then(|index| fields.get(index))
-            .map_or("", String::as_str)
+            .unwrap_or_default()
     }
 }
 
@@ -205,7 +207,9 @@ mod tests {
             header("Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country");
         for h in [one, two] {
             let map = ColumnMap::from_header(&h, &[]).expect("recognised");
-            let row = header("536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom");
+            let row: Fields = "536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom"
+                .split(',')
+                .collect();
             assert_eq!(map.get(&row, Field::InvoiceNo), "536365");
             assert_eq!(map.get(&row, Field::UnitPrice), "2.55");
             assert_eq!(map.get(&row, Field::CustomerId), "17850");
@@ -234,7 +238,9 @@ mod tests {
         .map(|s| s.parse().expect("override"))
         .collect();
         let map = ColumnMap::from_header(&h, &overrides).expect("mapped");
-        let row = header("France,22633,3,2011-01-02 10:00:00,1.25,A1");
+        let row: Fields = "France,22633,3,2011-01-02 10:00:00,1.25,A1"
+            .split(',')
+            .collect();
         assert_eq!(map.get(&row, Field::StockCode), "22633");
         assert_eq!(
             map.get(&row, Field::Description),

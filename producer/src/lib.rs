@@ -35,7 +35,7 @@ pub use columns::{ColumnMap, ColumnOverride, Field, HeaderError};
 pub use dates::{DateOrder, DateParser, DetectedOrder, OrderDetector};
 pub use generate::{GenerateOptions, generate};
 pub use kinesis::{KinesisError, KinesisSink};
-pub use reader::{CsvReader, Line, RawRecord, ReadError, TextEncoding};
+pub use reader::{CsvReader, Fields, Line, RawRecord, ReadError, TextEncoding};
 pub use rejects::RejectsFile;
 pub use retry::RetryPolicy;
 pub use row::{RejectReason, RowParser};

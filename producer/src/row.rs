@@ -1,9 +1,10 @@
 //! Turns one raw CSV record into a sales event, or says why it cannot be one.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
-use sales_stream::{EventError, Origin, SalesEvent, event_id, event_source};
+use sales_stream::{EventError, Origin, SalesEventRef, event_id, event_source};
 
 use crate::columns::{ColumnMap, Field};
 use crate::dates::DateParser;
@@ -51,7 +52,7 @@ fn missing_marker(text: &str) -> bool {
 }
 
 /// `17850.0` (a customer id that went through a spreadsheet as a number) is `17850`.
-fn customer_id(text: &str) -> Option<String> {
+fn customer_id(text: &str) -> Option<&str> {
     let text = text.trim();
     if text.is_empty() || missing_marker(text) {
         return None;
@@ -66,7 +67,7 @@ fn customer_id(text: &str) -> Option<String> {
         }
         _ => text,
     };
-    Some(id.to_owned())
+    Some(id)
 }
 
 fn quantity(text: &str) -> Result<i64, RejectReason> {
@@ -83,9 +84,9 @@ fn quantity(text: &str) -> Result<i64, RejectReason> {
     i64::try_from(decimal).map_err(|_| bad())
 }
 
-fn non_empty(text: &str) -> Option<String> {
+fn non_empty(text: &str) -> Option<&str> {
     let text = text.trim();
-    (!text.is_empty()).then(|| text.to_owned())
+    (!text.is_empty()).then_some(text)
 }
 
 impl RowParser {
@@ -110,7 +111,8 @@ impl RowParser {
         }
     }
 
-    pub fn parse(&self, record: &RawRecord) -> Result<SalesEvent, RejectReason> {
+    /// The event of `record`, its text borrowed from the record's.
+    pub fn parse<'r>(&self, record: &'r RawRecord) -> Result<SalesEventRef<'r>, RejectReason> {
         let fields = &record.fields;
         if fields.len() != self.columns.width() {
             return Err(RejectReason::ColumnCount {
@@ -132,17 +134,17 @@ impl RowParser {
             .dates
             .parse(date_text)
             .ok_or_else(|| RejectReason::BadDate(date_text.trim().to_owned()))?;
-        let event = SalesEvent {
+        let event = SalesEventRef {
             event_id: event_id(&self.source.id, record.line),
             event_time,
-            invoice_no,
-            stock_code,
-            description: non_empty(get(Field::Description)),
+            invoice_no: Cow::Borrowed(invoice_no),
+            stock_code: Cow::Borrowed(stock_code),
+            description: non_empty(get(Field::Description)).map(Cow::Borrowed),
             quantity,
             unit_price,
-            customer_id: customer_id(get(Field::CustomerId)),
-            country,
-            source: event_source(&self.source.name, record.line),
+            customer_id: customer_id(get(Field::CustomerId)).map(Cow::Borrowed),
+            country: Cow::Borrowed(country),
+            source: Cow::Owned(event_source(&self.source.name, record.line)),
         };
         event.validate()?;
         Ok(event)
@@ -153,6 +155,7 @@ impl RowParser {
 mod tests {
     use super::*;
     use sales_stream::EventError;
+    use sales_stream::SalesEvent;
 
     const HEADER: &str =
         "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country";
@@ -170,12 +173,14 @@ mod tests {
         RawRecord {
             line,
             raw: text.to_owned(),
-            fields: text.split(',').map(str::to_owned).collect(),
+            fields: text.split(',').collect(),
         }
     }
 
     fn parse(text: &str) -> Result<SalesEvent, RejectReason> {
-        parser().parse(&record(7, text))
+        parser()
+            .parse(&record(7, text))
+            .map(SalesEventRef::into_owned)
     }
 
     #[test]

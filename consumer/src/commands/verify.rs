@@ -110,14 +110,17 @@ pub fn source_totals(
             .with_context(|| format!("reading {}", input.display()))?
         {
             rows.rows_read += 1;
-            let event = match line {
+            let record = match line {
                 Line::Blank { .. } => {
                     rows.blank += 1;
                     continue;
                 }
                 Line::Malformed { .. } => None,
-                Line::Record(record) => opened.parser.parse(&record).ok(),
+                Line::Record(record) => Some(record),
             };
+            let event = record
+                .as_ref()
+                .and_then(|record| opened.parser.parse(record).ok());
             // The consumer quarantines what fails its own check: neither is a sale.
             let Some(event) = event.filter(|e| e.validate().is_ok()) else {
                 rows.rejected += 1;

@@ -10,7 +10,7 @@
 
 use chrono::NaiveDate;
 use hashbrown::{Equivalent, HashMap};
-use sales_stream::SalesEvent;
+use sales_stream::{SalesEvent, SalesEventRef};
 
 /// What aggregation reads of one accepted sales line, borrowed from wherever it is stored.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +29,7 @@ pub struct Line<'a> {
 impl<'a> Line<'a> {
     /// The line of a valid event ([`SalesEvent::validate`]); `None` for one whose amount cannot
     /// be computed, which was refused before this point.
-    pub fn of(event: &'a SalesEvent) -> Option<Self> {
+    pub fn of(event: &'a SalesEventRef<'_>) -> Option<Self> {
         Some(Self {
             sale_date: event.event_time.date(),
             invoice_no: &event.invoice_no,
@@ -275,9 +275,9 @@ impl Aggregates {
         self.customers.add(line);
     }
 
-    /// Adds a valid event ([`SalesEvent::validate`]).
-    pub fn add(&mut self, event: &SalesEvent) {
-        if let Some(line) = Line::of(event) {
+    /// Adds a valid event ([`SalesEvent::validate`]), owned or a view.
+    pub fn add<'e>(&mut self, event: impl Into<SalesEventRef<'e>>) {
+        if let Some(line) = Line::of(&event.into()) {
             self.add_line(&line);
         }
     }

@@ -42,7 +42,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::aggregation::{AggregationError, decompress};
-use crate::{SalesEvent, SalesEventRef, event_id, event_source};
+use crate::{SalesEventRef, event_id, event_source};
 
 /// The first bytes of a compact record: `FB`, "SL", and the format's version.
 pub const COMPACT_MAGIC: [u8; 4] = [0xFB, b'S', b'L', 1];
@@ -160,7 +160,8 @@ impl CompactBlock {
     }
 
     /// The most `event` could add to [`size`](Self::size).
-    pub fn max_added(event: &SalesEvent, origin: Origin<'_>) -> usize {
+    pub fn max_added<'a>(event: impl Into<SalesEventRef<'a>>, origin: Origin<'_>) -> usize {
+        let event = event.into();
         let text = [
             origin.name,
             origin.id,
@@ -175,7 +176,12 @@ impl CompactBlock {
 
     /// Adds an event. Its id and `source` must be those `origin` derives: the record carries
     /// the origin, and its reader derives them again.
-    pub fn push(&mut self, event: &SalesEvent, origin: Origin<'_>) -> Result<(), CompactError> {
+    pub fn push<'a>(
+        &mut self,
+        event: impl Into<SalesEventRef<'a>>,
+        origin: Origin<'_>,
+    ) -> Result<(), CompactError> {
+        let event = event.into();
         let derived_source = event
             .source
             .strip_suffix(itoa::Buffer::new().format(origin.line))
@@ -192,7 +198,7 @@ impl CompactBlock {
                 event_id: event.event_id,
                 source_name: origin.name.to_owned(),
                 line: origin.line,
-                source_field: event.source.clone(),
+                source_field: event.source.to_string(),
             });
         }
         self.events += 1;
@@ -622,6 +628,7 @@ fn put_text(out: &mut Vec<u8>, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SalesEvent;
     use crate::{Payload, unpack};
     use chrono::NaiveDate;
     use proptest::prelude::*;

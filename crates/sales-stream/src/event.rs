@@ -99,8 +99,9 @@ pub enum EventError {
 
 /// A sales event borrowed from the bytes it was decoded from: the same fields as [`SalesEvent`],
 /// with text that points into the record wherever the JSON needed no unescaping. The consumer
-/// decodes into this, so a batch of events costs no allocation per field.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// decodes into this, so a batch of events costs no allocation per field, and the producer
+/// parses a row into one that borrows the row's text. It serialises as [`SalesEvent`] does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SalesEventRef<'a> {
     pub event_id: Uuid,
     #[serde(with = "crate::time")]
@@ -120,6 +121,30 @@ pub struct SalesEventRef<'a> {
     pub country: Cow<'a, str>,
     #[serde(borrow)]
     pub source: Cow<'a, str>,
+}
+
+impl<'a> From<&'a SalesEvent> for SalesEventRef<'a> {
+    fn from(event: &'a SalesEvent) -> Self {
+        event.as_ref()
+    }
+}
+
+impl<'a> From<&'a SalesEventRef<'_>> for SalesEventRef<'a> {
+    /// A view of a view: every text borrowed, nothing copied.
+    fn from(event: &'a SalesEventRef<'_>) -> Self {
+        SalesEventRef {
+            event_id: event.event_id,
+            event_time: event.event_time,
+            invoice_no: Cow::Borrowed(&event.invoice_no),
+            stock_code: Cow::Borrowed(&event.stock_code),
+            description: event.description.as_deref().map(Cow::Borrowed),
+            quantity: event.quantity,
+            unit_price: event.unit_price,
+            customer_id: event.customer_id.as_deref().map(Cow::Borrowed),
+            country: Cow::Borrowed(&event.country),
+            source: Cow::Borrowed(&event.source),
+        }
+    }
 }
 
 impl SalesEvent {
