@@ -6,43 +6,68 @@
 //! settled prefix: `--skip-rows` with it never loses a row, and may re-send a few, which the
 //! consumer drops as duplicates (the ids are deterministic).
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 
 #[derive(Debug, Default)]
 pub struct Acks {
-    /// Rows read so far.
-    read: u64,
-    /// Rows read whose event is not acknowledged yet.
-    pending: BTreeSet<u64>,
+    /// Rows `1..=settled` are all settled.
+    settled: u64,
+    /// The rows read after `settled`, in order: whether each still awaits its acknowledgement.
+    /// Rows are read in order and mostly acknowledged in order, so this window stays short, and
+    /// a row costs a byte and no allocation (a set of pending rows cost a tree node each).
+    unsettled: VecDeque<bool>,
 }
 
 impl Acks {
     /// Starts after `skipped` rows that an earlier run settled.
     pub fn resuming_after(skipped: u64) -> Self {
         Self {
-            read: skipped,
-            pending: BTreeSet::new(),
+            settled: skipped,
+            unsettled: VecDeque::new(),
         }
     }
 
-    /// Row `row` was read; `awaits_ack` if it became an event still to be acknowledged.
+    /// The last row read.
+    fn read_up_to(&self) -> u64 {
+        self.settled + self.unsettled.len() as u64
+    }
+
+    /// Row `row` was read; `awaits_ack` if it became an event still to be acknowledged. Rows
+    /// between the last one read and `row` count as settled.
     pub fn read(&mut self, row: u64, awaits_ack: bool) {
-        self.read = self.read.max(row);
-        if awaits_ack {
-            self.pending.insert(row);
+        if row <= self.read_up_to() {
+            return;
         }
+        let skipped = row - self.read_up_to() - 1;
+        self.unsettled
+            .extend(std::iter::repeat_n(false, skipped as usize));
+        self.unsettled.push_back(awaits_ack);
+        self.advance();
     }
 
     /// The stream acknowledged the events of these rows.
     pub fn acknowledge(&mut self, rows: &[u64]) {
-        for row in rows {
-            self.pending.remove(row);
+        for &row in rows {
+            if let Some(index) = row.checked_sub(self.settled + 1)
+                && let Some(awaits) = self.unsettled.get_mut(index as usize)
+            {
+                *awaits = false;
+            }
+        }
+        self.advance();
+    }
+
+    /// Moves the settled prefix past the rows at the front that no longer await anything.
+    fn advance(&mut self) {
+        while self.unsettled.front() == Some(&false) {
+            self.unsettled.pop_front();
+            self.settled += 1;
         }
     }
 
     /// Rows `1..=n` are all settled: resume with `--skip-rows n`.
     pub fn settled_prefix(&self) -> u64 {
-        self.pending.first().map_or(self.read, |first| first - 1)
+        self.settled
     }
 }
 
@@ -63,5 +88,18 @@ mod tests {
         assert_eq!(acks.settled_prefix(), 10);
         acks.acknowledge(&[11]);
         assert_eq!(acks.settled_prefix(), 14);
+    }
+
+    #[test]
+    fn rows_not_read_one_by_one_and_stray_acks_are_handled() {
+        let mut acks = Acks::resuming_after(0);
+        acks.read(3, true); // rows 1 and 2 were never reported: settled
+        assert_eq!(acks.settled_prefix(), 2);
+        acks.acknowledge(&[1, 3, 99]); // before the window, in it, past it
+        assert_eq!(acks.settled_prefix(), 3);
+        acks.read(2, true); // a row already passed changes nothing
+        assert_eq!(acks.settled_prefix(), 3);
+        acks.read(4, false);
+        assert_eq!(acks.settled_prefix(), 4);
     }
 }

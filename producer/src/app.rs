@@ -15,9 +15,7 @@ use sales_stream::{Compression, HashKeyRange, StreamLocation};
 use crate::batcher::Packing;
 use crate::columns::ColumnMap;
 use crate::generate::{GenerateOptions, generate};
-use crate::input::{
-    DateOrigin, OpenedInput, REJECTS_SUFFIX, input_paths, open_reader, open_rows, source_of,
-};
+use crate::input::{DateOrigin, OpenedInput, REJECTS_SUFFIX, input_paths, open_reader, open_rows};
 use crate::kinesis::KinesisSink;
 use crate::options::{Cli, Command, CompressionArg, GenerateArgs, SendOptions};
 use crate::progress::Progress;
@@ -215,18 +213,17 @@ async fn send_all<S: RecordSink>(
 ) -> anyhow::Result<Vec<Sent>> {
     let mut sent = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let source = source_of(input, options.source_id.as_deref())?;
-        let rejects = RejectsFile::new(
-            options
-                .rejects
-                .clone()
-                .unwrap_or_else(|| default_rejects(input, &source)),
-        );
         let OpenedInput {
             reader,
             parser,
             dates,
-        } = open_rows(input, &options.read, source)?;
+        } = open_rows(input, &options.read, options.source_id.as_deref())?;
+        let rejects = RejectsFile::new(
+            options
+                .rejects
+                .clone()
+                .unwrap_or_else(|| default_rejects(input, parser.source())),
+        );
         let progress = Progress::new(true);
         let (summary, rejects) = send_csv(reader, parser, sink.clone(), rejects, send, progress)
             .await

@@ -55,12 +55,28 @@ impl std::fmt::Debug for OpenedInput {
     }
 }
 
-/// Opens `input` to be read as `source`: its header checked, the order of its dates settled.
-pub fn open_rows(input: &Path, options: &InputArgs, source: Source) -> anyhow::Result<OpenedInput> {
+/// Opens `input` to be read: its header checked, its source identified ([`source_of`]: the
+/// `--source-id`, or a digest of the file) and the order of its dates settled ([`date_origin`]).
+/// The digest and the dates each read the whole file before it is streamed; they run at once,
+/// on two threads.
+pub fn open_rows(
+    input: &Path,
+    options: &InputArgs,
+    source_id: Option<&str>,
+) -> anyhow::Result<OpenedInput> {
+    let (source, dates) = std::thread::scope(|scope| {
+        let source = scope.spawn(|| source_of(input, source_id));
+        let dates = date_origin(input, options);
+        let source = source
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (source, dates)
+    });
+    let source = source?;
     let reader = open_reader(input, options)?;
     let columns = ColumnMap::from_header(reader.header(), &options.columns)
         .with_context(|| format!("{}", input.display()))?;
-    let dates = date_origin(input, options)?;
+    let dates = dates?;
     let date_parser = DateParser::new(options.date_format.clone()).with_order(dates.order());
     Ok(OpenedInput {
         reader,

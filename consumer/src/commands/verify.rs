@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use futures::StreamExt;
 use producer::Line;
-use producer::input::{InputArgs, input_paths, open_rows, source_of};
+use producer::input::{InputArgs, input_paths, open_rows};
 
 use crate::core::aggregate::{Aggregates, CustomerKey, DailyKey, Totals};
 use crate::core::layout::{CUSTOMER_SALES, DAILY_SALES};
@@ -102,8 +102,7 @@ pub fn source_totals(
         );
     }
     for input in inputs {
-        let source = source_of(&input, source_id)?;
-        let mut opened = open_rows(&input, read, source)?;
+        let mut opened = open_rows(&input, read, source_id)?;
         while let Some(line) = opened
             .reader
             .next_line()
