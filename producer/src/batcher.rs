@@ -15,6 +15,28 @@ pub const MAX_RECORDS_PER_PUT: usize = 500;
 /// Kinesis `PutRecords` takes at most 5 MiB per request (data plus partition keys).
 pub const MAX_BYTES_PER_PUT: usize = 5 * 1024 * 1024;
 pub use sales_stream::MAX_RECORD_BYTES;
+
+/// How large one `PutRecords` request may be: the stream's own limits (see
+/// [`crate::sink::RecordSink::request_limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub records: usize,
+    pub bytes: usize,
+}
+
+impl RequestLimits {
+    /// Kinesis `PutRecords`: 500 records and 5 MiB a request.
+    pub const KINESIS: Self = Self {
+        records: MAX_RECORDS_PER_PUT,
+        bytes: MAX_BYTES_PER_PUT,
+    };
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self::KINESIS
+    }
+}
 /// Default size of an aggregated record before compression. The KPL's own default is 50 KiB;
 /// 64 KiB compresses a little better and keeps a Lambda batch of 100 records far below the
 /// 6 MB invocation payload limit.
@@ -85,8 +107,8 @@ impl PutBatch {
         self.rows.len()
     }
 
-    fn fits(&self, entry_bytes: usize) -> bool {
-        self.entries.len() < MAX_RECORDS_PER_PUT && self.bytes + entry_bytes <= MAX_BYTES_PER_PUT
+    fn fits(&self, entry_bytes: usize, limits: RequestLimits) -> bool {
+        self.entries.len() < limits.records && self.bytes + entry_bytes <= limits.bytes
     }
 
     fn push(&mut self, entry: PutEntry, rows: &[u64]) {
@@ -204,6 +226,7 @@ impl ShardBucket {
 #[derive(Debug)]
 pub struct Batcher {
     packing: Packing,
+    limits: RequestLimits,
     buckets: Vec<ShardBucket>,
     open: PutBatch,
     /// When the oldest event in `open` arrived.
@@ -213,16 +236,23 @@ pub struct Batcher {
 }
 
 impl Batcher {
+    /// A batcher of requests within Kinesis's limits.
     pub fn new(packing: Packing) -> Self {
         Self {
             buckets: (0..packing.shards().len())
                 .map(|_| ShardBucket::new(&packing))
                 .collect(),
             packing,
+            limits: RequestLimits::KINESIS,
             open: PutBatch::default(),
             open_since: None,
             compressor: Compressor::new(),
         }
+    }
+
+    /// Requests within `limits` instead.
+    pub fn with_limits(self, limits: RequestLimits) -> Self {
+        Self { limits, ..self }
     }
 
     /// Adds `event`, read at `row` from `origin`, in the packing's form; returns a batch when
@@ -308,7 +338,7 @@ impl Batcher {
 
     fn add(&mut self, entry: PutEntry, rows: &[u64], since: Instant) -> Option<PutBatch> {
         let mut ready = None;
-        if !self.open.fits(entry_bytes(&entry)) {
+        if !self.open.fits(entry_bytes(&entry), self.limits) {
             ready = self.take_open();
         }
         self.open_since = Some(self.open_since.map_or(since, |open| open.min(since)));
@@ -406,6 +436,30 @@ mod tests {
         let big = drain(&mut Batcher::new(Packing::Plain), 30, 400 * 1024);
         assert!(big.iter().all(|b| b.bytes <= MAX_BYTES_PER_PUT));
         assert_eq!(big.iter().map(PutBatch::events).sum::<usize>(), 30);
+    }
+
+    #[test]
+    fn a_stream_with_its_own_limits_gets_requests_within_them() {
+        let limits = RequestLimits {
+            records: 2_000,
+            bytes: 50_000,
+        };
+        let mut batcher = Batcher::new(Packing::Plain).with_limits(limits);
+        let batches = drain(&mut batcher, 2_500, 10);
+        assert_eq!(
+            batches.iter().map(|b| b.entries.len()).collect::<Vec<_>>(),
+            [1_086, 1_086, 328],
+            "50,000 bytes hold 1,086 records of 46 bytes"
+        );
+        let mut batcher = Batcher::new(Packing::Plain).with_limits(RequestLimits {
+            bytes: usize::MAX,
+            ..limits
+        });
+        let counts: Vec<_> = drain(&mut batcher, 2_500, 10)
+            .iter()
+            .map(|b| b.entries.len())
+            .collect();
+        assert_eq!(counts, [2_000, 500]);
     }
 
     #[test]

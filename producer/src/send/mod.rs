@@ -128,7 +128,7 @@ where
     let (batches, requests) = mpsc::channel(options.max_in_flight.max(1));
     let reading = {
         let shared = Arc::clone(&shared);
-        let batcher = Batcher::new(options.packing.clone());
+        let batcher = Batcher::new(options.packing.clone()).with_limits(sink.request_limits());
         let skip_rows = options.skip_rows;
         tokio::task::spawn_blocking(move || {
             let counts = rows::read_rows(
