@@ -122,14 +122,18 @@ impl Decoded {
 
 /// Decodes and validates the records of one shard; what is not a valid event is quarantined.
 pub fn decode_batch(shard_id: &str, records: &[StreamRecord]) -> Decoded {
-    let mut builder = SalesEventsBuilder::with_capacity(records.len());
-    let mut ids = Vec::with_capacity(records.len());
-    let mut dates = Vec::with_capacity(records.len());
+    let payloads: Vec<_> = records.iter().map(|r| unpack(&r.data)).collect();
+    // Room for every event up front: a compact record holds thousands, and columns grown by
+    // doubling cost a copy of each.
+    let events = payloads.iter().flatten().map(Payload::len).sum();
+    let mut builder = SalesEventsBuilder::with_capacity(events);
+    let mut ids = Vec::with_capacity(events);
+    let mut dates = Vec::with_capacity(events);
     let mut quarantined = Vec::new();
     let mut counts = BatchCounts::default();
-    for record in records {
+    for (record, payload) in records.iter().zip(payloads) {
         counts.records += 1;
-        let payload = match unpack(&record.data) {
+        let payload = match payload {
             Ok(payload) => payload,
             Err(e) => {
                 counts.received += 1;

@@ -128,6 +128,21 @@ pub enum Payload<'a> {
     Compact(Box<CompactEvents>),
 }
 
+impl Payload<'_> {
+    /// How many events it carries.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Single(_) => 1,
+            Self::Aggregated(users) => users.len(),
+            Self::Compact(events) => events.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Unpacks a stream record's data into the events it carries.
 pub fn unpack(data: &[u8]) -> Result<Payload<'_>, AggregationError> {
     if data.starts_with(&COMPACT_MAGIC) {
@@ -153,11 +168,7 @@ pub fn events_in(data: &[u8]) -> usize {
         // Thousands of events: counted from the header, not decoded twice.
         return CompactEvents::count(data).unwrap_or(1);
     }
-    match unpack(data) {
-        Ok(Payload::Single(_)) | Err(_) => 1,
-        Ok(Payload::Aggregated(users)) => users.len(),
-        Ok(Payload::Compact(events)) => events.len(),
-    }
+    unpack(data).map_or(1, |payload| payload.len())
 }
 
 /// Inflates a zstd frame, refusing one that expands beyond [`MAX_DECOMPRESSED_BYTES`].
