@@ -15,13 +15,26 @@ pub struct SequenceNumber(String);
 impl SequenceNumber {
     /// Parses a sequence number: one or more ASCII digits.
     pub fn parse(text: &str) -> Option<Self> {
+        Self::canonical(text).map(|digits| Self(digits.to_owned()))
+    }
+
+    /// [`parse`](Self::parse), keeping `text`'s allocation when it is already canonical (no
+    /// leading zeros, as Kinesis writes them); gives `text` back if it is not a sequence number.
+    pub fn parse_owned(text: String) -> Result<Self, String> {
+        match Self::canonical(&text) {
+            Some(digits) if digits.len() == text.len() => Ok(Self(text)),
+            Some(digits) => Ok(Self(digits.to_owned())),
+            None => Err(text),
+        }
+    }
+
+    /// `text` without its leading zeros, if it is one or more ASCII digits.
+    fn canonical(text: &str) -> Option<&str> {
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         let trimmed = text.trim_start_matches('0');
-        Some(Self(
-            if trimmed.is_empty() { "0" } else { trimmed }.to_owned(),
-        ))
+        Some(if trimmed.is_empty() { "0" } else { trimmed })
     }
 
     pub fn from_u64(value: u64) -> Self {
@@ -75,7 +88,7 @@ impl fmt::Display for SequenceNumber {
 impl TryFrom<String> for SequenceNumber {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value).ok_or_else(|| format!("not a sequence number: {value:?}"))
+        Self::parse_owned(value).map_err(|value| format!("not a sequence number: {value:?}"))
     }
 }
 
@@ -109,6 +122,15 @@ mod tests {
     fn refuses_non_digits() {
         for bad in ["", "-1", "1e5", " 1", "12a"] {
             assert!(SequenceNumber::parse(bad).is_none(), "{bad:?}");
+            assert_eq!(SequenceNumber::parse_owned(bad.into()), Err(bad.into()));
+        }
+    }
+
+    #[test]
+    fn parsing_owned_text_gives_the_same_number() {
+        for text in ["42", "007", "0", "000"] {
+            let owned = SequenceNumber::parse_owned(text.into()).expect("digits");
+            assert_eq!(owned.as_str(), seq(text).as_str(), "{text}");
         }
     }
 
