@@ -73,28 +73,31 @@ pub fn decode_ref(data: &[u8]) -> Result<SalesEventRef<'_>, DecodeError> {
 /// escape, an unknown field, a number where text goes) is `None`, and serde_json reads it, so
 /// both paths give the same event or the same error (a property test holds them to it).
 fn decode_as_written(data: &[u8]) -> Option<SalesEventRef<'_>> {
-    let mut json = Written { data };
-    json.literal(br#"{"event_id":"#)?;
+    // One UTF-8 check for the whole record: every field is then text, sliced at quotes.
+    let mut json = Written {
+        data: std::str::from_utf8(data).ok()?,
+    };
+    json.literal(r#"{"event_id":"#)?;
     let event_id = Uuid::try_parse(json.text()?).ok()?;
-    json.literal(br#","event_time":"#)?;
+    json.literal(r#","event_time":"#)?;
     let event_time = crate::time::parse(json.text()?).ok()?;
-    json.literal(br#","invoice_no":"#)?;
+    json.literal(r#","invoice_no":"#)?;
     let invoice_no = json.text()?;
-    json.literal(br#","stock_code":"#)?;
+    json.literal(r#","stock_code":"#)?;
     let stock_code = json.text()?;
-    json.literal(br#","description":"#)?;
+    json.literal(r#","description":"#)?;
     let description = json.optional_text()?;
-    json.literal(br#","quantity":"#)?;
+    json.literal(r#","quantity":"#)?;
     let quantity = json.integer()?;
-    json.literal(br#","unit_price":"#)?;
+    json.literal(r#","unit_price":"#)?;
     let unit_price = Decimal::from_str(json.text()?).ok()?;
-    json.literal(br#","customer_id":"#)?;
+    json.literal(r#","customer_id":"#)?;
     let customer_id = json.optional_text()?;
-    json.literal(br#","country":"#)?;
+    json.literal(r#","country":"#)?;
     let country = json.text()?;
-    json.literal(br#","source":"#)?;
+    json.literal(r#","source":"#)?;
     let source = json.text()?;
-    json.literal(b"}")?;
+    json.literal("}")?;
     json.data.is_empty().then_some(SalesEventRef {
         event_id,
         event_time,
@@ -111,29 +114,30 @@ fn decode_as_written(data: &[u8]) -> Option<SalesEventRef<'_>> {
 
 /// What is left of a record being read by [`decode_as_written`].
 struct Written<'a> {
-    data: &'a [u8],
+    data: &'a str,
 }
 
 impl<'a> Written<'a> {
-    fn literal(&mut self, expected: &[u8]) -> Option<()> {
+    fn literal(&mut self, expected: &str) -> Option<()> {
         self.data = self.data.strip_prefix(expected)?;
         Some(())
     }
 
     /// A string with no escapes and no control characters (which JSON forbids unescaped).
     fn text(&mut self) -> Option<&'a str> {
-        self.literal(b"\"")?;
-        let end = memchr::memchr2(b'"', b'\\', self.data)?;
+        self.literal("\"")?;
+        let end = memchr::memchr2(b'"', b'\\', self.data.as_bytes())?;
+        // The quote or backslash found is ASCII: `end` is a character boundary.
         let (text, rest) = self.data.split_at(end);
-        if rest[0] != b'"' || text.iter().any(|&b| b < 0x20) {
+        if !rest.starts_with('"') || text.bytes().any(|b| b < 0x20) {
             return None;
         }
         self.data = &rest[1..];
-        std::str::from_utf8(text).ok()
+        Some(text)
     }
 
     fn optional_text(&mut self) -> Option<Option<&'a str>> {
-        match self.literal(b"null") {
+        match self.literal("null") {
             Some(()) => Some(None),
             None => self.text().map(Some),
         }
@@ -141,19 +145,19 @@ impl<'a> Written<'a> {
 
     /// An integer as JSON writes one: `-?(0|[1-9][0-9]*)`, within `i64`.
     fn integer(&mut self) -> Option<i64> {
-        let sign = usize::from(self.data.first() == Some(&b'-'));
-        let digits = self.data[sign..]
+        let bytes = self.data.as_bytes();
+        let sign = usize::from(bytes.first() == Some(&b'-'));
+        let digits = bytes[sign..]
             .iter()
             .take_while(|b| b.is_ascii_digit())
             .count();
-        let end = sign + digits;
-        let leading_zero = digits > 1 && self.data[sign] == b'0';
+        let leading_zero = digits > 1 && bytes[sign] == b'0';
         if digits == 0 || leading_zero {
             return None;
         }
-        let value = std::str::from_utf8(&self.data[..end]).ok()?.parse().ok()?;
-        self.data = &self.data[end..];
-        Some(value)
+        let (number, rest) = self.data.split_at(sign + digits);
+        self.data = rest;
+        number.parse().ok()
     }
 }
 
