@@ -9,6 +9,7 @@
 //! decoded batch): a line whose group exists already costs no allocation. Rows come out sorted.
 
 use chrono::NaiveDate;
+use hashbrown::hash_map::EntryRef;
 use hashbrown::{Equivalent, HashMap};
 use sales_stream::{SalesEvent, SalesEventRef};
 
@@ -177,16 +178,17 @@ impl DailyAggregator {
             country: line.country,
             stock_code: line.stock_code,
         };
-        let (description, totals) = match self.rows.get_mut(&key) {
-            Some(row) => row,
-            None => self
-                .rows
-                .entry(DailyKey {
+        // One lookup; the key is copied only for a new row.
+        let (description, totals) = match self.rows.entry_ref(&key) {
+            EntryRef::Occupied(row) => row.into_mut(),
+            EntryRef::Vacant(row) => row.insert_with_key(
+                DailyKey {
                     sale_date: line.sale_date,
                     country: line.country.to_owned(),
                     stock_code: line.stock_code.to_owned(),
-                })
-                .or_default(),
+                },
+                Default::default(),
+            ),
         };
         if description.is_none() {
             *description = line
@@ -227,17 +229,17 @@ impl CustomerAggregator {
             country: line.country,
             invoice_no: line.invoice_no,
         };
-        let totals = match self.rows.get_mut(&key) {
-            Some(totals) => totals,
-            None => self
-                .rows
-                .entry(CustomerKey {
+        let totals = match self.rows.entry_ref(&key) {
+            EntryRef::Occupied(row) => row.into_mut(),
+            EntryRef::Vacant(row) => row.insert_with_key(
+                CustomerKey {
                     sale_date: key.sale_date,
                     customer_id: key.customer_id.to_owned(),
                     country: key.country.to_owned(),
                     invoice_no: key.invoice_no.to_owned(),
-                })
-                .or_default(),
+                },
+                Totals::default(),
+            ),
         };
         totals.add(line.quantity, line.amount);
     }
