@@ -92,7 +92,13 @@ impl Fields {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        (0..self.len()).filter_map(|index| self.get(index))
+        let mut start = 0;
+        // Every end was the text's length after a whole field was pushed: a char boundary.
+        self.ends.iter().map(move |&end| {
+            let field = &self.text[start..end];
+            start = end;
+            field
+        })
     }
 }
 

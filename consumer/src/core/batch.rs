@@ -256,11 +256,9 @@ pub fn finish_batch(
             aggregates.add_line(&columns.line(*row as usize, date));
         }
         // Rows arrive in time order, so a date's rows are usually one run: a view, not a copy.
-        let first = rows.first().map_or(0, |&row| row as usize);
-        let day_events = if rows
-            .last()
-            .is_some_and(|&last| last as usize + 1 - first == count)
-        {
+        // (A kept date has a row at least, in increasing order.)
+        let (first, last) = (rows[0] as usize, rows[count - 1] as usize);
+        let day_events = if last + 1 - first == count {
             events.slice(first, count)
         } else {
             arrow::compute::take_record_batch(&events, &UInt32Array::from(rows))

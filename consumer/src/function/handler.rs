@@ -169,18 +169,19 @@ fn shard_batches(event: KinesisEvent) -> Result<Vec<ShardBatch>, (usize, String)
             .as_deref()
             .ok_or("no eventID".to_owned())
             .map_err(fail)?;
+        // Grouped by stream name and shard, the first record's ARN standing for the stream.
+        let stream = arn.rsplit_once(":stream/").map(|(_, name)| name);
         let same = |batch: &ShardBatch| {
-            batch.arn == arn
+            stream == Some(batch.stream.as_str())
                 && event_id
-                    .strip_prefix(&*batch.shard_id)
+                    .strip_prefix(batch.shard_id.as_str())
                     .is_some_and(|rest| rest.starts_with(':'))
         };
         let at = match batches.iter().rposition(same) {
             Some(at) => at,
             None => {
-                let stream = arn
-                    .rsplit_once(":stream/")
-                    .map(|(_, name)| name.to_owned())
+                let stream = stream
+                    .map(str::to_owned)
                     .ok_or_else(|| format!("eventSourceARN {arn:?} is not a Kinesis stream's"))
                     .map_err(fail)?;
                 let shard_id = event_id
@@ -305,6 +306,25 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{}", batch.shard_id);
         }
+    }
+
+    #[test]
+    fn a_stream_is_known_by_its_name_whatever_the_arn_says_around_it() {
+        let mut event = batch();
+        let first_arn = event.records[0].event_source_arn.clone().expect("an ARN");
+        let name = first_arn
+            .rsplit_once(":stream/")
+            .expect("a stream ARN")
+            .1
+            .to_owned();
+        event.records[1].event_source_arn =
+            Some(format!("arn:aws:kinesis:us-east-1:2:stream/{name}"));
+        let batches = shard_batches(event).expect("valid records");
+        assert_eq!(batches.len(), 1, "one stream name, one shard: one batch");
+        assert_eq!(
+            batches[0].arn, first_arn,
+            "the first record's ARN stands for the stream"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::acks::Acks;
-use crate::batcher::{Batcher, BatcherError, Packing};
+use crate::batcher::{Batcher, BatcherError, Packing, RequestLimits};
 use crate::progress::Progress;
 use crate::reader::{CsvReader, ReadError};
 use crate::rejects::RejectsFile;
@@ -128,7 +128,14 @@ where
     let (batches, requests) = mpsc::channel(options.max_in_flight.max(1));
     let reading = {
         let shared = Arc::clone(&shared);
-        let batcher = Batcher::new(options.packing.clone()).with_limits(sink.request_limits());
+        // A paced run keeps Kinesis-sized requests whatever the sink takes: its pace is charged a
+        // request at a time, and a 2 MiB request would be a burst every minute at `--rate 100`.
+        let limits = if options.rows_per_s.is_some() || options.shard_limit.is_some() {
+            RequestLimits::KINESIS
+        } else {
+            sink.request_limits()
+        };
+        let batcher = Batcher::new(options.packing.clone()).with_limits(limits);
         let skip_rows = options.skip_rows;
         tokio::task::spawn_blocking(move || {
             let counts = rows::read_rows(

@@ -4,7 +4,7 @@ use std::time::Duration;
 use sales_stream::{Compression, HashKeyRange, Payload, PutEntry, unpack};
 
 use super::*;
-use crate::batcher::Packing;
+use crate::batcher::{MAX_RECORDS_PER_PUT, Packing};
 use crate::columns::ColumnMap;
 use crate::dates::DateParser;
 use crate::generate::{GenerateOptions, generate};
@@ -248,4 +248,55 @@ async fn a_permanent_entry_error_is_not_retried() {
             resume_after: 0
         })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_follow_the_sinks_limits_unless_the_run_is_paced() {
+    /// Takes requests of any number of records, and remembers how many each had.
+    #[derive(Debug, Default)]
+    struct Roomy {
+        sizes: Mutex<Vec<usize>>,
+    }
+    impl RecordSink for Roomy {
+        async fn put_records(
+            &self,
+            entries: &[PutEntry],
+        ) -> Result<Vec<Option<EntryFailure>>, SinkError> {
+            self.sizes.lock().expect("lock").push(entries.len());
+            Ok(vec![None; entries.len()])
+        }
+        fn request_limits(&self) -> RequestLimits {
+            RequestLimits {
+                records: usize::MAX,
+                bytes: 5 * 1024 * 1024,
+            }
+        }
+    }
+    for (rows_per_s, largest) in [(None, 1_200), (Some(1e9), MAX_RECORDS_PER_PUT)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (reader, parser) = input(1_200);
+        let sink = Arc::new(Roomy::default());
+        let options = SendOptions {
+            rows_per_s,
+            ..SendOptions::default()
+        };
+        let rejects = RejectsFile::new(dir.path().join("rejects.csv"));
+        send_csv(
+            reader,
+            parser,
+            Arc::clone(&sink),
+            rejects,
+            &options,
+            Progress::new(false),
+        )
+        .await
+        .expect("sent");
+        let sizes = sink.sizes.lock().expect("lock").clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 1_200);
+        assert_eq!(
+            sizes.iter().max(),
+            Some(&largest),
+            "{rows_per_s:?}: {sizes:?}"
+        );
+    }
 }
