@@ -31,12 +31,6 @@ impl RequestLimits {
         bytes: MAX_BYTES_PER_PUT,
     };
 }
-
-impl Default for RequestLimits {
-    fn default() -> Self {
-        Self::KINESIS
-    }
-}
 /// Default size of an aggregated record before compression. The KPL's own default is 50 KiB;
 /// 64 KiB compresses a little better and keeps a Lambda batch of 100 records far below the
 /// 6 MB invocation payload limit.

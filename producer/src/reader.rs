@@ -88,17 +88,12 @@ impl Fields {
     pub fn get(&self, index: usize) -> Option<&str> {
         let end = *self.ends.get(index)?;
         let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
-        self.text.get(start..end)
+        // Every end was the text's length after a whole field was pushed: a char boundary.
+        Some(&self.text[start..end])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        let mut start = 0;
-        // Every end was the text's length after a whole field was pushed: a char boundary.
-        self.ends.iter().map(move |&end| {
-            let field = &self.text[start..end];
-            start = end;
-            field
-        })
+        (0..self.len()).filter_map(|index| self.get(index))
     }
 }
 

@@ -162,13 +162,11 @@ fn shard_batches(event: KinesisEvent) -> Result<Vec<ShardBatch>, (usize, String)
         let arn = record
             .event_source_arn
             .as_deref()
-            .ok_or("no eventSourceARN".to_owned())
-            .map_err(fail)?;
+            .ok_or_else(|| fail("no eventSourceARN".into()))?;
         let event_id = record
             .event_id
             .as_deref()
-            .ok_or("no eventID".to_owned())
-            .map_err(fail)?;
+            .ok_or_else(|| fail("no eventID".into()))?;
         // Grouped by stream name and shard, the first record's ARN standing for the stream.
         let stream = arn.rsplit_once(":stream/").map(|(_, name)| name);
         let same = |batch: &ShardBatch| {
