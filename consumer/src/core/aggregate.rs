@@ -7,6 +7,12 @@
 //!
 //! Rows are grouped in hash maps looked up with borrowed keys ([`Line`]'s text points into the
 //! decoded batch): a line whose group exists already costs no allocation. Rows come out sorted.
+//!
+//! A key's text is a type parameter: `String` (the default) where the rows outlive what they
+//! sum (compaction and `verify` read events one at a time), `&str` where the events stay in
+//! memory until the rows are written (the batch step), which then copies no text at all.
+
+use std::hash::Hash;
 
 use chrono::NaiveDate;
 use hashbrown::hash_map::EntryRef;
@@ -46,10 +52,10 @@ impl<'a> Line<'a> {
 
 /// The grouping key of `daily_sales`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DailyKey {
+pub struct DailyKey<S = String> {
     pub sale_date: NaiveDate,
-    pub country: String,
-    pub stock_code: String,
+    pub country: S,
+    pub stock_code: S,
 }
 
 /// A [`DailyKey`] borrowed from a line. Its fields hash as the key's do (a `String` hashes as
@@ -61,11 +67,11 @@ struct DailyKeyRef<'a> {
     stock_code: &'a str,
 }
 
-impl Equivalent<DailyKey> for DailyKeyRef<'_> {
-    fn equivalent(&self, key: &DailyKey) -> bool {
+impl<S: AsRef<str>> Equivalent<DailyKey<S>> for DailyKeyRef<'_> {
+    fn equivalent(&self, key: &DailyKey<S>) -> bool {
         self.sale_date == key.sale_date
-            && self.country == key.country
-            && self.stock_code == key.stock_code
+            && self.country == key.country.as_ref()
+            && self.stock_code == key.stock_code.as_ref()
     }
 }
 
@@ -114,10 +120,10 @@ impl Totals {
 
 /// One `daily_sales` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DailySales {
-    pub key: DailyKey,
+pub struct DailySales<S = String> {
+    pub key: DailyKey<S>,
     /// The first non-empty description seen for the product that day.
-    pub description: Option<String>,
+    pub description: Option<S>,
     pub totals: Totals,
 }
 
@@ -128,12 +134,12 @@ pub struct DailySales {
 /// set of rows counts each order once, where summing per-file order counts would count an
 /// invoice split over two files twice.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CustomerKey {
+pub struct CustomerKey<S = String> {
     pub sale_date: NaiveDate,
     /// [`NO_CUSTOMER`] for lines without a customer id.
-    pub customer_id: String,
-    pub country: String,
-    pub invoice_no: String,
+    pub customer_id: S,
+    pub country: S,
+    pub invoice_no: S,
 }
 
 /// A [`CustomerKey`] borrowed from a line (see [`DailyKeyRef`]).
@@ -145,12 +151,12 @@ struct CustomerKeyRef<'a> {
     invoice_no: &'a str,
 }
 
-impl Equivalent<CustomerKey> for CustomerKeyRef<'_> {
-    fn equivalent(&self, key: &CustomerKey) -> bool {
+impl<S: AsRef<str>> Equivalent<CustomerKey<S>> for CustomerKeyRef<'_> {
+    fn equivalent(&self, key: &CustomerKey<S>) -> bool {
         self.sale_date == key.sale_date
-            && self.customer_id == key.customer_id
-            && self.country == key.country
-            && self.invoice_no == key.invoice_no
+            && self.customer_id == key.customer_id.as_ref()
+            && self.country == key.country.as_ref()
+            && self.invoice_no == key.invoice_no.as_ref()
     }
 }
 
@@ -160,19 +166,30 @@ pub const NO_CUSTOMER: &str = "";
 
 /// One `customer_sales` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CustomerSales {
-    pub key: CustomerKey,
+pub struct CustomerSales<S = String> {
+    pub key: CustomerKey<S>,
     pub totals: Totals,
 }
 
 /// `daily_sales` rows built up one line at a time.
-#[derive(Debug, Default)]
-pub struct DailyAggregator {
-    rows: HashMap<DailyKey, (Option<String>, Totals)>,
+#[derive(Debug)]
+pub struct DailyAggregator<S = String> {
+    rows: HashMap<DailyKey<S>, (Option<S>, Totals)>,
 }
 
-impl DailyAggregator {
-    pub fn add(&mut self, line: &Line) {
+impl<S> Default for DailyAggregator<S> {
+    fn default() -> Self {
+        Self {
+            rows: HashMap::default(),
+        }
+    }
+}
+
+impl<S: AsRef<str> + Hash + Ord> DailyAggregator<S> {
+    pub fn add<'a>(&mut self, line: &Line<'a>)
+    where
+        S: From<&'a str>,
+    {
         let key = DailyKeyRef {
             sale_date: line.sale_date,
             country: line.country,
@@ -184,8 +201,8 @@ impl DailyAggregator {
             EntryRef::Vacant(row) => row.insert_with_key(
                 DailyKey {
                     sale_date: line.sale_date,
-                    country: line.country.to_owned(),
-                    stock_code: line.stock_code.to_owned(),
+                    country: line.country.into(),
+                    stock_code: line.stock_code.into(),
                 },
                 Default::default(),
             ),
@@ -194,14 +211,14 @@ impl DailyAggregator {
             *description = line
                 .description
                 .filter(|d| !d.is_empty())
-                .map(str::to_owned);
+                .map(S::from);
         }
         totals.add(line.quantity, line.amount);
     }
 
     /// One row per key, in key order.
-    pub fn finish(self) -> Vec<DailySales> {
-        let mut rows: Vec<DailySales> = self
+    pub fn finish(self) -> Vec<DailySales<S>> {
+        let mut rows: Vec<DailySales<S>> = self
             .rows
             .into_iter()
             .map(|(key, (description, totals))| DailySales {
@@ -216,13 +233,24 @@ impl DailyAggregator {
 }
 
 /// `customer_sales` rows built up one line at a time.
-#[derive(Debug, Default)]
-pub struct CustomerAggregator {
-    rows: HashMap<CustomerKey, Totals>,
+#[derive(Debug)]
+pub struct CustomerAggregator<S = String> {
+    rows: HashMap<CustomerKey<S>, Totals>,
 }
 
-impl CustomerAggregator {
-    pub fn add(&mut self, line: &Line) {
+impl<S> Default for CustomerAggregator<S> {
+    fn default() -> Self {
+        Self {
+            rows: HashMap::default(),
+        }
+    }
+}
+
+impl<S: AsRef<str> + Hash + Ord> CustomerAggregator<S> {
+    pub fn add<'a>(&mut self, line: &Line<'a>)
+    where
+        S: From<&'a str>,
+    {
         let key = CustomerKeyRef {
             sale_date: line.sale_date,
             customer_id: line.customer_id.map_or(NO_CUSTOMER, str::trim),
@@ -234,9 +262,9 @@ impl CustomerAggregator {
             EntryRef::Vacant(row) => row.insert_with_key(
                 CustomerKey {
                     sale_date: key.sale_date,
-                    customer_id: key.customer_id.to_owned(),
-                    country: key.country.to_owned(),
-                    invoice_no: key.invoice_no.to_owned(),
+                    customer_id: key.customer_id.into(),
+                    country: key.country.into(),
+                    invoice_no: key.invoice_no.into(),
                 },
                 Totals::default(),
             ),
@@ -245,8 +273,8 @@ impl CustomerAggregator {
     }
 
     /// One row per key, in key order.
-    pub fn finish(self) -> Vec<CustomerSales> {
-        let mut rows: Vec<CustomerSales> = self
+    pub fn finish(self) -> Vec<CustomerSales<S>> {
+        let mut rows: Vec<CustomerSales<S>> = self
             .rows
             .into_iter()
             .map(|(key, totals)| CustomerSales { key, totals })
@@ -258,36 +286,50 @@ impl CustomerAggregator {
 
 /// Every table aggregated from accepted events (`daily_sales` and `customer_sales`), built up
 /// together in one pass over the events.
-#[derive(Debug, Default)]
-pub struct Aggregates {
-    daily: DailyAggregator,
-    customers: CustomerAggregator,
+#[derive(Debug)]
+pub struct Aggregates<S = String> {
+    daily: DailyAggregator<S>,
+    customers: CustomerAggregator<S>,
+}
+
+impl<S> Default for Aggregates<S> {
+    fn default() -> Self {
+        Self {
+            daily: DailyAggregator::default(),
+            customers: CustomerAggregator::default(),
+        }
+    }
 }
 
 /// The rows of the aggregated tables, each in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AggregateRows {
-    pub daily: Vec<DailySales>,
-    pub customers: Vec<CustomerSales>,
+pub struct AggregateRows<S = String> {
+    pub daily: Vec<DailySales<S>>,
+    pub customers: Vec<CustomerSales<S>>,
 }
 
-impl Aggregates {
-    pub fn add_line(&mut self, line: &Line) {
+impl<S: AsRef<str> + Hash + Ord> Aggregates<S> {
+    pub fn add_line<'a>(&mut self, line: &Line<'a>)
+    where
+        S: From<&'a str>,
+    {
         self.daily.add(line);
         self.customers.add(line);
     }
 
+    pub fn finish(self) -> AggregateRows<S> {
+        AggregateRows {
+            daily: self.daily.finish(),
+            customers: self.customers.finish(),
+        }
+    }
+}
+
+impl Aggregates {
     /// Adds a valid event ([`SalesEvent::validate`]), owned or a view.
     pub fn add<'e>(&mut self, event: impl Into<SalesEventRef<'e>>) {
         if let Some(line) = Line::of(&event.into()) {
             self.add_line(&line);
-        }
-    }
-
-    pub fn finish(self) -> AggregateRows {
-        AggregateRows {
-            daily: self.daily.finish(),
-            customers: self.customers.finish(),
         }
     }
 }

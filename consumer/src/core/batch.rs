@@ -244,7 +244,8 @@ pub fn finish_batch(
 
     let events = events.finish()?;
     let columns = SalesEventsColumns::of(&events)?;
-    let mut aggregates = Aggregates::default();
+    // Keys borrow the batch's text: no group copies a string.
+    let mut aggregates = Aggregates::<&str>::default();
     for (date, rows) in kept {
         let count = rows.len();
         output.counts.accepted += count as u64;

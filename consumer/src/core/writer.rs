@@ -464,7 +464,9 @@ impl TotalsColumns {
 }
 
 /// The `daily_sales` rows of one partition as a record batch.
-pub fn daily_sales_batch(rows: &[&DailySales]) -> Result<RecordBatch, WriterError> {
+pub fn daily_sales_batch<S: AsRef<str>>(
+    rows: &[&DailySales<S>],
+) -> Result<RecordBatch, WriterError> {
     let n = rows.len();
     let mut sale_date = Date32Builder::with_capacity(n);
     let mut country = StringBuilder::new();
@@ -475,7 +477,7 @@ pub fn daily_sales_batch(rows: &[&DailySales]) -> Result<RecordBatch, WriterErro
         sale_date.append_value(days_since_epoch(row.key.sale_date));
         country.append_value(&row.key.country);
         stock_code.append_value(&row.key.stock_code);
-        description.append_option(row.description.as_deref());
+        description.append_option(row.description.as_ref());
         totals.append(&row.totals)?;
     }
     let mut columns: Vec<ArrayRef> = vec![
@@ -489,7 +491,9 @@ pub fn daily_sales_batch(rows: &[&DailySales]) -> Result<RecordBatch, WriterErro
 }
 
 /// The `customer_sales` rows of one partition as a record batch.
-pub fn customer_sales_batch(rows: &[&CustomerSales]) -> Result<RecordBatch, WriterError> {
+pub fn customer_sales_batch<S: AsRef<str>>(
+    rows: &[&CustomerSales<S>],
+) -> Result<RecordBatch, WriterError> {
     let n = rows.len();
     let mut sale_date = Date32Builder::with_capacity(n);
     let mut customer_id = StringBuilder::new();
@@ -527,13 +531,16 @@ pub fn encode_sales_events_batch(
 }
 
 /// Encodes `daily_sales` rows as one Parquet file.
-pub fn encode_daily_sales(rows: &[&DailySales], codec: Codec) -> Result<Vec<u8>, WriterError> {
+pub fn encode_daily_sales<S: AsRef<str>>(
+    rows: &[&DailySales<S>],
+    codec: Codec,
+) -> Result<Vec<u8>, WriterError> {
     to_parquet(&daily_sales_batch(rows)?, codec)
 }
 
 /// Encodes `customer_sales` rows as one Parquet file.
-pub fn encode_customer_sales(
-    rows: &[&CustomerSales],
+pub fn encode_customer_sales<S: AsRef<str>>(
+    rows: &[&CustomerSales<S>],
     codec: Codec,
 ) -> Result<Vec<u8>, WriterError> {
     to_parquet(&customer_sales_batch(rows)?, codec)
