@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
-use sales_stream::{EventError, Origin, SalesEventRef, event_id, event_source};
+use sales_stream::{EventError, EventIds, Origin, SalesEventRef, event_source};
 
 use crate::columns::{ColumnMap, Field};
 use crate::dates::DateParser;
@@ -42,6 +42,8 @@ pub struct RowParser {
     /// The input: its identity names the event ids (the same file, the same ids: re-streaming is
     /// harmless), its name the events' `source`.
     source: Source,
+    /// The ids of the source's lines.
+    ids: EventIds,
 }
 
 /// `NA`, `nan` and the like stand for a missing customer in real exports.
@@ -91,10 +93,12 @@ fn non_empty(text: &str) -> Option<&str> {
 
 impl RowParser {
     pub fn new(columns: ColumnMap, dates: DateParser, source: impl Into<Source>) -> Self {
+        let source = source.into();
         Self {
             columns,
             dates,
-            source: source.into(),
+            ids: EventIds::new(&source.id),
+            source,
         }
     }
 
@@ -135,7 +139,7 @@ impl RowParser {
             .parse(date_text)
             .ok_or_else(|| RejectReason::BadDate(date_text.trim().to_owned()))?;
         let event = SalesEventRef {
-            event_id: event_id(&self.source.id, record.line),
+            event_id: self.ids.id(record.line),
             event_time,
             invoice_no: Cow::Borrowed(invoice_no),
             stock_code: Cow::Borrowed(stock_code),
@@ -188,7 +192,7 @@ mod tests {
         let event =
             parse("536365,85123A,WHITE HANGING HEART ,6,12/1/2010 8:26,2.55,17850,United Kingdom")
                 .expect("valid");
-        assert_eq!(event.event_id, event_id("sales.csv", 7));
+        assert_eq!(event.event_id, sales_stream::event_id("sales.csv", 7));
         assert_eq!(event.source, "sales.csv:7");
         assert_eq!(event.stock_code, "85123A");
         assert_eq!(event.description.as_deref(), Some("WHITE HANGING HEART"));

@@ -132,6 +132,8 @@ pub fn decode_batch(shard_id: &str, records: &[StreamRecord]) -> Decoded {
     let mut dates = Vec::with_capacity(events);
     let mut quarantined = Vec::new();
     let mut counts = BatchCounts::default();
+    // A compact event's `source`, written here for each in turn.
+    let mut source = String::new();
     for (record, payload) in records.iter().zip(payloads) {
         counts.records += 1;
         let payload = match payload {
@@ -181,7 +183,7 @@ pub fn decode_batch(shard_id: &str, records: &[StreamRecord]) -> Decoded {
             Payload::Compact(events) => {
                 counts.received += events.len() as u64;
                 for i in 0..events.len() {
-                    let event = events.event(i);
+                    let event = events.event_in(i, &mut source);
                     if let Err(reason) = accept(&event) {
                         // Quarantined as the JSON event it stands for: readable, and replayable.
                         quarantined.push(QuarantinedRecord::part(

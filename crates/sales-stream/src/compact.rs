@@ -42,7 +42,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::aggregation::{AggregationError, decompress};
-use crate::{SalesEventRef, event_id, event_source};
+use crate::{EventIds, SalesEventRef, event_id, event_source, write_event_source};
 
 /// The first bytes of a compact record: `FB`, "SL", and the format's version.
 pub const COMPACT_MAGIC: [u8; 4] = [0xFB, b'S', b'L', 1];
@@ -331,8 +331,8 @@ impl Dictionary {
 pub struct CompactEvents {
     /// The dictionaries' values, one after the other: their ranges point into it.
     text: String,
-    /// Each source's name and identity.
-    sources: Vec<(Range<usize>, Range<usize>)>,
+    /// Each source's name, and the ids of its lines.
+    sources: Vec<(Range<usize>, EventIds)>,
     source: Vec<u32>,
     line: Vec<u64>,
     event_time: Vec<NaiveDateTime>,
@@ -399,7 +399,7 @@ impl CompactEvents {
         let sources = reader.values("source", 2)?;
         let sources: Vec<_> = sources
             .chunks_exact(2)
-            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .map(|pair| (pair[0].clone(), EventIds::new(&reader.text[pair[1].clone()])))
             .collect();
         let source = reader.indices("source", n, sources.len(), false)?;
         let mut line = Vec::with_capacity(n);
@@ -475,11 +475,31 @@ impl CompactEvents {
     /// # Panics
     /// If `i` is not below [`len`](Self::len).
     pub fn event(&self, i: usize) -> SalesEventRef<'_> {
-        let (name, id) = &self.sources[self.source[i] as usize - 1];
-        let (name, id) = (self.text(name), self.text(id));
-        let line = self.line[i];
+        let (name, line) = self.origin(i);
+        self.event_with_source(i, Cow::Owned(event_source(name, line)))
+    }
+
+    /// [`event`](Self::event) with its `source` written into `source` (reused from event to
+    /// event, it saves an allocation each).
+    ///
+    /// # Panics
+    /// If `i` is not below [`len`](Self::len).
+    pub fn event_in<'s>(&'s self, i: usize, source: &'s mut String) -> SalesEventRef<'s> {
+        let (name, line) = self.origin(i);
+        write_event_source(source, name, line);
+        self.event_with_source(i, Cow::Borrowed(source))
+    }
+
+    /// The name of event `i`'s source, and its line there.
+    fn origin(&self, i: usize) -> (&str, u64) {
+        let (name, _) = &self.sources[self.source[i] as usize - 1];
+        (self.text(name), self.line[i])
+    }
+
+    fn event_with_source<'s>(&'s self, i: usize, source: Cow<'s, str>) -> SalesEventRef<'s> {
+        let (_, ids) = &self.sources[self.source[i] as usize - 1];
         SalesEventRef {
-            event_id: event_id(id, line),
+            event_id: ids.id(self.line[i]),
             event_time: self.event_time[i],
             invoice_no: self.required(&self.invoice_no, i),
             stock_code: self.required(&self.stock_code, i),
@@ -488,7 +508,7 @@ impl CompactEvents {
             unit_price: self.unit_price[i],
             customer_id: self.optional(&self.customer_id, i),
             country: self.required(&self.country, i),
-            source: Cow::Owned(event_source(name, line)),
+            source,
         }
     }
 
@@ -695,6 +715,11 @@ mod tests {
             .collect();
         assert_eq!(back, events);
         assert_eq!(back[1].unit_price.to_string(), "2.550", "the scale is kept");
+        // The same events with `source` written into a reused buffer.
+        let mut source = String::from("left over from before");
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(read.event_in(i, &mut source).into_owned(), *event);
+        }
     }
 
     const MAX_QUANTITY_FOR_TESTS: i64 = crate::MAX_QUANTITY;

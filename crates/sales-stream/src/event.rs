@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use chrono::NaiveDateTime;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
 use uuid::Uuid;
 
 /// Namespace of the UUID v5 event ids. Fixed forever: changing it changes every id, and a
@@ -28,30 +29,77 @@ pub const MAX_QUANTITY: i64 = 1_000_000_000;
 ///
 /// Streaming the same file twice yields the same ids, which is what lets the consumer count it once.
 pub fn event_id(source_id: &str, line: u64) -> Uuid {
-    use sha1::{Digest, Sha1};
-    // `Uuid::new_v5`, with a SHA-1 that uses the CPU's SHA instructions: the producer derives an
-    // id per row and a compact record's reader one per event, so this is on both hot paths.
-    let digest = Sha1::new()
-        .chain_update(EVENT_ID_NAMESPACE.as_bytes())
-        .chain_update(source_id.as_bytes())
-        .chain_update(b":")
-        .chain_update(itoa::Buffer::new().format(line).as_bytes())
-        .finalize();
-    let mut bytes = [0; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_sha1_bytes(bytes).into_uuid()
+    EventIds::new(source_id).id(line)
+}
+
+/// The ids of one source's lines ([`event_id`]), with the hash of what they share (namespace,
+/// source id, `:`) taken once: a compact record's reader derives thousands from one source.
+#[derive(Clone)]
+pub struct EventIds {
+    source_id: String,
+    /// SHA-1 over the namespace, the source id and `:`. `Uuid::new_v5` with a SHA-1 that uses
+    /// the CPU's SHA instructions: the producer derives an id per row and a compact record's
+    /// reader one per event, so this is on both hot paths.
+    prefix: Sha1,
+}
+
+impl EventIds {
+    pub fn new(source_id: &str) -> Self {
+        let prefix = Sha1::new()
+            .chain_update(EVENT_ID_NAMESPACE.as_bytes())
+            .chain_update(source_id.as_bytes())
+            .chain_update(b":");
+        Self {
+            source_id: source_id.to_owned(),
+            prefix,
+        }
+    }
+
+    /// The id of the line at `line`.
+    pub fn id(&self, line: u64) -> Uuid {
+        let digest = self
+            .prefix
+            .clone()
+            .chain_update(itoa::Buffer::new().format(line).as_bytes())
+            .finalize();
+        let mut bytes = [0; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_sha1_bytes(bytes).into_uuid()
+    }
+}
+
+impl PartialEq for EventIds {
+    fn eq(&self, other: &Self) -> bool {
+        self.source_id == other.source_id
+    }
+}
+
+impl Eq for EventIds {}
+
+impl std::fmt::Debug for EventIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("EventIds").field(&self.source_id).finish()
+    }
 }
 
 /// The `source` of the sales line at `line` of the input named `name`: `name:line`. The
 /// producer writes it into every event, and a compact record's reader derives it again.
 pub fn event_source(name: &str, line: u64) -> String {
+    let mut source = String::new();
+    write_event_source(&mut source, name, line);
+    source
+}
+
+/// [`event_source`] written into `source`, replacing what it held (no allocation once it has
+/// room: a compact record's reader writes one per event).
+pub fn write_event_source(source: &mut String, name: &str, line: u64) {
     let mut buffer = itoa::Buffer::new();
     let line = buffer.format(line);
-    let mut source = String::with_capacity(name.len() + 1 + line.len());
+    source.clear();
+    source.reserve(name.len() + 1 + line.len());
     source.push_str(name);
     source.push(':');
     source.push_str(line);
-    source
 }
 
 /// One sales line on the stream. Field names and formats are the wire contract (DESIGN.md).
@@ -211,7 +259,10 @@ impl SalesEventRef<'_> {
         if self.unit_price.is_sign_negative() && !self.unit_price.is_zero() {
             return Err(EventError::NegativePrice(self.unit_price));
         }
-        if self.unit_price.normalize().scale() > MAX_PRICE_SCALE {
+        // Trailing zeros do not count (`1.2500` is `1.25`); most prices need no normalizing.
+        if self.unit_price.scale() > MAX_PRICE_SCALE
+            && self.unit_price.normalize().scale() > MAX_PRICE_SCALE
+        {
             return Err(EventError::PriceTooPrecise(self.unit_price));
         }
         if self
@@ -235,9 +286,13 @@ impl SalesEventRef<'_> {
     /// The unit price in thousandths, exactly (`2.55` is `2550`). `None` if it has more than
     /// three decimal places or does not fit.
     pub fn unit_price_thousandths(&self) -> Option<i128> {
-        let price = self.unit_price.normalize();
+        let mut price = self.unit_price;
         if price.scale() > MAX_PRICE_SCALE {
-            return None;
+            // Drop trailing zeros only where they matter: normalizing costs a division a digit.
+            price = price.normalize();
+            if price.scale() > MAX_PRICE_SCALE {
+                return None;
+            }
         }
         let factor = 10_i128.pow(MAX_PRICE_SCALE - price.scale());
         price.mantissa().checked_mul(factor)

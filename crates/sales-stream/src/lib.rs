@@ -29,8 +29,8 @@ pub use aggregation::{
 pub use codec::DecodeError;
 pub use compact::{CompactBlock, CompactError, CompactEvents, Compressor, Origin};
 pub use event::{
-    EVENT_ID_NAMESPACE, EventError, MAX_PRICE_SCALE, MAX_QUANTITY, SalesEvent, SalesEventRef,
-    event_id, event_source,
+    EVENT_ID_NAMESPACE, EventError, EventIds, MAX_PRICE_SCALE, MAX_QUANTITY, SalesEvent,
+    SalesEventRef, event_id, event_source, write_event_source,
 };
 pub use location::{LakeLocation, LocationError, StreamLocation};
 pub use record::{
