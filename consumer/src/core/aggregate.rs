@@ -6,7 +6,8 @@
 //! fits `decimal(18,3)`, so no realistic number of events can overflow a sum.
 //!
 //! Rows are grouped in hash maps looked up with borrowed keys ([`Line`]'s text points into the
-//! decoded batch): a line whose group exists already costs no allocation. Rows come out sorted.
+//! decoded batch): a line whose group exists already costs no allocation. Rows come out in the
+//! order of their first lines.
 //!
 //! A key's text is a type parameter: `String` (the default) where the rows outlive what they
 //! sum (compaction and `verify` read events one at a time), `&str` where the events stay in
@@ -15,8 +16,8 @@
 use std::hash::Hash;
 
 use chrono::NaiveDate;
-use hashbrown::hash_map::EntryRef;
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::{DefaultHashBuilder, Equivalent};
+use indexmap::IndexMap;
 use sales_stream::{SalesEvent, SalesEventRef};
 
 /// What aggregation reads of one accepted sales line, borrowed from wherever it is stored.
@@ -171,21 +172,26 @@ pub struct CustomerSales<S = String> {
     pub totals: Totals,
 }
 
+/// Rows by key in the order their first line came: the same lines make the same file whatever
+/// the hasher's seed, and no sort is needed at the end (a file of a few thousand rows is one
+/// page a column, so row order would prune nothing).
+type Rows<K, V> = IndexMap<K, V, DefaultHashBuilder>;
+
 /// `daily_sales` rows built up one line at a time.
 #[derive(Debug)]
 pub struct DailyAggregator<S = String> {
-    rows: HashMap<DailyKey<S>, (Option<S>, Totals)>,
+    rows: Rows<DailyKey<S>, (Option<S>, Totals)>,
 }
 
 impl<S> Default for DailyAggregator<S> {
     fn default() -> Self {
         Self {
-            rows: HashMap::default(),
+            rows: Rows::default(),
         }
     }
 }
 
-impl<S: AsRef<str> + Hash + Ord> DailyAggregator<S> {
+impl<S: AsRef<str> + Hash + Eq> DailyAggregator<S> {
     pub fn add<'a>(&mut self, line: &Line<'a>)
     where
         S: From<&'a str>,
@@ -195,18 +201,19 @@ impl<S: AsRef<str> + Hash + Ord> DailyAggregator<S> {
             country: line.country,
             stock_code: line.stock_code,
         };
-        // One lookup; the key is copied only for a new row.
-        let (description, totals) = match self.rows.entry_ref(&key) {
-            EntryRef::Occupied(row) => row.into_mut(),
-            EntryRef::Vacant(row) => row.insert_with_key(
-                DailyKey {
+        // The key is copied only for a new row.
+        let row = match self.rows.get_index_of(&key) {
+            Some(row) => row,
+            None => {
+                let key = DailyKey {
                     sale_date: line.sale_date,
                     country: line.country.into(),
                     stock_code: line.stock_code.into(),
-                },
-                Default::default(),
-            ),
+                };
+                self.rows.insert_full(key, Default::default()).0
+            }
         };
+        let (description, totals) = &mut self.rows[row];
         if description.is_none() {
             *description = line
                 .description
@@ -216,37 +223,37 @@ impl<S: AsRef<str> + Hash + Ord> DailyAggregator<S> {
         totals.add(line.quantity, line.amount);
     }
 
-    /// One row per key, in key order.
+    /// One row per key, in the order of their first lines.
     pub fn finish(self) -> Vec<DailySales<S>> {
-        let mut rows: Vec<DailySales<S>> = self
-            .rows
+        self.rows
             .into_iter()
             .map(|(key, (description, totals))| DailySales {
                 key,
                 description,
                 totals,
             })
-            .collect();
-        rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        rows
+            .collect()
     }
 }
 
 /// `customer_sales` rows built up one line at a time.
 #[derive(Debug)]
 pub struct CustomerAggregator<S = String> {
-    rows: HashMap<CustomerKey<S>, Totals>,
+    rows: Rows<CustomerKey<S>, Totals>,
+    /// The row of the last line: an invoice's lines come one after another.
+    last: Option<usize>,
 }
 
 impl<S> Default for CustomerAggregator<S> {
     fn default() -> Self {
         Self {
-            rows: HashMap::default(),
+            rows: Rows::default(),
+            last: None,
         }
     }
 }
 
-impl<S: AsRef<str> + Hash + Ord> CustomerAggregator<S> {
+impl<S: AsRef<str> + Hash + Eq> CustomerAggregator<S> {
     pub fn add<'a>(&mut self, line: &Line<'a>)
     where
         S: From<&'a str>,
@@ -257,30 +264,31 @@ impl<S: AsRef<str> + Hash + Ord> CustomerAggregator<S> {
             country: line.country,
             invoice_no: line.invoice_no,
         };
-        let totals = match self.rows.entry_ref(&key) {
-            EntryRef::Occupied(row) => row.into_mut(),
-            EntryRef::Vacant(row) => row.insert_with_key(
-                CustomerKey {
+        let last = self
+            .last
+            .filter(|&row| self.rows.get_index(row).is_some_and(|(k, _)| key.equivalent(k)));
+        let row = match last.or_else(|| self.rows.get_index_of(&key)) {
+            Some(row) => row,
+            None => {
+                let key = CustomerKey {
                     sale_date: key.sale_date,
                     customer_id: key.customer_id.into(),
                     country: key.country.into(),
                     invoice_no: key.invoice_no.into(),
-                },
-                Totals::default(),
-            ),
+                };
+                self.rows.insert_full(key, Totals::default()).0
+            }
         };
-        totals.add(line.quantity, line.amount);
+        self.last = Some(row);
+        self.rows[row].add(line.quantity, line.amount);
     }
 
-    /// One row per key, in key order.
+    /// One row per key, in the order of their first lines.
     pub fn finish(self) -> Vec<CustomerSales<S>> {
-        let mut rows: Vec<CustomerSales<S>> = self
-            .rows
+        self.rows
             .into_iter()
             .map(|(key, totals)| CustomerSales { key, totals })
-            .collect();
-        rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        rows
+            .collect()
     }
 }
 
@@ -301,14 +309,14 @@ impl<S> Default for Aggregates<S> {
     }
 }
 
-/// The rows of the aggregated tables, each in key order.
+/// The rows of the aggregated tables, each in the order of their first lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AggregateRows<S = String> {
     pub daily: Vec<DailySales<S>>,
     pub customers: Vec<CustomerSales<S>>,
 }
 
-impl<S: AsRef<str> + Hash + Ord> Aggregates<S> {
+impl<S: AsRef<str> + Hash + Eq> Aggregates<S> {
     pub fn add_line<'a>(&mut self, line: &Line<'a>)
     where
         S: From<&'a str>,
@@ -399,11 +407,11 @@ mod tests {
             Some("D2"),
             "first non-empty description"
         );
-        // Rows come in key order: date, then country, then stock code.
-        assert_eq!(rows[1].key.country, "Spain");
-        assert_eq!(rows[1].description, None);
-        assert_eq!(rows[2].key.sale_date.to_string(), "2010-12-02");
-        assert_eq!(rows[2].totals.gross_revenue, 100);
+        // Rows come in the order of their first lines, whatever the hasher's seed.
+        assert_eq!(rows[1].key.sale_date.to_string(), "2010-12-02");
+        assert_eq!(rows[1].totals.gross_revenue, 100);
+        assert_eq!(rows[2].key.country, "Spain");
+        assert_eq!(rows[2].description, None);
     }
 
     #[test]
@@ -423,6 +431,25 @@ mod tests {
             .collect();
         let rows = aggregate(&events).daily;
         assert_eq!(rows[0].totals.gross_revenue, 300_000);
+    }
+
+    #[test]
+    fn an_invoice_interrupted_by_another_is_still_one_row() {
+        // The last line's row is tried first; a line of another invoice in between must not
+        // start a second row for the first.
+        let mut lines = [
+            event(1, "2010-12-01T08:26:00", "France", "A", 1, "1"),
+            event(2, "2010-12-01T08:26:00", "France", "B", 2, "1"),
+            event(3, "2010-12-01T08:27:00", "France", "C", 4, "1"),
+            event(4, "2010-12-01T08:28:00", "France", "D", 8, "1"),
+        ];
+        lines[2].invoice_no = "2".into();
+        let rows = aggregate(&lines).customers;
+        let sums: Vec<_> = rows
+            .iter()
+            .map(|r| (r.key.invoice_no.as_str(), r.totals.net_quantity))
+            .collect();
+        assert_eq!(sums, [("1", 11), ("2", 4)]);
     }
 
     #[test]
@@ -457,9 +484,9 @@ mod tests {
             rows.iter().map(key).collect::<Vec<_>>(),
             [
                 ("12345".to_owned(), "1".to_owned(), 1, 15_300),
-                (NO_CUSTOMER.to_owned(), "1".to_owned(), 1, 1_000),
                 ("12345".to_owned(), "1".to_owned(), 1, -1_500),
                 ("12345".to_owned(), "2".to_owned(), 1, 5_100),
+                (NO_CUSTOMER.to_owned(), "1".to_owned(), 1, 1_000),
             ]
         );
         let orders: std::collections::BTreeSet<_> = rows
@@ -468,7 +495,7 @@ mod tests {
             .map(|r| &r.key.invoice_no)
             .collect();
         assert_eq!(orders.len(), 2);
-        assert_eq!(rows[2].totals.units_returned, 1);
-        assert_eq!(rows[2].totals.refunds, 1_500);
+        assert_eq!(rows[1].totals.units_returned, 1);
+        assert_eq!(rows[1].totals.refunds, 1_500);
     }
 }

@@ -1071,15 +1071,15 @@ mod tests {
         };
         assert_eq!(
             text("customer_id"),
-            ["", "17850"],
+            ["17850", ""],
             "no customer: the empty id"
         );
         let revenue = batch
             .column_by_name("net_revenue")
             .expect("column")
             .as_primitive::<Decimal128Type>();
-        assert_eq!(revenue.value_as_string(1), "15.300");
-        assert_eq!(revenue.value_as_string(0), "-5.100");
+        assert_eq!(revenue.value_as_string(0), "15.300");
+        assert_eq!(revenue.value_as_string(1), "-5.100");
     }
 
     #[test]
