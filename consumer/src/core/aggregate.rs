@@ -215,10 +215,7 @@ impl<S: AsRef<str> + Hash + Eq> DailyAggregator<S> {
         };
         let (description, totals) = &mut self.rows[row];
         if description.is_none() {
-            *description = line
-                .description
-                .filter(|d| !d.is_empty())
-                .map(S::from);
+            *description = line.description.filter(|d| !d.is_empty()).map(S::from);
         }
         totals.add(line.quantity, line.amount);
     }
@@ -264,9 +261,11 @@ impl<S: AsRef<str> + Hash + Eq> CustomerAggregator<S> {
             country: line.country,
             invoice_no: line.invoice_no,
         };
-        let last = self
-            .last
-            .filter(|&row| self.rows.get_index(row).is_some_and(|(k, _)| key.equivalent(k)));
+        let last = self.last.filter(|&row| {
+            self.rows
+                .get_index(row)
+                .is_some_and(|(k, _)| key.equivalent(k))
+        });
         let row = match last.or_else(|| self.rows.get_index_of(&key)) {
             Some(row) => row,
             None => {

@@ -925,12 +925,22 @@ mod tests {
         let encodings = |name: &str| {
             let columns = reader.metadata().row_group(0).columns().iter();
             let mut found = columns.filter(|c| c.column_path().string() == name);
-            found.next().expect("column").encodings().collect::<Vec<_>>()
+            found
+                .next()
+                .expect("column")
+                .encodings()
+                .collect::<Vec<_>>()
         };
         assert!(encodings("event_id").contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY));
         let sequence = encodings("sequence_number");
-        assert!(sequence.contains(&Encoding::DELTA_BYTE_ARRAY), "{sequence:?}");
-        assert!(!sequence.contains(&Encoding::RLE_DICTIONARY), "{sequence:?}");
+        assert!(
+            sequence.contains(&Encoding::DELTA_BYTE_ARRAY),
+            "{sequence:?}"
+        );
+        assert!(
+            !sequence.contains(&Encoding::RLE_DICTIONARY),
+            "{sequence:?}"
+        );
         let events = decode_sales_events(bytes).expect("reads back");
         let ids: Vec<_> = events.iter().map(|e| e.event.event_id).collect();
         assert_eq!(ids, [rows[0].event.event_id, rows[1].event.event_id]);

@@ -77,7 +77,9 @@ fn decode_as_written(data: &[u8]) -> Option<SalesEventRef<'_>> {
     // One pass over the whole record for what `encode` never writes (an escape, and the control
     // characters JSON allows only escaped), and one UTF-8 check: every field is then text
     // sliced at quotes. Written without short-circuits, the scan is a few vector instructions.
-    let unwritten = data.iter().fold(false, |found, &b| found | (b == b'\\') | (b < 0x20));
+    let unwritten = data
+        .iter()
+        .fold(false, |found, &b| found | (b == b'\\') | (b < 0x20));
     if unwritten {
         return None;
     }

@@ -399,7 +399,12 @@ impl CompactEvents {
         let sources = reader.values("source", 2)?;
         let sources: Vec<_> = sources
             .chunks_exact(2)
-            .map(|pair| (pair[0].clone(), EventIds::new(&reader.text[pair[1].clone()])))
+            .map(|pair| {
+                (
+                    pair[0].clone(),
+                    EventIds::new(&reader.text[pair[1].clone()]),
+                )
+            })
             .collect();
         let source = reader.indices("source", n, sources.len(), false)?;
         let mut line = Vec::with_capacity(n);
