@@ -512,10 +512,11 @@ impl Checkpoint {
         committed.index_ids = lookup.len() as u64;
         let batch_options = options.clone();
         let (output, updates) = tokio::task::spawn_blocking(move || {
+            let committed = lookup.committed(&decoded.dates, &decoded.ids);
             let output = finish_batch(
                 decoded,
                 &name,
-                |day, id| lookup.contains(day, id),
+                |day, id| committed.contains(&(day, id.as_u128())),
                 &batch_options,
             )?;
             let updates: BTreeMap<NaiveDate, DayUpdate> = output

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
+use hashbrown::HashSet;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -269,13 +270,13 @@ pub struct DayIds {
 }
 
 impl DayIds {
-    pub fn contains(&self, id: u128) -> bool {
+    /// Every list of ids this date has.
+    fn lists(&self) -> impl Iterator<Item = &Ids> {
         self.own
             .iter()
             .map(|(_, ids)| ids)
             .chain(&self.consulted)
             .chain(&self.from_lake)
-            .any(|ids| ids.binary_search(&id).is_ok())
     }
 
     /// Adds the ids a commit of `generation` accepted on this date: the date's new segment
@@ -330,10 +331,30 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    pub fn contains(&self, day: NaiveDate, id: &Uuid) -> bool {
-        self.days
-            .get(&day)
-            .is_some_and(|ids| ids.contains(id.as_u128()))
+    /// Which of the events (`ids[i]` on `dates[i]`) are committed: their (date, id) pairs.
+    ///
+    /// The ids are looked up in ascending order, each list walked forward from where the id
+    /// before stopped ([`find_sorted`]): a binary search per event from scratch read its way
+    /// down each segment at random, a seventh of a warm 10,000-record Lambda invocation.
+    pub fn committed(&self, dates: &[NaiveDate], ids: &[Uuid]) -> HashSet<(NaiveDate, u128)> {
+        let mut queries: Vec<(NaiveDate, u128)> = dates
+            .iter()
+            .zip(ids)
+            .filter(|(day, _)| self.days.contains_key(day))
+            .map(|(day, id)| (*day, id.as_u128()))
+            .collect();
+        queries.sort_unstable();
+        let mut committed = HashSet::new();
+        for same_day in queries.chunk_by(|a, b| a.0 == b.0) {
+            let day = same_day[0].0;
+            let wanted: Vec<u128> = same_day.iter().map(|(_, id)| *id).collect();
+            for ids in self.days[&day].lists() {
+                find_sorted(ids, &wanted, |id| {
+                    committed.insert((day, id));
+                });
+            }
+        }
+        committed
     }
 
     /// Ids held, for the logs and the bench.
@@ -350,6 +371,27 @@ impl Lookup {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Calls `found` with each of `wanted` (ascending) that `ids` (ascending) holds. Each is
+/// searched from where the one before stopped, in a window that doubles until it reaches past
+/// it: the walk reads `ids` forward, a few nearby entries an id.
+fn find_sorted(ids: &[u128], wanted: &[u128], mut found: impl FnMut(u128)) {
+    // Every id before `from` is below the current (and so every later) wanted id.
+    let mut from = 0;
+    for &id in wanted {
+        let mut step = 1;
+        while from + step < ids.len() && ids[from + step] < id {
+            step *= 2;
+        }
+        let end = (from + step).min(ids.len());
+        from += ids[from..end].partition_point(|&x| x < id);
+        match ids.get(from) {
+            Some(&at) if at == id => found(id),
+            Some(_) => {}
+            None => break,
+        }
     }
 }
 
@@ -410,6 +452,77 @@ mod tests {
         assert!(decode_segment("k", &bytes[..bytes.len() - 1]).is_err());
         let unsorted = encode_segment(&[7, 1]);
         assert!(decode_segment("k", &unsorted).is_err());
+    }
+
+    #[test]
+    fn committed_events_are_those_some_list_of_their_date_holds() {
+        // Random ids, as UUIDs are; lists of every size; events held and not, some twice, some
+        // past every list's end, some on a date the lookup has no ids for.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            u128::from(state) << 64 | u128::from(state.rotate_left(29))
+        };
+        let mut list = |n: usize| -> Ids {
+            let mut ids: Vec<u128> = (0..n).map(|_| random()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.into()
+        };
+        let date = |d| NaiveDate::from_ymd_opt(2011, 1, d).expect("a date");
+        let segment = |generation| SegmentRef { generation, ids: 0 };
+        let first = DayIds {
+            own: vec![
+                (segment(1), list(5_000)),
+                (segment(2), list(1)),
+                (segment(3), list(0)),
+            ],
+            consulted: vec![list(700)],
+            from_lake: Some(list(40)),
+        };
+        let second = DayIds {
+            own: vec![(segment(1), list(3))],
+            ..DayIds::default()
+        };
+        let lookup = Lookup {
+            days: BTreeMap::from([(date(1), first), (date(2), second)]),
+        };
+        let (mut dates, mut events) = (Vec::new(), Vec::new());
+        for (day, ids) in &lookup.days {
+            for list in ids.lists() {
+                for id in list.iter().step_by(3) {
+                    dates.extend([*day, *day, date(3)]);
+                    events.extend([
+                        Uuid::from_u128(*id),
+                        Uuid::from_u128(*id),
+                        Uuid::from_u128(*id),
+                    ]);
+                }
+            }
+        }
+        for _ in 0..2_000 {
+            dates.push(date(1 + (events.len() % 3) as u32));
+            events.push(Uuid::from_u128(random()));
+        }
+        dates.push(date(1));
+        events.push(Uuid::from_u128(u128::MAX));
+
+        let committed = lookup.committed(&dates, &events);
+        let expected: HashSet<(NaiveDate, u128)> = dates
+            .iter()
+            .zip(&events)
+            .filter(|(day, id)| {
+                lookup.days.get(day).is_some_and(|ids| {
+                    ids.lists()
+                        .any(|list| list.binary_search(&id.as_u128()).is_ok())
+                })
+            })
+            .map(|(day, id)| (*day, id.as_u128()))
+            .collect();
+        assert!(expected.len() > 1_000, "the events include committed ones");
+        assert_eq!(committed, expected);
     }
 
     #[test]
@@ -482,7 +595,11 @@ mod tests {
             ]
         );
         assert_eq!(&*update.ids, &[10, 11, 20, 21, 22]);
-        assert!(day.contains(11) && !day.contains(20));
+        assert!(day.lists().any(|ids| ids.contains(&11)));
+        assert!(
+            !day.lists().any(|ids| ids.contains(&20)),
+            "fold leaves the day as it was"
+        );
 
         let rebuilt = DayIds {
             from_lake: Some(ids(0..12)),
