@@ -167,10 +167,11 @@ fn shard_batches(event: KinesisEvent) -> Result<Vec<ShardBatch>, (usize, String)
             .event_id
             .as_deref()
             .ok_or_else(|| fail("no eventID".into()))?;
-        // Grouped by stream name and shard, the first record's ARN standing for the stream.
-        let stream = arn.rsplit_once(":stream/").map(|(_, name)| name);
+        // Grouped by stream name and shard, the first record's ARN standing for the stream. A
+        // record's ARN is nearly always its batch's: only another one is searched for the name.
+        let stream = || arn.rsplit_once(":stream/").map(|(_, name)| name);
         let same = |batch: &ShardBatch| {
-            stream == Some(batch.stream.as_str())
+            (batch.arn == arn || stream() == Some(batch.stream.as_str()))
                 && event_id
                     .strip_prefix(batch.shard_id.as_str())
                     .is_some_and(|rest| rest.starts_with(':'))
@@ -178,7 +179,7 @@ fn shard_batches(event: KinesisEvent) -> Result<Vec<ShardBatch>, (usize, String)
         let at = match batches.iter().rposition(same) {
             Some(at) => at,
             None => {
-                let stream = stream
+                let stream = stream()
                     .map(str::to_owned)
                     .ok_or_else(|| format!("eventSourceARN {arn:?} is not a Kinesis stream's"))
                     .map_err(fail)?;
