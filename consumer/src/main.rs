@@ -5,6 +5,9 @@ use clap::Parser;
 use consumer::commands::options::Cli;
 use tracing_subscriber::EnvFilter;
 
+// glibc's malloc, not mimalloc (which the producer and the Lambda function use): polling
+// 500,000 events, mimalloc ran no faster (1.7-1.9 s against 1.65 s) and peaked at 124-174 MiB
+// against 76 MiB, as each thread's heap kept what its batches had freed.
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()

@@ -25,6 +25,14 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: a warm 10,000-record invocation spent a fifth of its time
+/// in glibc's `free` (each event record's strings, the batch's columns), and took 26.5 ms in
+/// `make bench` against 16.9 ms on mimalloc. A function's memory is sized for speed (1024 MB by
+/// default), so the larger heap mimalloc keeps between batches is not the cost it is for
+/// `consumer poll` (which keeps glibc's: see its `main`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     // JSON lines on stdout: CloudWatch Logs indexes their fields.
