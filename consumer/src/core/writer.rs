@@ -163,6 +163,19 @@ const COMPRESSED_COLUMNS: [&str; 4] = ["event_id", "source", "sequence_number", 
 /// step, for 0.4 more bytes an event).
 const MONEY_SUMS: [&str; 3] = ["gross_revenue", "refunds", "net_revenue"];
 
+/// Text columns whose min/max would skip nothing, so they get no statistics: each value of a file
+/// spans the column's whole range (random ids, source lines, product codes and descriptions,
+/// customer ids). Their statistics cost a comparison per value, a tenth of `sales_events`'
+/// encoding (0.3 ms of 3.4 for 10,000 events). Dates, times, invoices, countries, shards and
+/// sequence numbers keep theirs.
+const UNPRUNABLE: [&str; 5] = [
+    "event_id",
+    "source",
+    "stock_code",
+    "description",
+    "customer_id",
+];
+
 /// The one place Parquet writer settings are chosen.
 ///
 /// The chosen codec applies to the long text columns, where the bytes are; the rest are
@@ -184,11 +197,9 @@ pub fn writer_properties(codec: Codec) -> WriterProperties {
         // Page statistics let DuckDB, DataFusion and Athena skip pages by min/max.
         .set_statistics_enabled(EnabledStatistics::Page)
         // Every event id and source line is distinct: a dictionary would only be built to be
-        // dropped, and their min/max would skip nothing.
+        // dropped.
         .set_column_dictionary_enabled("event_id".into(), false)
         .set_column_dictionary_enabled("source".into(), false)
-        .set_column_statistics_enabled("event_id".into(), EnabledStatistics::None)
-        .set_column_statistics_enabled("source".into(), EnabledStatistics::None)
         // The ids' lengths apart from their text: plain encoding puts a 4-byte length before
         // each 36-byte id, and those repeats are short matches zstd stops to take, at half its
         // speed on the hex alone (measured: 1.5 ms against 0.6 ms for 10,000 ids, and smaller).
@@ -203,6 +214,9 @@ pub fn writer_properties(codec: Codec) -> WriterProperties {
     }
     for column in MONEY_SUMS {
         builder = builder.set_column_dictionary_enabled(column.into(), false);
+    }
+    for column in UNPRUNABLE {
+        builder = builder.set_column_statistics_enabled(column.into(), EnabledStatistics::None);
     }
     builder.build()
 }
@@ -1025,8 +1039,12 @@ mod tests {
             event_time.statistics().is_some(),
             "column statistics are written"
         );
+        for column in metadata.row_group(0).columns() {
+            let name = column.column_path().string();
+            let pruning = !UNPRUNABLE.contains(&name.as_str());
+            assert_eq!(column.statistics().is_some(), pruning, "{name}");
+        }
         let event_id = metadata.row_group(0).column(0);
-        assert!(event_id.statistics().is_none(), "random ids: no min/max");
         assert!(matches!(event_id.compression(), Compression::ZSTD(_)));
     }
 
