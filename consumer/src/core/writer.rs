@@ -163,8 +163,8 @@ const COMPRESSED_COLUMNS: [&str; 4] = ["event_id", "source", "sequence_number", 
 /// step, for 0.4 more bytes an event).
 const MONEY_SUMS: [&str; 3] = ["gross_revenue", "refunds", "net_revenue"];
 
-/// Text columns whose min/max would skip nothing, so they get no statistics: each value of a file
-/// spans the column's whole range (random ids, source lines, product codes and descriptions,
+/// Text columns whose min/max would skip nothing, so they get no statistics: the values of any one
+/// file span the column's whole range (random ids, source lines, product codes and descriptions,
 /// customer ids). Their statistics cost a comparison per value, a tenth of `sales_events`'
 /// encoding (0.3 ms of 3.4 for 10,000 events). Dates, times, invoices, countries, shards and
 /// sequence numbers keep theirs.
