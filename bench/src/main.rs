@@ -30,8 +30,8 @@ use producer::{
 use sales_stream::{HashKeyRange, SequenceNumber, StreamRecord};
 
 /// The cores and the handler measured here run in the producer and the Lambda function, both on
-/// mimalloc: measured on glibc's malloc, they would show what neither binary does (the handler
-/// took 26.5 ms there against 16.9 ms). `consumer poll`, on glibc's, is measured as a binary.
+/// mimalloc (their `main`s say why): measured on glibc's malloc, they would show what neither
+/// binary does. `consumer poll`, on glibc's, is measured as a binary.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -347,9 +347,8 @@ impl Lookup {
         let mut committed = HashSet::new();
         for same_day in queries.chunk_by(|a, b| a.0 == b.0) {
             let day = same_day[0].0;
-            let wanted: Vec<u128> = same_day.iter().map(|(_, id)| *id).collect();
             for ids in self.days[&day].lists() {
-                find_sorted(ids, &wanted, |id| {
+                find_sorted(ids, same_day.iter().map(|&(_, id)| id), |id| {
                     committed.insert((day, id));
                 });
             }
@@ -377,10 +376,10 @@ impl Lookup {
 /// Calls `found` with each of `wanted` (ascending) that `ids` (ascending) holds. Each is
 /// searched from where the one before stopped, in a window that doubles until it reaches past
 /// it: the walk reads `ids` forward, a few nearby entries an id.
-fn find_sorted(ids: &[u128], wanted: &[u128], mut found: impl FnMut(u128)) {
+fn find_sorted(ids: &[u128], wanted: impl IntoIterator<Item = u128>, mut found: impl FnMut(u128)) {
     // Every id before `from` is below the current (and so every later) wanted id.
     let mut from = 0;
-    for &id in wanted {
+    for id in wanted {
         let mut step = 1;
         while from + step < ids.len() && ids[from + step] < id {
             step *= 2;
