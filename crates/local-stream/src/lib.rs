@@ -30,6 +30,12 @@ use sales_stream::{
 /// a few hundred compact records are millions of events.
 pub const MAX_READ_BYTES: usize = 10 * 1024 * 1024;
 const DESCRIPTION_FILE: &str = "stream.json";
+/// A reader's buffer: enough to read a log in few system calls, small beside the records a read
+/// keeps (a buffer of 1 MiB, made and dropped by every read, only grew the reader's heap).
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Records a read makes room for up front (Kinesis returns at most as many per read): a list
+/// grown by doubling ends up to twice the size it needs, after copying itself over and over.
+const RESERVED_RECORDS: usize = 10_000;
 const ENTRY_HEADER_LEN: usize = 8;
 const BODY_FIXED_LEN: usize = 8 + 2;
 /// The description's format version; bumped on an incompatible change of the log format.
@@ -313,39 +319,16 @@ impl LocalStream {
         position: &StartingPosition,
         limit: usize,
     ) -> Result<Vec<StreamRecord>> {
-        let path = self.log_path(shard_id)?;
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_error("open", &path)(e)),
-        };
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut offset = 0;
-        if let StartingPosition::AfterSequenceNumber(sequence) = position {
-            let unknown = || LocalStreamError::UnknownSequence {
-                shard: shard_id.to_owned(),
-                sequence: sequence.clone(),
-            };
-            offset = sequence.as_u64().ok_or_else(unknown)?;
-            reader
-                .seek(SeekFrom::Start(offset))
-                .map_err(io_error("seek", &path))?;
-            let (_, next) = read_entry(&mut reader, offset, &path)?.ok_or_else(unknown)?;
-            offset = next;
-        }
-        let mut records = Vec::new();
-        let mut bytes = 0;
-        while records.len() < limit && bytes < MAX_READ_BYTES {
-            match read_entry(&mut reader, offset, &path)? {
-                Some((record, next)) => {
-                    bytes += record.data.len() + record.partition_key.len();
-                    records.push(record);
-                    offset = next;
-                }
-                None => break,
-            }
-        }
-        Ok(records)
+        self.shard_log(shard_id)?.read(position, limit)
+    }
+
+    /// A shard's log, to read on its own: it owns what it needs, so a read can move to another
+    /// thread.
+    pub fn shard_log(&self, shard_id: &str) -> Result<ShardLog> {
+        Ok(ShardLog {
+            shard_id: shard_id.to_owned(),
+            path: self.log_path(shard_id)?,
+        })
     }
 
     /// The sequence number of the newest record of a shard, if it has any.
@@ -382,6 +365,52 @@ impl LocalStream {
             offset = next;
         }
         Ok(last)
+    }
+}
+
+/// One shard's log file ([`LocalStream::shard_log`]).
+#[derive(Debug, Clone)]
+pub struct ShardLog {
+    shard_id: ShardId,
+    path: PathBuf,
+}
+
+impl ShardLog {
+    /// As [`LocalStream::read`].
+    pub fn read(&self, position: &StartingPosition, limit: usize) -> Result<Vec<StreamRecord>> {
+        let (shard_id, path) = (&self.shard_id, &self.path);
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("open", path)(e)),
+        };
+        let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
+        let mut offset = 0;
+        if let StartingPosition::AfterSequenceNumber(sequence) = position {
+            let unknown = || LocalStreamError::UnknownSequence {
+                shard: shard_id.to_owned(),
+                sequence: sequence.clone(),
+            };
+            offset = sequence.as_u64().ok_or_else(unknown)?;
+            reader
+                .seek(SeekFrom::Start(offset))
+                .map_err(io_error("seek", path))?;
+            let (_, next) = read_entry(&mut reader, offset, path)?.ok_or_else(unknown)?;
+            offset = next;
+        }
+        let mut records = Vec::with_capacity(limit.min(RESERVED_RECORDS));
+        let mut bytes = 0;
+        while records.len() < limit && bytes < MAX_READ_BYTES {
+            match read_entry(&mut reader, offset, path)? {
+                Some((record, next)) => {
+                    bytes += record.data.len() + record.partition_key.len();
+                    records.push(record);
+                    offset = next;
+                }
+                None => break,
+            }
+        }
+        Ok(records)
     }
 }
 
@@ -432,22 +461,32 @@ fn read_entry(
     if !(BODY_FIXED_LEN..=BODY_FIXED_LEN + MAX_RECORD_BYTES).contains(&body_len) {
         return Err(corrupt());
     }
-    let mut body = vec![0_u8; body_len];
-    if read_full(reader, &mut body).map_err(io_error("read", path))? < body_len {
+    // The body is read in its parts, each into its own allocation: a record's key and data are
+    // kept for as long as its batch, and a body read whole would be a third copy.
+    let mut fixed = [0_u8; BODY_FIXED_LEN];
+    if read_full(reader, &mut fixed).map_err(io_error("read", path))? < fixed.len() {
         return Ok(None);
     }
-    if crc32fast::hash(&body) != crc {
+    let arrival = i64::from_le_bytes(fixed[..8].try_into().map_err(|_| corrupt())?);
+    let key_len = usize::from(u16::from_le_bytes([fixed[8], fixed[9]]));
+    let Some(data_len) = body_len.checked_sub(BODY_FIXED_LEN + key_len) else {
+        return Err(corrupt());
+    };
+    let mut key = vec![0_u8; key_len];
+    let mut data = vec![0_u8; data_len];
+    if read_full(reader, &mut key).map_err(io_error("read", path))? < key_len
+        || read_full(reader, &mut data).map_err(io_error("read", path))? < data_len
+    {
+        return Ok(None);
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    for part in [&fixed[..], &key, &data] {
+        hasher.update(part);
+    }
+    if hasher.finalize() != crc {
         return Err(corrupt());
     }
-    let arrival = i64::from_le_bytes(body[..8].try_into().map_err(|_| corrupt())?);
-    let key_len = usize::from(u16::from_le_bytes([body[8], body[9]]));
-    let key_end = BODY_FIXED_LEN + key_len;
-    if key_end > body.len() {
-        return Err(corrupt());
-    }
-    let partition_key =
-        String::from_utf8(body[BODY_FIXED_LEN..key_end].to_vec()).map_err(|_| corrupt())?;
-    let data = body.split_off(key_end);
+    let partition_key = String::from_utf8(key).map_err(|_| corrupt())?;
     let record = StreamRecord {
         sequence_number: SequenceNumber::from_u64(offset),
         partition_key,
@@ -620,7 +659,15 @@ mod tests {
         let mut bytes = fs::read(&log).expect("read");
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
-        fs::write(&log, bytes).expect("write");
+        fs::write(&log, &bytes).expect("write");
+        assert!(matches!(
+            stream.read(&shard, &StartingPosition::TrimHorizon, 10),
+            Err(LocalStreamError::Corrupt { offset: 0, .. })
+        ));
+        // A key length past the body's end (the header's 8 bytes, then the arrival's 8).
+        bytes[last] ^= 0xff;
+        bytes[16..18].copy_from_slice(&u16::MAX.to_le_bytes());
+        fs::write(&log, &bytes).expect("write");
         assert!(matches!(
             stream.read(&shard, &StartingPosition::TrimHorizon, 10),
             Err(LocalStreamError::Corrupt { offset: 0, .. })
