@@ -1343,6 +1343,11 @@ async fn an_event_re_sent_days_and_many_batches_later_is_never_counted_twice() {
     let cache = IdCache::default();
     let first = commit_in_batches(&mut live, &lake, &cache, &plain_records(&all, 1_000), 100).await;
     assert_eq!(first.accepted, events.len() as u64);
+    assert_eq!(
+        cache.ids(),
+        events.len(),
+        "the cache holds each id once: a segment merged into a later one leaves it"
+    );
     // The whole file again, three days (and 40 batches) later: the old window kept an hour and
     // 100,000 ids; the index keeps every id. Once by the warm process, once by a cold one (its
     // index read from the lake), and once more after every touched day was compacted.

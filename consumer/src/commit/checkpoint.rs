@@ -620,16 +620,15 @@ impl Checkpoint {
             }
         }
         // The new segments are what the next batch of these dates reads first; the ones they
-        // absorbed are named by no state from this commit on.
+        // absorbed are named by no state from this commit on, so they leave the cache too.
         let mut superseded = Vec::new();
         for (day, update) in updates {
             cache.insert(id_segment(&stream, &shard_id, day, generation), update.ids);
-            superseded.extend(
-                update
-                    .superseded
-                    .iter()
-                    .map(|g| id_segment(&stream, &shard_id, day, *g)),
-            );
+            for old in &update.superseded {
+                let key = id_segment(&stream, &shard_id, day, *old);
+                cache.remove(&key);
+                superseded.push(key);
+            }
         }
         if let Err(error) = remove_all(lake, &superseded).await {
             // Only storage is lost: no state names them.

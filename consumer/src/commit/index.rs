@@ -198,6 +198,14 @@ impl IdCache {
         }
     }
 
+    /// Drops a segment no state names any more (merged into a later one).
+    pub fn remove(&self, key: &str) {
+        let mut entries = self.lock();
+        if let Some((_, ids)) = entries.by_key.remove(key) {
+            entries.ids -= ids.len();
+        }
+    }
+
     /// Ids held.
     pub fn ids(&self) -> usize {
         self.lock().ids
@@ -629,5 +637,10 @@ mod tests {
         assert_eq!(cache.ids(), 8);
         assert!(cache.get("b").is_none(), "b was used least recently");
         assert!(cache.get("a").is_some() && cache.get("c").is_some());
+        cache.remove("a");
+        cache.remove("a");
+        assert_eq!(cache.ids(), 4, "removed once");
+        cache.insert("d".into(), ids(0..6));
+        assert!(cache.get("c").is_some(), "room was made by the removal");
     }
 }
