@@ -38,8 +38,17 @@ impl ShardSource for LocalStream {
         position: &StartingPosition,
         limit: usize,
     ) -> Result<ShardRead, StreamError> {
+        // File reads block: on tokio's blocking threads, as `tokio::fs` would run them. There
+        // the records are allocated by the threads that decode them (see the consumer's `main`).
+        let (log, position) = (self.shard_log(shard_id)?, position.clone());
+        let records = tokio::task::spawn_blocking(move || log.read(&position, limit))
+            .await
+            .map_err(|e| StreamError::Reader {
+                shard_id: shard_id.to_owned(),
+                reason: e.to_string(),
+            })??;
         Ok(ShardRead {
-            records: LocalStream::read(self, shard_id, position, limit)?,
+            records,
             closed: false,
         })
     }

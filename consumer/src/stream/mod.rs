@@ -23,6 +23,9 @@ pub enum StreamError {
     /// The stream cannot be read at all: no credentials, no such stream.
     #[error("{0}")]
     Setup(String),
+    /// The thread reading the embedded stream's log stopped before it answered (it panicked).
+    #[error("reading shard {shard_id}: {reason}")]
+    Reader { shard_id: String, reason: String },
     /// A Kinesis request failed after the SDK's retries.
     #[error("{operation} on Kinesis stream {stream}: {reason}")]
     Kinesis {
