@@ -10,10 +10,11 @@ use tracing_subscriber::EnvFilter;
 // against 76 MiB, as each thread's heap kept what its batches had freed.
 fn main() -> ExitCode {
     // The batch step's CPU work and the embedded stream's file reads run on tokio's blocking
-    // threads: as many as there are cores, not tokio's default of up to 512. More would only
-    // queue for the cores, and each thread's malloc arena keeps the high-water mark of the
-    // batches it worked on: with a blocking thread per batch in flight and the reads on the
-    // async workers, `consumer poll` peaked at 70-73 MiB; like this, at 61-64 MiB.
+    // threads: as many as there are cores, not tokio's default of up to 512. Each thread's
+    // malloc arena keeps the high-water mark of the batches it worked on: with a third blocking
+    // thread and the reads on the async workers, `consumer poll` peaked at 70-73 MiB on 500,000
+    // plain records; like this, at 60-64 MiB. What else runs there (the AWS SDK's DNS lookups
+    // and config files, DataFusion's file reads) may wait for a batch step: milliseconds.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

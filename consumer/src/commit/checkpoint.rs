@@ -620,15 +620,16 @@ impl Checkpoint {
             }
         }
         // The new segments are what the next batch of these dates reads first; the ones they
-        // absorbed are named by no state from this commit on, so they leave the cache too.
+        // absorbed are named by no state from this commit on, so they leave the cache, before
+        // the new one comes in (counted beside them, it would push other segments out).
         let mut superseded = Vec::new();
         for (day, update) in updates {
-            cache.insert(id_segment(&stream, &shard_id, day, generation), update.ids);
             for old in &update.superseded {
                 let key = id_segment(&stream, &shard_id, day, *old);
                 cache.remove(&key);
                 superseded.push(key);
             }
+            cache.insert(id_segment(&stream, &shard_id, day, generation), update.ids);
         }
         if let Err(error) = remove_all(lake, &superseded).await {
             // Only storage is lost: no state names them.

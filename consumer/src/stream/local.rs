@@ -38,8 +38,9 @@ impl ShardSource for LocalStream {
         position: &StartingPosition,
         limit: usize,
     ) -> Result<ShardRead, StreamError> {
-        // File reads block: on tokio's blocking threads, as `tokio::fs` would run them. There
-        // the records are allocated by the threads that decode them (see the consumer's `main`).
+        // File reads block: on tokio's blocking threads, as `tokio::fs` would run them. The
+        // records are then allocated in the arenas of the threads that decode them, not in the
+        // async workers' as well (see the consumer's `main`).
         let (log, position) = (self.shard_log(shard_id)?, position.clone());
         let records = tokio::task::spawn_blocking(move || log.read(&position, limit))
             .await

@@ -23,7 +23,8 @@ pub enum StreamError {
     /// The stream cannot be read at all: no credentials, no such stream.
     #[error("{0}")]
     Setup(String),
-    /// The thread reading the embedded stream's log stopped before it answered (it panicked).
+    /// The thread reading the embedded stream's log stopped before it answered (it panicked,
+    /// or the runtime is shutting down).
     #[error("reading shard {shard_id}: {reason}")]
     Reader { shard_id: String, reason: String },
     /// A Kinesis request failed after the SDK's retries.

@@ -33,9 +33,6 @@ const DESCRIPTION_FILE: &str = "stream.json";
 /// A reader's buffer: enough to read a log in few system calls, small beside the records a read
 /// keeps (a buffer of 1 MiB, made and dropped by every read, only grew the reader's heap).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
-/// Records a read makes room for up front (Kinesis returns at most as many per read): a list
-/// grown by doubling ends up to twice the size it needs, after copying itself over and over.
-const RESERVED_RECORDS: usize = 10_000;
 const ENTRY_HEADER_LEN: usize = 8;
 const BODY_FIXED_LEN: usize = 8 + 2;
 /// The description's format version; bumped on an incompatible change of the log format.
@@ -398,7 +395,7 @@ impl ShardLog {
             let (_, next) = read_entry(&mut reader, offset, path)?.ok_or_else(unknown)?;
             offset = next;
         }
-        let mut records = Vec::with_capacity(limit.min(RESERVED_RECORDS));
+        let mut records = Vec::new();
         let mut bytes = 0;
         while records.len() < limit && bytes < MAX_READ_BYTES {
             match read_entry(&mut reader, offset, path)? {
@@ -631,11 +628,6 @@ mod tests {
         stream.put_records(&[entry("a", "whole")]).expect("put");
         let shard = stream.shard_ids().next().expect("shard").to_owned();
         let log = dir.path().join(format!("{shard}.log"));
-        // A writer killed halfway through an entry.
-        let mut torn = Vec::new();
-        write_entry(&mut torn, 0, &entry("a", "torn entry"));
-        let mut file = OpenOptions::new().append(true).open(&log).expect("open");
-        file.write_all(&torn[..torn.len() / 2]).expect("write");
         let read = |s: &LocalStream| {
             s.read(&shard, &StartingPosition::TrimHorizon, 10)
                 .expect("read")
@@ -643,6 +635,17 @@ mod tests {
                 .map(|r| r.data)
                 .collect::<Vec<_>>()
         };
+        // A writer killed anywhere in an entry: in its header, its arrival, its key, its data.
+        let mut torn = Vec::new();
+        write_entry(&mut torn, 0, &entry("a", "torn entry"));
+        let whole = fs::read(&log).expect("read");
+        for cut in 1..torn.len() {
+            fs::write(&log, [&whole[..], &torn[..cut]].concat()).expect("write");
+            assert_eq!(read(&stream), vec![b"whole".to_vec()], "cut at {cut}");
+        }
+        fs::write(&log, &whole).expect("write");
+        let mut file = OpenOptions::new().append(true).open(&log).expect("open");
+        file.write_all(&torn[..torn.len() / 2]).expect("write");
         assert_eq!(read(&stream), vec![b"whole".to_vec()]);
         let writer = LocalStream::open(dir.path()).expect("open");
         writer.put_records(&[entry("a", "next")]).expect("put");
