@@ -726,20 +726,21 @@ impl Lineage for Unsplit {
 }
 
 /// The Lambda handler in process, twice: its lake in memory (`/dev/shm`, where there is one)
-/// for the goal, and in the temporary directory (on disk here) beside it. A function's lake is S3, never a local disk: the `fsync` of each
-/// object written (a journal commit on this machine's virtual disk) is not work the function
-/// does, and on disk the figure moved by tens of milliseconds from run to run.
+/// for the goal, and in the temporary directory (on disk here) beside it. A function's lake is
+/// S3, never a local disk: the `fsync` of each object written (a journal commit on this machine's
+/// virtual disk) is not work the function does, and on disk the figure moved by tens of
+/// milliseconds from run to run.
 fn lambda_figures(records: &[StreamRecord], runs: usize, table: &mut Table) -> anyhow::Result<()> {
     let in_memory = tempfile::tempdir_in("/dev/shm").ok();
-    if let Some(dir) = &in_memory {
-        if let Some((ms, files)) = lambda_figure(records, runs, dir.path())? {
-            table.add(
-                format!("Lambda handler, 10,000 records, warm ({files} files, lake in memory)"),
-                ms,
-                "ms",
-                Goal::AtMost(15.0),
-            );
-        }
+    if let Some(dir) = &in_memory
+        && let Some((ms, files)) = lambda_figure(records, runs, dir.path())?
+    {
+        table.add(
+            format!("Lambda handler, 10,000 records, warm ({files} files, lake in memory)"),
+            ms,
+            "ms",
+            Goal::AtMost(15.0),
+        );
     }
     let dir = tempfile::tempdir()?;
     if let Some((ms, files)) = lambda_figure(records, runs, dir.path())? {
