@@ -62,8 +62,12 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     shards: i32,
     /// Measure the pure cores only (for profiling).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "lambda_only")]
     cores_only: bool,
+    /// Measure the Lambda handler only (for profiling: `--rows 2000000 --runs 150` runs it for
+    /// a few seconds).
+    #[arg(long)]
+    lambda_only: bool,
 }
 
 /// What a figure should be.
@@ -308,6 +312,11 @@ fn consume(records: &[StreamRecord], batch_size: usize) -> anyhow::Result<(Durat
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The cores and the handler run as the producer and the function do: without transparent
+    // huge pages (their `main`s say why). Turned back on below, before the binaries: the setting
+    // passes to child processes, and each binary and the baseline run as they would alone.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     println!(
         "bench: {} generated rows per data set, consumer batches of {}, best of {} runs",
         thousands(args.rows as f64),
@@ -316,6 +325,11 @@ fn main() -> anyhow::Result<()> {
     );
     let mut table = Table::default();
     let live = generated(args.rows, Some(2))?;
+    if args.lambda_only {
+        lambda_figures(&live.records, args.runs, &mut table)?;
+        table.print();
+        return Ok(());
+    }
     let backfill = generated(args.rows, Some(40))?;
     let paced = generated(args.rows, None)?;
 
@@ -409,6 +423,8 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&input, &paced.csv)?;
     let paced_rows = rows;
     drop(paced);
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(false);
     binaries_figures(
         &args,
         &input,
