@@ -74,7 +74,7 @@ impl OrderDetector {
         if a.len() == 4 {
             return; // ISO: year first.
         }
-        let (Some(a), Some(b)) = (number(a, 2), number(b, 2)) else {
+        let (Some(a), Some(b)) = (number(a.as_bytes(), 2), number(b.as_bytes(), 2)) else {
             return;
         };
         self.ordered += 1;
@@ -154,15 +154,18 @@ impl DateParser {
     }
 }
 
-fn number(text: &str, max_digits: usize) -> Option<u32> {
-    if text.is_empty() || text.len() > max_digits || !text.bytes().all(|b| b.is_ascii_digit()) {
+/// A field of one to `max_digits` ASCII digits (at most 4: no overflow), as a number.
+fn number(text: &[u8], max_digits: usize) -> Option<u32> {
+    if text.is_empty() || text.len() > max_digits {
         return None;
     }
-    text.parse().ok()
+    text.iter().try_fold(0, |value, &b| {
+        b.is_ascii_digit().then(|| value * 10 + u32::from(b - b'0'))
+    })
 }
 
 /// Two-digit years pivot as POSIX `strptime` does: 69-99 are 19xx, 00-68 are 20xx.
-fn full_year(text: &str) -> Option<i32> {
+fn full_year(text: &[u8]) -> Option<i32> {
     let year = i32::try_from(number(text, 4)?).ok()?;
     match text.len() {
         2 if year >= 69 => Some(1900 + year),
@@ -172,13 +175,18 @@ fn full_year(text: &str) -> Option<i32> {
     }
 }
 
-fn parse_date(text: &str, order: DateOrder) -> Option<NaiveDate> {
-    let separator = if text.contains('/') { '/' } else { '-' };
-    let mut parts = text.split(separator);
-    let (a, b, c) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
+/// The three fields of `text` split at `separator`; `None` for any other count. (Bytes, not
+/// `str::split`: a timestamp is parsed for every row, and a `char` pattern is searched for as
+/// UTF-8 where every separator here is one ASCII byte.)
+fn three_fields(text: &[u8], separator: u8) -> Option<(&[u8], &[u8], &[u8])> {
+    let mut parts = text.split(|&b| b == separator);
+    let fields = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next().is_none().then_some(fields)
+}
+
+fn parse_date(text: &[u8], order: DateOrder) -> Option<NaiveDate> {
+    let separator = if text.contains(&b'/') { b'/' } else { b'-' };
+    let (a, b, c) = three_fields(text, separator)?;
     if a.len() == 4 {
         // ISO order: year-month-day.
         NaiveDate::from_ymd_opt(full_year(a)?, number(b, 2)?, number(c, 2)?)
@@ -191,8 +199,8 @@ fn parse_date(text: &str, order: DateOrder) -> Option<NaiveDate> {
     }
 }
 
-fn parse_time(text: &str) -> Option<NaiveTime> {
-    let mut parts = text.split(':');
+fn parse_time(text: &[u8]) -> Option<NaiveTime> {
+    let mut parts = text.split(|&b| b == b':');
     let hour = number(parts.next()?, 2)?;
     let minute = number(parts.next()?, 2)?;
     let second = match parts.next() {
@@ -206,13 +214,14 @@ fn parse_time(text: &str) -> Option<NaiveTime> {
 }
 
 fn parse_detected(text: &str, order: DateOrder) -> Option<NaiveDateTime> {
-    let (date, time) = match text.split_once([' ', 'T']) {
-        Some((date, time)) => (date, Some(time.trim())),
+    // Both are ASCII: `at` and `at + 1` are character boundaries.
+    let (date, time) = match text.bytes().position(|b| b == b' ' || b == b'T') {
+        Some(at) => (&text[..at], Some(text[at + 1..].trim())),
         None => (text, None),
     };
-    let date = parse_date(date, order)?;
+    let date = parse_date(date.as_bytes(), order)?;
     let time = match time {
-        Some(time) => parse_time(time)?,
+        Some(time) => parse_time(time.as_bytes())?,
         None => NaiveTime::MIN,
     };
     Some(date.and_time(time))
@@ -279,6 +288,48 @@ mod tests {
             "1/2/123 1:00",
         ] {
             assert_eq!(parser.parse(bad), None, "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Every form, either order, any time whose two-digit year reads back (1969-2068).
+        #[test]
+        fn reads_any_valid_timestamp_in_every_form(
+            seconds in -31_536_000_i64..3_124_137_600,
+            form in 0_usize..5,
+            day_first: bool,
+        ) {
+            let time = chrono::DateTime::from_timestamp(seconds, 0).expect("in range").naive_utc();
+            let ordered = |month: &str, day: &str, year: &str| {
+                if day_first {
+                    format!("{day}/{month}/{year}")
+                } else {
+                    format!("{month}/{day}/{year}")
+                }
+            };
+            let format = match form {
+                0 => "%Y-%m-%d %H:%M:%S".to_owned(),
+                1 => "%Y-%m-%dT%H:%M:%S".to_owned(),
+                2 => ordered("%m", "%d", "%Y") + " %H:%M:%S",
+                3 => ordered("%-m", "%-d", "%Y") + " %-H:%M",
+                _ => ordered("%m", "%d", "%y").replace('/', "-") + "  %H:%M:%S",
+            };
+            let text = time.format(&format).to_string();
+            // Without seconds, the minute.
+            let expected = if form == 3 {
+                chrono::Timelike::with_second(&time, 0).expect("valid")
+            } else {
+                time
+            };
+            let order = if day_first { DateOrder::DayFirst } else { DateOrder::MonthFirst };
+            let parsed = DateParser::default().with_order(order).parse(&text);
+            proptest::prop_assert_eq!(parsed, Some(expected), "{}", text);
+        }
+
+        #[test]
+        fn never_panics(text in "\\PC{0,24}|[0-9/: T-]{0,24}") {
+            let _ = DateParser::default().parse(&text);
+            let _ = DateParser::default().with_order(DateOrder::DayFirst).parse(&text);
         }
     }
 
