@@ -97,6 +97,27 @@ impl Fields {
     }
 }
 
+impl Fields {
+    /// The fields of `text` cut at each `delimiter` (an ASCII byte), taken as they stand. An
+    /// empty text has none, as the CSV splitter reads it.
+    fn between(text: &str, delimiter: u8) -> Self {
+        if text.is_empty() {
+            return Self::default();
+        }
+        let mut fields = Self {
+            text: String::with_capacity(text.len()),
+            ends: Vec::with_capacity(16),
+        };
+        let mut start = 0;
+        for at in memchr::memchr_iter(delimiter, text.as_bytes()) {
+            fields.push(&text[start..at]);
+            start = at + 1;
+        }
+        fields.push(&text[start..]);
+        fields
+    }
+}
+
 impl<'a> FromIterator<&'a str> for Fields {
     fn from_iter<I: IntoIterator<Item = &'a str>>(fields: I) -> Self {
         let mut all = Self::default();
@@ -390,18 +411,39 @@ impl<R: BufRead> CsvReader<R> {
         if record.iter().all(u8::is_ascii_whitespace) {
             return Line::Blank { line };
         }
-        let fields = self.split(record);
+        bytes.truncate(record.len());
+        // The line's own buffer becomes its raw text: no copy when it is UTF-8.
+        let (raw, fields) = match self.plain_record(bytes) {
+            Ok(raw) => {
+                let fields = Fields::between(&raw, self.delimiter);
+                (raw, fields)
+            }
+            Err(bytes) => {
+                let fields = self.split(&bytes);
+                (self.encoding.decode_owned(bytes), fields)
+            }
+        };
         if fields.iter().all(|f| f.trim().is_empty()) {
             Line::Blank { line }
         } else {
-            // The line's own buffer becomes its raw text: no copy when it is UTF-8.
-            bytes.truncate(record.len());
-            Line::Record(RawRecord {
-                line,
-                raw: self.encoding.decode_owned(bytes),
-                fields,
-            })
+            Line::Record(RawRecord { line, raw, fields })
         }
+    }
+
+    /// The record as text when its fields are simply what lies between its delimiters: UTF-8
+    /// (read as such), with no quote (nothing to unescape) and no carriage return (which the
+    /// CSV splitter would take for the end of the record). Nearly every line of a sales export
+    /// is one, and cutting it at the delimiters is several times faster than the splitter's
+    /// byte-by-byte state machine. The bytes back otherwise.
+    fn plain_record(&self, bytes: Vec<u8>) -> Result<String, Vec<u8>> {
+        let plain = self.encoding == TextEncoding::Detect
+            // An ASCII delimiter never falls inside a multi-byte character.
+            && self.delimiter.is_ascii()
+            && memchr::memchr2(b'"', b'\r', &bytes).is_none();
+        if !plain {
+            return Err(bytes);
+        }
+        String::from_utf8(bytes).map_err(|e| e.into_bytes())
     }
 }
 
@@ -610,5 +652,20 @@ mod tests {
             CsvReader::new(&b""[..], None),
             Err(ReadError::Empty)
         ));
+    }
+
+    proptest::proptest! {
+        /// A record without quotes or carriage returns is cut at its delimiters into exactly
+        /// the fields the CSV splitter reads from it.
+        #[test]
+        fn a_plain_record_is_cut_as_the_splitter_reads_it(
+            record in "[a-zé£ 0-9.,;\t/:-]{0,40}",
+            delimiter in proptest::sample::select(vec![b',', b';', b'\t']),
+        ) {
+            let mut reader = CsvReader::new(&b"a,b\n"[..], Some(delimiter)).expect("header");
+            let split = reader.split(record.as_bytes());
+            let cut = Fields::between(&record, delimiter);
+            proptest::prop_assert_eq!(cut, split);
+        }
     }
 }
