@@ -265,16 +265,16 @@ impl SalesEventRef<'_> {
         {
             return Err(EventError::PriceTooPrecise(self.unit_price));
         }
-        if self
+        let price = self
             .unit_price_thousandths()
-            .is_none_or(|price| price > MAX_DECIMAL_18_3_UNSCALED)
-        {
-            return Err(EventError::PriceOutOfRange(self.unit_price));
-        }
+            .filter(|&price| price <= MAX_DECIMAL_18_3_UNSCALED)
+            .ok_or(EventError::PriceOutOfRange(self.unit_price))?;
         if self.quantity.unsigned_abs() > MAX_QUANTITY.unsigned_abs() {
             return Err(EventError::QuantityOutOfRange(self.quantity));
         }
-        self.amount_thousandths()
+        // The amount of the price just checked: not computed from the decimal again.
+        price
+            .checked_mul(i128::from(self.quantity))
             .filter(|amount| amount.abs() <= MAX_DECIMAL_18_3_UNSCALED)
             .ok_or(EventError::AmountOutOfRange {
                 quantity: self.quantity,
