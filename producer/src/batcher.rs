@@ -278,7 +278,7 @@ impl Batcher {
         // As in a KPL aggregate, an event bigger than the target still goes, alone.
         if !block.is_empty() && block.size() + added > (*target_bytes).min(max_bytes) {
             let (entry, rows, since) = self.buckets[shard].close(&mut self.compressor);
-            ready = self.add(entry, &rows, since);
+            ready = self.add(entry, &rows, Some(since));
         }
         let bucket = &mut self.buckets[shard];
         bucket
@@ -312,7 +312,7 @@ impl Batcher {
                     data,
                 },
                 &[row],
-                Instant::now(),
+                None,
             ));
         };
         let shard = shard_of(shards, &partition_key);
@@ -321,7 +321,7 @@ impl Batcher {
         let aggregator = self.buckets[shard].kpl();
         if !aggregator.is_empty() && aggregator.size_with(&partition_key, data.len()) > limit {
             let (entry, rows, since) = self.buckets[shard].close(&mut self.compressor);
-            ready = self.add(entry, &rows, since);
+            ready = self.add(entry, &rows, Some(since));
         }
         let bucket = &mut self.buckets[shard];
         let first_key = bucket.is_empty().then(|| partition_key.clone());
@@ -330,12 +330,19 @@ impl Batcher {
         Ok(ready)
     }
 
-    fn add(&mut self, entry: PutEntry, rows: &[u64], since: Instant) -> Option<PutBatch> {
+    /// Adds a record whose oldest event arrived at `since` (`None`: now) to the open request;
+    /// returns the request it closed to make room.
+    fn add(&mut self, entry: PutEntry, rows: &[u64], since: Option<Instant>) -> Option<PutBatch> {
         let mut ready = None;
         if !self.open.fits(entry_bytes(&entry), self.limits) {
             ready = self.take_open();
         }
-        self.open_since = Some(self.open_since.map_or(since, |open| open.min(since)));
+        // The clock is read only for the first record of a request: later ones are no older.
+        self.open_since = match (self.open_since, since) {
+            (Some(open), Some(since)) => Some(open.min(since)),
+            (Some(open), None) => Some(open),
+            (None, since) => Some(since.unwrap_or_else(Instant::now)),
+        };
         self.open.push(entry, rows);
         ready
     }
@@ -355,7 +362,7 @@ impl Batcher {
         for shard in 0..self.buckets.len() {
             if stale(self.buckets[shard].since) {
                 let (entry, rows, since) = self.buckets[shard].close(&mut self.compressor);
-                batches.extend(self.add(entry, &rows, since));
+                batches.extend(self.add(entry, &rows, Some(since)));
             }
         }
         if stale(self.open_since) {
@@ -382,7 +389,7 @@ impl Batcher {
                 continue;
             }
             let (entry, rows, since) = self.buckets[shard].close(&mut self.compressor);
-            batches.extend(self.add(entry, &rows, since));
+            batches.extend(self.add(entry, &rows, Some(since)));
         }
         batches.extend(self.take_open());
         batches
