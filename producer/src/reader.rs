@@ -98,9 +98,7 @@ impl Fields {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         (0..self.len()).filter_map(|index| self.get(index))
     }
-}
 
-impl Fields {
     /// The fields of `text` cut at each `delimiter` (an ASCII byte), taken as they stand. An
     /// empty text has none, as the CSV splitter reads it.
     fn between(text: &str, delimiter: u8) -> Self {
