@@ -149,12 +149,8 @@ fn thousands(value: f64) -> String {
 }
 
 /// The shortest of `runs` timings of `f`.
-fn best_of(runs: usize, mut f: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Result<f64> {
-    let mut best = f64::INFINITY;
-    for _ in 0..runs.max(1) {
-        best = best.min(f()?.as_secs_f64());
-    }
-    Ok(best)
+fn best_of(runs: usize, f: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Result<f64> {
+    Ok(best_of_each(runs, &mut [Box::new(f)])?[0])
 }
 
 /// The shortest of `runs` timings of each of `cores`, taken in turns (each core once, then each
