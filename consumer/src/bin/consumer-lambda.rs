@@ -21,7 +21,7 @@ use consumer::function::report::{ReportActionError, publish_report};
 use consumer::function::{Checkpoints, FunctionConfig, Invocation, handle};
 use consumer::progress::Progress;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 use tracing_subscriber::EnvFilter;
 
@@ -78,70 +78,76 @@ async fn main() -> Result<(), Error> {
     let checkpoints = Checkpoints::default();
     let (config, lake, lineage, checkpoints) = (&config, &lake, &lineage, &checkpoints);
     let reports = &reports;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        match Invocation::parse(event.payload)? {
-            Invocation::Kinesis(event) => {
-                let (response, report) = handle(event, lake, lineage, config, checkpoints).await?;
-                let now = chrono::Utc::now().timestamp_millis();
-                println!("{}", emf_line(&config.metrics_namespace, &report, now));
-                tracing::info!(
-                    records = report.counts.records,
-                    accepted = report.counts.accepted,
-                    duplicates = report.counts.duplicates,
-                    quarantined = report.counts.quarantined,
-                    replayed = report.counts.replayed,
-                    conflicts = report.conflicts,
-                    failed_records = report.failed_records,
-                    files = report.files,
-                    duration_ms = report.duration_ms,
-                    "batch handled"
-                );
-                Ok::<_, Error>(serde_json::to_value(response)?)
-            }
-            Invocation::Compact(days) => {
-                let reports =
-                    compact(lake, &days, config.batch.codec, &Progress::default()).await?;
-                for report in &reports {
+    // The payload as text, read here: see `Invocation::from_json`.
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<Box<RawValue>>| async move {
+            match Invocation::from_json(event.payload.get())? {
+                Invocation::Kinesis(event) => {
+                    let (response, report) =
+                        handle(event, lake, lineage, config, checkpoints).await?;
+                    let now = chrono::Utc::now().timestamp_millis();
+                    println!("{}", emf_line(&config.metrics_namespace, &report, now));
                     tracing::info!(
-                        day = ?report.day,
-                        files_in = report.files_in,
-                        events_out = report.events_out,
-                        duplicates = report.duplicates,
-                        superseded = report.superseded,
-                        "day compacted"
+                        records = report.counts.records,
+                        accepted = report.counts.accepted,
+                        duplicates = report.counts.duplicates,
+                        quarantined = report.counts.quarantined,
+                        replayed = report.counts.replayed,
+                        conflicts = report.conflicts,
+                        failed_records = report.failed_records,
+                        files = report.files,
+                        duration_ms = report.duration_ms,
+                        "batch handled"
                     );
+                    Ok::<_, Error>(serde_json::to_value(response)?)
                 }
-                Ok(serde_json::to_value(reports)?)
-            }
-            Invocation::Report(request) => {
-                let arn = config
-                    .report_topic
-                    .as_deref()
-                    .ok_or(ReportActionError::NoTopic)?;
-                let (athena, topic) = reports
-                    .get_or_try_init(|| async {
-                        let athena = Athena::connect(config.athena.clone()).await?;
-                        Ok::<_, Error>((athena, SnsTopic::connect(arn).await?))
-                    })
+                Invocation::Compact(days) => {
+                    let reports =
+                        compact(lake, &days, config.batch.codec, &Progress::default()).await?;
+                    for report in &reports {
+                        tracing::info!(
+                            day = ?report.day,
+                            files_in = report.files_in,
+                            events_out = report.events_out,
+                            duplicates = report.duplicates,
+                            superseded = report.superseded,
+                            "day compacted"
+                        );
+                    }
+                    Ok(serde_json::to_value(reports)?)
+                }
+                Invocation::Report(request) => {
+                    let arn = config
+                        .report_topic
+                        .as_deref()
+                        .ok_or(ReportActionError::NoTopic)?;
+                    let (athena, topic) = reports
+                        .get_or_try_init(|| async {
+                            let athena = Athena::connect(config.athena.clone()).await?;
+                            Ok::<_, Error>((athena, SnsTopic::connect(arn).await?))
+                        })
+                        .await
+                        .inspect_err(
+                            |e| tracing::error!(error = %e, "cannot set up Athena and SNS"),
+                        )?;
+                    let answer = run_on_athena(athena, &request)
+                        .await
+                        .map_err(ReportActionError::from)?;
+                    let notice = publish_report(
+                        &request,
+                        &answer,
+                        lake,
+                        &config.lake,
+                        topic,
+                        chrono::Utc::now(),
+                    )
                     .await
-                    .inspect_err(|e| tracing::error!(error = %e, "cannot set up Athena and SNS"))?;
-                let answer = run_on_athena(athena, &request)
-                    .await
-                    .map_err(ReportActionError::from)?;
-                let notice = publish_report(
-                    &request,
-                    &answer,
-                    lake,
-                    &config.lake,
-                    topic,
-                    chrono::Utc::now(),
-                )
-                .await
-                .inspect_err(|e| tracing::error!(error = %e, "report failed"))?;
-                tracing::info!(report = %notice.report, days = notice.days, "report published");
-                Ok(serde_json::to_value(notice)?)
+                    .inspect_err(|e| tracing::error!(error = %e, "report failed"))?;
+                    tracing::info!(report = %notice.report, days = notice.days, "report published");
+                    Ok(serde_json::to_value(notice)?)
+                }
             }
-        }
-    }))
+        },
+    ))
     .await
 }
