@@ -81,7 +81,10 @@ async fn main() -> Result<(), Error> {
     // The payload as text, read here: see `Invocation::from_json`.
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<Box<RawValue>>| async move {
-            match Invocation::from_json(event.payload.get())? {
+            let invocation = Invocation::from_json(event.payload.get())?;
+            // The payload's text (megabytes for a batch) goes before the batch is handled.
+            drop(event);
+            match invocation {
                 Invocation::Kinesis(event) => {
                     let (response, report) =
                         handle(event, lake, lineage, config, checkpoints).await?;

@@ -36,6 +36,10 @@ pub enum Invocation {
     Report(ReportRequest),
 }
 
+/// What the function is invoked with, for a payload that is none of it.
+const EXPECTED: &str = "expected a Kinesis event, an EventBridge scheduled event, \
+                        {\"action\": \"compact\"} or {\"action\": \"report\"}";
+
 /// A payload as read: a Kinesis event's `Records` in their type, any other member as JSON.
 struct Payload {
     records: Option<Vec<KinesisEventRecord>>,
@@ -81,8 +85,13 @@ impl Invocation {
     /// of 9.4 MB took 39-60 ms before the batch began, more than twice the batch itself; taken as
     /// text and read from it, 20-41 ms (the two taken in turns on the bench machine).
     pub fn from_json(text: &str) -> Result<Self, EventError> {
-        let payload: Payload = serde_json::from_str(text)
-            .map_err(|e| EventError::Unrecognised(format!("not a Kinesis event: {e}")))?;
+        let payload: Payload = serde_json::from_str(text).map_err(|e| {
+            if text.trim_start().starts_with('{') {
+                EventError::Unrecognised(format!("not a Kinesis event: {e}"))
+            } else {
+                EventError::Unrecognised(EXPECTED.to_owned())
+            }
+        })?;
         if let Some(records) = payload.records {
             let mut event = KinesisEvent::default();
             event.records = records;
@@ -134,10 +143,7 @@ impl Invocation {
                 .map(Self::Report)
                 .map_err(|e| EventError::Unrecognised(format!("report: {e}")));
         }
-        Err(unrecognised(
-            "expected a Kinesis event, an EventBridge scheduled event, {\"action\": \"compact\"} \
-             or {\"action\": \"report\"}",
-        ))
+        Err(unrecognised(EXPECTED))
     }
 }
 
@@ -204,7 +210,12 @@ mod tests {
         for (payload, says) in [
             (broken_record.as_str(), "not a Kinesis event"),
             (r#"{"Records":{}}"#, "not a Kinesis event"),
-            ("[1,2]", "not a Kinesis event"),
+            (
+                r#"{"Records":null,"action":"compact"}"#,
+                "not a Kinesis event",
+            ),
+            ("[1,2]", "expected a Kinesis event"),
+            ("null", "expected a Kinesis event"),
             (r#"{"action":"resize"}"#, "expected a Kinesis event"),
             ("{}", "expected a Kinesis event"),
         ] {
