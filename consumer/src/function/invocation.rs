@@ -41,6 +41,10 @@ const EXPECTED: &str = "expected a Kinesis event, an EventBridge scheduled event
                         {\"action\": \"compact\"} or {\"action\": \"report\"}";
 
 /// A payload as read: a Kinesis event's `Records` in their type, any other member as JSON.
+///
+/// Read by hand rather than derived with `#[serde(flatten)]` for the other members: serde reads a
+/// flattened struct by first buffering every member, the records included, into its own generic
+/// form, which is the copy this type is here to avoid.
 struct Payload {
     records: Option<Vec<KinesisEventRecord>>,
     members: Map<String, Value>,
@@ -97,11 +101,11 @@ impl Invocation {
             event.records = records;
             return Ok(Self::Kinesis(event));
         }
-        Self::from_members(Value::Object(payload.members))
+        Self::from_members(&payload.members)
     }
 
     /// An invocation other than a Kinesis batch, from the payload's members.
-    fn from_members(payload: Value) -> Result<Self, EventError> {
+    fn from_members(payload: &Map<String, Value>) -> Result<Self, EventError> {
         let unrecognised = |why: &str| EventError::Unrecognised(why.to_owned());
         if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
             return Ok(Self::Compact(Days::Touched));
