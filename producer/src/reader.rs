@@ -55,43 +55,68 @@ impl Line {
 }
 
 /// A record as read, before any validation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RawRecord {
     /// The physical line the record starts on (the header is line 1).
     pub line: u64,
-    /// The record's text without its line terminator, decoded as its fields are.
-    pub raw: String,
     pub fields: Fields,
+    /// The record's text, where its fields are not simply cut from it (quoted or re-decoded
+    /// fields); `None` where the fields' text is the record's own.
+    raw: Option<String>,
 }
 
-/// A record's decoded fields: one text and where each field ends in it, so a record costs two
+impl RawRecord {
+    /// A record of `fields` read from `raw`.
+    pub fn new(line: u64, raw: String, fields: Fields) -> Self {
+        let raw = (raw != fields.text).then_some(raw);
+        Self { line, fields, raw }
+    }
+
+    /// The record's text without its line terminator, decoded as its fields are.
+    pub fn raw(&self) -> &str {
+        self.raw.as_deref().unwrap_or(&self.fields.text)
+    }
+}
+
+impl PartialEq for RawRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.line == other.line && self.raw() == other.raw() && self.fields == other.fields
+    }
+}
+
+impl Eq for RawRecord {}
+
+/// A record's decoded fields: one text and where each field lies in it, so a record costs two
 /// allocations however many fields it has (a `String` each was a fifth of the producer's time).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A record without quotes keeps its own line as the text, cut where its delimiters are: its
+/// fields are never copied.
+#[derive(Debug, Clone, Default)]
 pub struct Fields {
     text: String,
-    ends: Vec<usize>,
+    /// Each field's start and end in `text`, in order.
+    spans: Vec<(usize, usize)>,
 }
 
 impl Fields {
     /// Appends a field.
     pub fn push(&mut self, field: &str) {
+        let start = self.text.len();
         self.text.push_str(field);
-        self.ends.push(self.text.len());
+        self.spans.push((start, self.text.len()));
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.spans.is_empty()
     }
 
     /// The text of field `index`, if the record has it.
     pub fn get(&self, index: usize) -> Option<&str> {
-        let end = *self.ends.get(index)?;
-        let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
-        // Every end was the text's length after a whole field was pushed: a char boundary.
+        let &(start, end) = self.spans.get(index)?;
+        // Every span starts and ends at a whole field's edge: char boundaries.
         Some(&self.text[start..end])
     }
 
@@ -99,25 +124,31 @@ impl Fields {
         (0..self.len()).filter_map(|index| self.get(index))
     }
 
-    /// The fields of `text` cut at each `delimiter` (an ASCII byte), taken as they stand. An
-    /// empty text has none, as the CSV splitter reads it.
-    fn between(text: &str, delimiter: u8) -> Self {
+    /// The fields of `text` cut at each `delimiter` (an ASCII byte, so never inside a character),
+    /// taken as they stand. An empty text has none, as the CSV splitter reads it.
+    fn between(text: String, delimiter: u8) -> Self {
         if text.is_empty() {
             return Self::default();
         }
-        let mut fields = Self {
-            text: String::with_capacity(text.len()),
-            ends: Vec::with_capacity(16),
-        };
+        let mut spans = Vec::with_capacity(16);
         let mut start = 0;
         for at in memchr::memchr_iter(delimiter, text.as_bytes()) {
-            fields.push(&text[start..at]);
+            spans.push((start, at));
             start = at + 1;
         }
-        fields.push(&text[start..]);
-        fields
+        spans.push((start, text.len()));
+        Self { text, spans }
     }
 }
+
+/// Fields are equal when they hold the same texts, however each is stored.
+impl PartialEq for Fields {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Fields {}
 
 impl<'a> FromIterator<&'a str> for Fields {
     fn from_iter<I: IntoIterator<Item = &'a str>>(fields: I) -> Self {
@@ -287,9 +318,14 @@ impl<R: BufRead> CsvReader<R> {
             && let Ok(text) = std::str::from_utf8(bytes)
             && ends.iter().all(|&end| text.is_char_boundary(end))
         {
+            let mut start = 0;
+            let spans = ends
+                .iter()
+                .map(|&end| (std::mem::replace(&mut start, end), end))
+                .collect();
             return Fields {
                 text: text.to_owned(),
-                ends: ends.to_vec(),
+                spans,
             };
         }
         let mut start = 0;
@@ -375,11 +411,8 @@ impl<R: BufRead> CsvReader<R> {
             let fields = self.split(trim_line_end(&bytes));
             if fields.len() == self.header.len() {
                 self.next_line += continuation.len() as u64;
-                return Ok(Some(Line::Record(RawRecord {
-                    line,
-                    raw: self.encoding.decode(trim_line_end(&bytes)),
-                    fields,
-                })));
+                let raw = self.encoding.decode(trim_line_end(&bytes));
+                return Ok(Some(Line::Record(RawRecord::new(line, raw, fields))));
             }
         }
         let first_len = bytes.len() - continuation.iter().map(Vec::len).sum::<usize>();
@@ -413,21 +446,24 @@ impl<R: BufRead> CsvReader<R> {
             return Line::Blank { line };
         }
         bytes.truncate(record.len());
-        // The line's own buffer becomes its raw text: no copy when it is UTF-8.
-        let (raw, fields) = match self.plain_record(bytes) {
-            Ok(raw) => {
-                let fields = Fields::between(&raw, self.delimiter);
-                (raw, fields)
-            }
+        // The line's own buffer becomes its raw text and its fields' text: no copy when it is
+        // UTF-8.
+        let record = match self.plain_record(bytes) {
+            // The line's own text is its fields' text: no field is copied.
+            Ok(raw) => RawRecord {
+                line,
+                fields: Fields::between(raw, self.delimiter),
+                raw: None,
+            },
             Err(bytes) => {
                 let fields = self.split(&bytes);
-                (self.encoding.decode_owned(bytes), fields)
+                RawRecord::new(line, self.encoding.decode_owned(bytes), fields)
             }
         };
-        if fields.iter().all(|f| f.trim().is_empty()) {
+        if record.fields.iter().all(|f| f.trim().is_empty()) {
             Line::Blank { line }
         } else {
-            Line::Record(RawRecord { line, raw, fields })
+            Line::Record(record)
         }
     }
 
@@ -562,7 +598,7 @@ mod tests {
         match &lines[0] {
             Line::Record(r) => {
                 assert_eq!(r.line, 2);
-                assert_eq!(r.raw, "536365,85123A,\"WHITE, HANGING \"\"HEART\"\"\"");
+                assert_eq!(r.raw(), "536365,85123A,\"WHITE, HANGING \"\"HEART\"\"\"");
             }
             _ => panic!("expected a record"),
         }
@@ -615,19 +651,19 @@ mod tests {
         assert_eq!(
             lines,
             vec![
-                Line::Record(RawRecord {
-                    line: 2,
-                    raw: "1,2".into(),
-                    fields: ["1", "2"].into_iter().collect()
-                }),
+                Line::Record(RawRecord::new(
+                    2,
+                    "1,2".into(),
+                    ["1", "2"].into_iter().collect()
+                )),
                 Line::Blank { line: 3 },
                 Line::Blank { line: 4 },
                 Line::Blank { line: 5 },
-                Line::Record(RawRecord {
-                    line: 6,
-                    raw: "3,4".into(),
-                    fields: ["3", "4"].into_iter().collect()
-                }),
+                Line::Record(RawRecord::new(
+                    6,
+                    "3,4".into(),
+                    ["3", "4"].into_iter().collect()
+                )),
             ]
         );
     }
@@ -672,8 +708,8 @@ mod tests {
             let split = reader.split(record.as_bytes());
             match reader.record(7, record.clone().into_bytes()) {
                 Line::Record(read) => {
-                    proptest::prop_assert_eq!(read.fields, split);
-                    proptest::prop_assert_eq!(read.raw, record);
+                    proptest::prop_assert_eq!(&read.fields, &split);
+                    proptest::prop_assert_eq!(read.raw(), record);
                 }
                 Line::Blank { .. } => {
                     proptest::prop_assert!(split.iter().all(|f| f.trim().is_empty()), "{:?}", split);

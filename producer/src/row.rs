@@ -174,11 +174,7 @@ mod tests {
     }
 
     fn record(line: u64, text: &str) -> RawRecord {
-        RawRecord {
-            line,
-            raw: text.to_owned(),
-            fields: text.split(',').collect(),
-        }
+        RawRecord::new(line, text.to_owned(), text.split(',').collect())
     }
 
     fn parse(text: &str) -> Result<SalesEvent, RejectReason> {

@@ -89,7 +89,7 @@ pub(super) fn read_rows<R: BufRead>(
                 Err(reason) => {
                     counts.rejected += 1;
                     rejects
-                        .write(record.line, &reason.to_string(), &record.raw)
+                        .write(record.line, &reason.to_string(), record.raw())
                         .map_err(|e| rejects_error(rejects, e))?;
                     shared.acks().read(row, false);
                 }
