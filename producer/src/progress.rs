@@ -36,7 +36,8 @@ impl Progress {
         }
     }
 
-    pub fn update(&mut self, rows: u64, message: impl FnOnce() -> String) {
+    /// `rows` read by `now`.
+    pub fn update(&mut self, now: Instant, rows: u64, message: impl FnOnce() -> String) {
         match &self.bar {
             Some(bar) => {
                 bar.set_position(rows);
@@ -45,9 +46,10 @@ impl Progress {
                 }
             }
             None => {
-                if self.last_log.elapsed() >= LOG_EVERY {
-                    self.last_log = Instant::now();
-                    let rate = rows as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+                if now.saturating_duration_since(self.last_log) >= LOG_EVERY {
+                    self.last_log = now;
+                    let elapsed = now.saturating_duration_since(self.started);
+                    let rate = rows as f64 / elapsed.as_secs_f64().max(1e-9);
                     tracing::info!(rows, rows_per_s = rate.round(), "{}", message());
                 }
             }
