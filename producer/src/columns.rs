@@ -181,10 +181,15 @@ impl ColumnMap {
         self.width
     }
 
+    /// The position of `field`'s column, if the layout has it.
+    pub fn index(&self, field: Field) -> Option<usize> {
+        let position = Field::ALL.iter().position(|f| *f == field)?;
+        self.indices[position]
+    }
+
     /// The field's text in a row of the right width (empty when the layout lacks the column).
     pub fn get<'a>(&self, fields: &'a Fields, field: Field) -> &'a str {
-        let position = Field::ALL.iter().position(|f| *f == field).unwrap_or(0);
-        self.indices[position]
+        self.index(field)
             .and_then(|index| fields.get(index))
             .unwrap_or_default()
     }

@@ -13,7 +13,7 @@ use flate2::bufread::MultiGzDecoder;
 
 use crate::columns::{ColumnMap, ColumnOverride, Field};
 use crate::dates::{DateOrder, DateParser, DetectedOrder, OrderDetector};
-use crate::reader::{CsvReader, Line, TextEncoding};
+use crate::reader::{CsvReader, TextEncoding};
 use crate::row::RowParser;
 use crate::source::Source;
 
@@ -255,15 +255,12 @@ fn detect_date_order(
         .with_context(|| format!("cannot read {}", input.display()))?;
     let columns = ColumnMap::from_header(reader.header(), columns)?;
     let mut detector = OrderDetector::default();
-    while let Some(line) = reader
-        .next_line()
-        .with_context(|| format!("cannot read {}", input.display()))?
-    {
-        if let Line::Record(record) = line
-            && record.fields.len() == columns.width()
-        {
-            detector.observe(columns.get(&record.fields, Field::InvoiceDate), record.line);
-        }
+    if let Some(index) = columns.index(Field::InvoiceDate) {
+        reader
+            .for_each_field(index, columns.width(), |date, line| {
+                detector.observe(date, line)
+            })
+            .with_context(|| format!("cannot read {}", input.display()))?;
     }
     Ok(detector.verdict()?)
 }

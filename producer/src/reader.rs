@@ -384,6 +384,79 @@ impl<R: BufRead> CsvReader<R> {
         Ok(Some(line))
     }
 
+    /// Calls `f` with field `index` and the line of each record of `width` fields, to the end of
+    /// the input: a pass that reads one column (the date order's). It sees the fields
+    /// [`next_line`] would give (a blank row's empty ones too), but a line without a quote
+    /// (nearly all of them) is cut where it stands in one reused buffer, with no record built;
+    /// any other line is read by [`next_line`].
+    ///
+    /// [`next_line`]: Self::next_line
+    pub fn for_each_field(
+        &mut self,
+        index: usize,
+        width: usize,
+        mut f: impl FnMut(&str, u64),
+    ) -> Result<(), ReadError> {
+        let mut buffer = Vec::new();
+        loop {
+            if self.pending.is_empty() {
+                buffer.clear();
+                if self.input.read_until(b'\n', &mut buffer)? == 0 {
+                    return Ok(());
+                }
+                if let Some(field) = self.plain_field(trim_line_end(&buffer), index, width) {
+                    if let Some(field) = field {
+                        f(field, self.next_line);
+                    }
+                    self.next_line += 1;
+                    continue;
+                }
+                self.pending.push_front(std::mem::take(&mut buffer));
+            }
+            match self.next_line()? {
+                Some(Line::Record(record)) if record.fields.len() == width => {
+                    f(record.fields.get(index).unwrap_or_default(), record.line);
+                }
+                Some(_) => {}
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Field `index` of `record` (no terminator) if the record is plain as
+    /// [`Self::plain_record`] tells one: `Some(None)` if it is plain but not `width` fields wide,
+    /// `None` if it is not (to be read as a record). Only the field need be UTF-8: a field that
+    /// is reads the same whether the rest of its line is or not.
+    #[allow(clippy::option_option)]
+    fn plain_field<'b>(
+        &self,
+        record: &'b [u8],
+        index: usize,
+        width: usize,
+    ) -> Option<Option<&'b str>> {
+        let plain = self.encoding == TextEncoding::Detect
+            && self.delimiter.is_ascii()
+            && memchr::memchr2(b'"', b'\r', record).is_none()
+            && !record.starts_with(UTF8_BOM);
+        if !plain {
+            return None;
+        }
+        // An empty line has no fields, as the splitter reads it.
+        let fields = match record.len() {
+            0 => 0,
+            _ => 1 + record.iter().filter(|&&b| b == self.delimiter).count(),
+        };
+        if fields != width {
+            return Some(None);
+        }
+        let field = record.split(|&b| b == self.delimiter).nth(index);
+        match field.map(std::str::from_utf8) {
+            Some(Ok(field)) => Some(Some(field)),
+            Some(Err(_)) => None,
+            None => Some(Some("")),
+        }
+    }
+
     /// The next line, or `None` at the end of the input.
     pub fn next_line(&mut self) -> Result<Option<Line>, ReadError> {
         let line = self.next_line;
@@ -716,6 +789,48 @@ mod tests {
                 }
                 Line::Malformed { .. } => proptest::prop_assert!(false, "one line is a record"),
             }
+        }
+
+        /// The one-column pass sees each record's field as a full read does, on the same
+        /// line, whatever the lines hold: quotes across lines, stray quotes, carriage returns,
+        /// blank rows, rows of other widths, bytes that are not UTF-8 (read as Windows-1252).
+        #[test]
+        fn the_one_column_pass_sees_what_a_full_read_sees(
+            lines in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::sample::select(b"ab1 ,,\"\"\r\xA3\xC3\xEF\xBB\xBF".to_vec()),
+                    0..12,
+                ),
+                0..12,
+            ),
+            index in 0..3_usize,
+            width in 1..4_usize,
+        ) {
+            let mut input = b"x,y,z\n".to_vec();
+            for line in &lines {
+                input.extend_from_slice(line);
+                input.push(b'\n');
+            }
+            let mut full = Vec::new();
+            let (_, read) = read_all(&input);
+            for line in read {
+                if let Line::Record(record) = line
+                    && record.fields.len() == width
+                {
+                    full.push((record.fields.get(index).unwrap_or_default().to_owned(), record.line));
+                }
+            }
+            let mut pass = Vec::new();
+            let mut reader = CsvReader::new(&input[..], None).expect("header");
+            reader
+                .for_each_field(index, width, |field, line| pass.push((field.to_owned(), line)))
+                .expect("reads");
+            // A blank row (every field empty or spaces) is no record to a full read; the pass
+            // gives its empty field.
+            pass.retain(|(field, line)| {
+                !field.trim().is_empty() || full.iter().any(|(_, l)| l == line)
+            });
+            proptest::prop_assert_eq!(pass, full);
         }
     }
 }
