@@ -15,7 +15,9 @@ use sales_stream::{Compression, HashKeyRange, StreamLocation};
 use crate::batcher::Packing;
 use crate::columns::ColumnMap;
 use crate::generate::{GenerateOptions, generate};
-use crate::input::{DateOrigin, OpenedInput, REJECTS_SUFFIX, input_paths, open_reader, open_rows};
+use crate::input::{
+    DateOrigin, OpenedInput, REJECTS_SUFFIX, input_paths, lines_of, open_reader, open_rows,
+};
 use crate::kinesis::KinesisSink;
 use crate::options::{Cli, Command, CompressionArg, GenerateArgs, SendOptions};
 use crate::progress::Progress;
@@ -225,7 +227,8 @@ async fn send_all<S: RecordSink>(
                 .unwrap_or_else(|| default_rejects(input, parser.source())),
         );
         let progress = Progress::new(true);
-        let (summary, rejects) = send_csv(reader, parser, sink.clone(), rejects, send, progress)
+        let lines = lines_of(input, reader)?;
+        let (summary, rejects) = send_csv(lines, parser, sink.clone(), rejects, send, progress)
             .await
             .with_context(|| match sent.len() {
                 0 => format!("sending {}", input.display()),

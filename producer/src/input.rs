@@ -13,7 +13,8 @@ use flate2::bufread::MultiGzDecoder;
 
 use crate::columns::{ColumnMap, ColumnOverride, Field};
 use crate::dates::{DateOrder, DateParser, DetectedOrder, OrderDetector};
-use crate::reader::{CsvReader, TextEncoding};
+use crate::read_ahead::ReadAhead;
+use crate::reader::{CsvReader, Line, ReadError, TextEncoding};
 use crate::row::RowParser;
 use crate::source::Source;
 
@@ -82,6 +83,22 @@ pub fn open_rows(
         reader,
         parser: RowParser::new(columns, date_parser, source),
         dates,
+    })
+}
+
+/// The lines of a CSV input, however they are read.
+pub type Lines = Box<dyn Iterator<Item = Result<Line, ReadError>> + Send>;
+
+/// The lines of `reader`, opened on `input`: read a chunk ahead on a thread of their own when
+/// `input` is a regular file (the second core reads while the first packs); as they come
+/// otherwise (standard input or a pipe, where a chunk would wait on lines that may be slow).
+pub fn lines_of(input: &Path, reader: CsvReader<Box<dyn BufRead + Send>>) -> anyhow::Result<Lines> {
+    let regular_file = input.as_os_str() != "-"
+        && std::fs::metadata(input).is_ok_and(|metadata| metadata.is_file());
+    Ok(if regular_file {
+        Box::new(ReadAhead::spawn(reader).context("cannot start the reading thread")?)
+    } else {
+        Box::new(reader)
     })
 }
 

@@ -559,6 +559,15 @@ impl<R: BufRead> CsvReader<R> {
     }
 }
 
+/// The lines to the end of the input, as [`CsvReader::next_line`] reads them.
+impl<R: BufRead> Iterator for CsvReader<R> {
+    type Item = Result<Line, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_line().transpose()
+    }
+}
+
 /// Where a scan of quoted CSV stands at the end of a line.
 #[derive(Debug, Clone, Copy)]
 struct QuoteState {

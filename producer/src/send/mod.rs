@@ -7,7 +7,6 @@
 //! channel between them keeps memory flat: the reader waits when requests are slow. What they
 //! share is [`Shared`]; what the run did is its [`Summary`].
 
-use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -17,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::acks::Acks;
 use crate::batcher::{Batcher, BatcherError, Packing, RequestLimits};
 use crate::progress::Progress;
-use crate::reader::{CsvReader, ReadError};
+use crate::reader::{Line, ReadError};
 use crate::rejects::RejectsFile;
 use crate::retry::RetryPolicy;
 use crate::row::RowParser;
@@ -105,9 +104,9 @@ pub enum SendError {
     },
 }
 
-/// Streams every row of `reader` to `sink`.
-pub async fn send_csv<R, S>(
-    reader: CsvReader<R>,
+/// Streams every row of `lines` (a [`crate::CsvReader`], or a [`crate::ReadAhead`] of one) to `sink`.
+pub async fn send_csv<L, S>(
+    lines: L,
     parser: RowParser,
     sink: Arc<S>,
     mut rejects: RejectsFile,
@@ -115,7 +114,7 @@ pub async fn send_csv<R, S>(
     progress: Progress,
 ) -> Result<(Summary, RejectsFile), SendError>
 where
-    R: BufRead + Send + 'static,
+    L: Iterator<Item = Result<Line, ReadError>> + Send + 'static,
     S: RecordSink,
 {
     let started = Instant::now();
@@ -139,7 +138,7 @@ where
         let skip_rows = options.skip_rows;
         tokio::task::spawn_blocking(move || {
             let counts = rows::read_rows(
-                reader,
+                lines,
                 &parser,
                 batcher,
                 &mut rejects,

@@ -1,7 +1,6 @@
 //! The reading thread: rows → events → batches, with every row accounted for (sent, rejected
 //! or blank) and every batch handed to the dispatcher through a bounded channel.
 
-use std::io::BufRead;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -10,7 +9,7 @@ use tokio::sync::mpsc;
 use super::{SendError, Shared};
 use crate::batcher::{Batcher, PutBatch};
 use crate::progress::Progress;
-use crate::reader::{CsvReader, Line};
+use crate::reader::{Line, ReadError};
 use crate::rejects::RejectsFile;
 use crate::row::RowParser;
 
@@ -25,8 +24,8 @@ pub(super) struct ReadCounts {
 
 /// The reading thread: rows → events → batches, until the input ends or a stop is asked for.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn read_rows<R: BufRead>(
-    mut reader: CsvReader<R>,
+pub(super) fn read_rows(
+    mut lines: impl Iterator<Item = Result<Line, ReadError>>,
     parser: &RowParser,
     mut batcher: Batcher,
     rejects: &mut RejectsFile,
@@ -51,7 +50,7 @@ pub(super) fn read_rows<R: BufRead>(
     let mut row = 0_u64;
     let mut open = true;
     while open && !shared.stopping() {
-        let Some(line) = reader.next_line()? else {
+        let Some(line) = lines.next().transpose()? else {
             break;
         };
         row += 1;
