@@ -227,7 +227,8 @@ async fn send_all<S: RecordSink>(
                 .unwrap_or_else(|| default_rejects(input, parser.source())),
         );
         let progress = Progress::new(true);
-        let lines = lines_of(input, reader)?;
+        let ids = parser.ids().clone();
+        let lines = lines_of(input, reader, ids, send.packing.routes_by_hash_key())?;
         let (summary, rejects) = send_csv(lines, parser, sink.clone(), rejects, send, progress)
             .await
             .with_context(|| match sent.len() {

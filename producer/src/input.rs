@@ -13,9 +13,13 @@ use flate2::bufread::MultiGzDecoder;
 
 use crate::columns::{ColumnMap, ColumnOverride, Field};
 use crate::dates::{DateOrder, DateParser, DetectedOrder, OrderDetector};
+use sales_stream::EventIds;
+
+use crate::batcher::EventKey;
 use crate::read_ahead::ReadAhead;
 use crate::reader::{CsvReader, Line, ReadError, TextEncoding};
 use crate::row::RowParser;
+use crate::send::{KeyedLine, unkeyed};
 use crate::source::Source;
 
 /// How an input's rows are read.
@@ -87,19 +91,29 @@ pub fn open_rows(
 }
 
 /// The lines of a CSV input, however they are read.
-pub type Lines = Box<dyn Iterator<Item = Result<Line, ReadError>> + Send>;
+pub type Lines = Box<dyn Iterator<Item = Result<KeyedLine, ReadError>> + Send>;
 
-/// The lines of `reader`, opened on `input`: read a chunk ahead on a thread of their own when
-/// `input` is a regular file (the second core reads while the first packs); as they come
-/// otherwise (standard input or a pipe, where a chunk would wait on lines that may be slow).
-pub fn lines_of(input: &Path, reader: CsvReader<Box<dyn BufRead + Send>>) -> anyhow::Result<Lines> {
+/// The lines of `reader`, opened on `input`: when `input` is a regular file, read a chunk ahead
+/// on a thread of their own, which also derives each record's [`EventKey`] from `ids` (with its
+/// hash key if `hashed`), so the second core reads while the first packs; as they come otherwise
+/// (standard input or a pipe, where a chunk would wait on lines that may be slow).
+pub fn lines_of(
+    input: &Path,
+    reader: CsvReader<Box<dyn BufRead + Send>>,
+    ids: EventIds,
+    hashed: bool,
+) -> anyhow::Result<Lines> {
     let regular_file = input.as_os_str() != "-"
         && std::fs::metadata(input).is_ok_and(|metadata| metadata.is_file());
-    Ok(if regular_file {
-        Box::new(ReadAhead::spawn(reader).context("cannot start the reading thread")?)
-    } else {
-        Box::new(reader)
-    })
+    if !regular_file {
+        return Ok(Box::new(unkeyed(reader)));
+    }
+    let key = move |line: &Line| match line {
+        Line::Record(record) => Some(EventKey::derive(&ids, record.line, hashed)),
+        _ => None,
+    };
+    let lines = ReadAhead::spawn(reader, key).context("cannot start the reading thread")?;
+    Ok(Box::new(lines))
 }
 
 /// The source `input` is read as: the file itself, or for standard input the `--source-id`.

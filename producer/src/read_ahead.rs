@@ -1,6 +1,6 @@
-//! Reading a file on a thread of its own: the reading thread parses, validates, derives ids and
-//! packs, and reading and splitting the lines was a sixth of its work, which the second core can
-//! do a chunk ahead.
+//! Reading a file on a thread of its own: the thread that packs events was the producer's
+//! bottleneck, and reading and splitting the lines was a sixth of its work, deriving the events'
+//! keys a fifth. The second core does both a chunk ahead.
 
 use std::io::BufRead;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -18,29 +18,33 @@ const CHUNK_LINES: usize = 8192;
 const CHUNKS_AHEAD: usize = 1;
 
 /// What the reading thread hands over.
-enum Chunk {
-    Lines(Vec<Line>),
+enum Chunk<T> {
+    Lines(Vec<(Line, T)>),
     Failed(ReadError),
     End,
 }
 
-/// The lines of a [`CsvReader`], read on a thread of their own a chunk at a time. Only for
-/// input that is never slow to come (a regular file): a chunk waits until it is full.
-pub struct ReadAhead {
+/// The lines of a [`CsvReader`], each with what a function derives from it, read on a thread of
+/// their own a chunk at a time. Only for input that is never slow to come (a regular file): a
+/// chunk waits until it is full.
+pub struct ReadAhead<T> {
     /// `None` once dropped, which tells the thread to stop.
-    chunks: Option<Receiver<Chunk>>,
-    current: std::vec::IntoIter<Line>,
+    chunks: Option<Receiver<Chunk<T>>>,
+    current: std::vec::IntoIter<(Line, T)>,
     reading: Option<JoinHandle<()>>,
     ended: bool,
 }
 
-impl ReadAhead {
-    /// Starts reading `reader` on a new thread.
-    pub fn spawn<R: BufRead + Send + 'static>(reader: CsvReader<R>) -> std::io::Result<Self> {
+impl<T: Send + 'static> ReadAhead<T> {
+    /// Starts reading `reader` on a new thread, which also derives `derive(line)` of each line.
+    pub fn spawn<R: BufRead + Send + 'static>(
+        reader: CsvReader<R>,
+        derive: impl FnMut(&Line) -> T + Send + 'static,
+    ) -> std::io::Result<Self> {
         let (sender, chunks) = sync_channel(CHUNKS_AHEAD);
         let reading = std::thread::Builder::new()
             .name("read-ahead".into())
-            .spawn(move || read(reader, &sender))?;
+            .spawn(move || read(reader, derive, &sender))?;
         Ok(Self {
             chunks: Some(chunks),
             current: Vec::new().into_iter(),
@@ -60,13 +64,18 @@ impl ReadAhead {
 }
 
 /// The reading thread: chunks until the end, an error, or the receiver is gone.
-fn read<R: BufRead>(mut reader: CsvReader<R>, chunks: &SyncSender<Chunk>) {
+fn read<R: BufRead, T>(
+    mut reader: CsvReader<R>,
+    mut derive: impl FnMut(&Line) -> T,
+    chunks: &SyncSender<Chunk<T>>,
+) {
     loop {
         let mut lines = Vec::with_capacity(CHUNK_LINES);
         let last = loop {
             match reader.next_line() {
                 Ok(Some(line)) => {
-                    lines.push(line);
+                    let derived = derive(&line);
+                    lines.push((line, derived));
                     if lines.len() == CHUNK_LINES {
                         break None;
                     }
@@ -85,8 +94,8 @@ fn read<R: BufRead>(mut reader: CsvReader<R>, chunks: &SyncSender<Chunk>) {
     }
 }
 
-impl Iterator for ReadAhead {
-    type Item = Result<Line, ReadError>;
+impl<T: Send + 'static> Iterator for ReadAhead<T> {
+    type Item = Result<(Line, T), ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -113,7 +122,7 @@ impl Iterator for ReadAhead {
     }
 }
 
-impl Drop for ReadAhead {
+impl<T> Drop for ReadAhead<T> {
     fn drop(&mut self) {
         // The thread stops at its next hand-over, at most a chunk of a file away.
         self.chunks = None;
@@ -123,7 +132,7 @@ impl Drop for ReadAhead {
     }
 }
 
-impl std::fmt::Debug for ReadAhead {
+impl<T> std::fmt::Debug for ReadAhead<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReadAhead")
             .field("ended", &self.ended)
@@ -153,11 +162,18 @@ mod tests {
         for rows in [0, 1, CHUNK_LINES - 1, CHUNK_LINES, 3 * CHUNK_LINES + 7] {
             let text = csv(rows);
             let reader = CsvReader::new(std::io::Cursor::new(text.clone()), None).expect("header");
-            let ahead: Vec<Line> = ReadAhead::spawn(reader)
+            let ahead: Vec<(Line, u64)> = ReadAhead::spawn(reader, Line::line)
                 .expect("spawns")
                 .map(|line| line.expect("reads"))
                 .collect();
-            assert_eq!(ahead, read_directly(&text), "{rows} rows");
+            let direct: Vec<(Line, u64)> = read_directly(&text)
+                .into_iter()
+                .map(|line| {
+                    let number = line.line();
+                    (line, number)
+                })
+                .collect();
+            assert_eq!(ahead, direct, "{rows} rows");
         }
     }
 
@@ -199,7 +215,7 @@ mod tests {
             None,
         )
         .expect("header");
-        let mut ahead = ReadAhead::spawn(reader).expect("spawns");
+        let mut ahead = ReadAhead::spawn(reader, |_| ()).expect("spawns");
         let mut lines = 0;
         let error = loop {
             match ahead.next() {
@@ -236,7 +252,7 @@ mod tests {
     fn a_panic_on_the_reading_thread_is_not_taken_for_the_end_of_the_input() {
         let input = std::io::Read::chain(&b"a,b\n"[..], Panicking);
         let reader = CsvReader::new(input, None).expect("header");
-        let mut ahead = ReadAhead::spawn(reader).expect("spawns");
+        let mut ahead = ReadAhead::spawn(reader, |_| ()).expect("spawns");
         let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ahead.next()));
         assert!(next.is_err(), "the lines ended quietly: {next:?}");
     }
@@ -245,7 +261,7 @@ mod tests {
     fn dropped_early_the_reading_thread_stops() {
         let text = csv(20 * CHUNK_LINES);
         let reader = CsvReader::new(std::io::Cursor::new(text), None).expect("header");
-        let mut ahead = ReadAhead::spawn(reader).expect("spawns");
+        let mut ahead = ReadAhead::spawn(reader, |_| ()).expect("spawns");
         assert!(ahead.next().is_some());
         // Joins the thread: the test would hang if it kept reading into a full channel.
         drop(ahead);

@@ -115,8 +115,23 @@ impl RowParser {
         }
     }
 
+    /// The ids of the source's lines.
+    pub fn ids(&self) -> &EventIds {
+        &self.ids
+    }
+
     /// The event of `record`, its text borrowed from the record's.
     pub fn parse<'r>(&self, record: &'r RawRecord) -> Result<SalesEventRef<'r>, RejectReason> {
+        self.parse_as(record, self.ids.id(record.line))
+    }
+
+    /// [`Self::parse`] with the id of the record's line derived ahead (it must be
+    /// `self.ids().id(record.line)`).
+    pub fn parse_as<'r>(
+        &self,
+        record: &'r RawRecord,
+        event_id: uuid::Uuid,
+    ) -> Result<SalesEventRef<'r>, RejectReason> {
         let fields = &record.fields;
         if fields.len() != self.columns.width() {
             return Err(RejectReason::ColumnCount {
@@ -139,7 +154,7 @@ impl RowParser {
             .parse(date_text)
             .ok_or_else(|| RejectReason::BadDate(date_text.trim().to_owned()))?;
         let event = SalesEventRef {
-            event_id: self.ids.id(record.line),
+            event_id,
             event_time,
             invoice_no: Cow::Borrowed(invoice_no),
             stock_code: Cow::Borrowed(stock_code),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::{SendError, Shared};
-use crate::batcher::{Batcher, PutBatch};
+use crate::batcher::{Batcher, EventKey, PutBatch};
 use crate::progress::Progress;
 use crate::reader::{Line, ReadError};
 use crate::rejects::RejectsFile;
@@ -25,7 +25,7 @@ pub(super) struct ReadCounts {
 /// The reading thread: rows → events → batches, until the input ends or a stop is asked for.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn read_rows(
-    mut lines: impl Iterator<Item = Result<Line, ReadError>>,
+    mut lines: impl Iterator<Item = Result<(Line, Option<EventKey>), ReadError>>,
     parser: &RowParser,
     mut batcher: Batcher,
     rejects: &mut RejectsFile,
@@ -50,7 +50,7 @@ pub(super) fn read_rows(
     let mut row = 0_u64;
     let mut open = true;
     while open && !shared.stopping() {
-        let Some(line) = lines.next().transpose()? else {
+        let Some((line, key)) = lines.next().transpose()? else {
             break;
         };
         row += 1;
@@ -77,10 +77,15 @@ pub(super) fn read_rows(
                     .map_err(|e| rejects_error(rejects, e))?;
                 shared.acks().read(row, false);
             }
-            Line::Record(record) => match parser.parse(&record) {
+            Line::Record(record) => match key.map_or_else(
+                || parser.parse(&record),
+                |key| parser.parse_as(&record, key.id),
+            ) {
                 Ok(event) => {
                     shared.acks().read(row, true);
-                    let full = batcher.push_event(row, &event, parser.origin(record.line))?;
+                    let origin = parser.origin(record.line);
+                    let hash_key = key.and_then(|key| key.hash_key);
+                    let full = batcher.push_keyed(row, &event, origin, hash_key)?;
                     if let Some(batch) = full {
                         open = send(&mut batcher, batch);
                     }

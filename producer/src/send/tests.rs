@@ -93,7 +93,7 @@ async fn send(
     let (reader, parser) = input(rows);
     let rejects = RejectsFile::new(dir.path().join("rejects.csv"));
     send_csv(
-        reader,
+        unkeyed(reader),
         parser,
         Arc::clone(sink),
         rejects,
@@ -233,7 +233,7 @@ async fn a_permanent_entry_error_is_not_retried() {
     let (reader, parser) = input(100);
     let rejects = RejectsFile::new(dir.path().join("rejects.csv"));
     let result = send_csv(
-        reader,
+        unkeyed(reader),
         parser,
         Arc::new(Refusing),
         rejects,
@@ -282,7 +282,7 @@ async fn requests_follow_the_sinks_limits_unless_the_run_is_paced() {
         };
         let rejects = RejectsFile::new(dir.path().join("rejects.csv"));
         send_csv(
-            reader,
+            unkeyed(reader),
             parser,
             Arc::clone(&sink),
             rejects,
@@ -298,5 +298,59 @@ async fn requests_follow_the_sinks_limits_unless_the_run_is_paced() {
             Some(&largest),
             "{rows_per_s:?}: {sizes:?}"
         );
+    }
+}
+
+/// Keys derived ahead on the reading thread ([`crate::input::lines_of`]) send exactly what the
+/// packing thread sends deriving them itself: the same records, each event on the same shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_derived_ahead_send_the_same_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for packing in [
+        Packing::Plain,
+        Packing::Compact {
+            shards: HashKeyRange::split_evenly(4),
+            target_bytes: 8 * 1024,
+        },
+    ] {
+        let options = SendOptions {
+            packing: packing.clone(),
+            ..SendOptions::default()
+        };
+        let mut delivered = Vec::new();
+        for ahead in [false, true] {
+            let (reader, parser) = input(3_000);
+            let sink = Arc::new(FlakySink::default());
+            let rejects = RejectsFile::new(dir.path().join("rejects.csv"));
+            let (ids, hashed) = (parser.ids().clone(), packing.routes_by_hash_key());
+            let lines: crate::input::Lines = if ahead {
+                let key = move |line: &Line| match line {
+                    Line::Record(record) => Some(EventKey::derive(&ids, record.line, hashed)),
+                    _ => None,
+                };
+                Box::new(crate::ReadAhead::spawn(reader, key).expect("spawns"))
+            } else {
+                Box::new(unkeyed(reader))
+            };
+            let options = SendOptions {
+                retry: fast_retries(10),
+                ..options.clone()
+            };
+            send_csv(
+                lines,
+                parser,
+                Arc::clone(&sink),
+                rejects,
+                &options,
+                Progress::new(false),
+            )
+            .await
+            .expect("sent");
+            let mut entries = sink.delivered.lock().expect("lock").clone();
+            entries.sort_by(|a, b| a.partition_key.cmp(&b.partition_key));
+            delivered.push(entries);
+        }
+        assert!(!delivered[0].is_empty());
+        assert!(delivered[0] == delivered[1], "{packing:?}");
     }
 }
