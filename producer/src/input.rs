@@ -108,6 +108,16 @@ pub fn lines_of(
     if !regular_file {
         return Ok(Box::new(unkeyed(reader)));
     }
+    read_ahead(reader, ids, hashed)
+}
+
+/// The lines of `reader` read a chunk ahead on a thread of their own, which derives each
+/// record's [`EventKey`] from `ids` (with its hash key if `hashed`).
+pub fn read_ahead<R: BufRead + Send + 'static>(
+    reader: CsvReader<R>,
+    ids: EventIds,
+    hashed: bool,
+) -> anyhow::Result<Lines> {
     let key = move |line: &Line| match line {
         Line::Record(record) => Some(EventKey::derive(&ids, record.line, hashed)),
         _ => None,

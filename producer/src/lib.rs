@@ -29,7 +29,7 @@ pub mod source;
 pub mod throttle;
 
 pub use batcher::{
-    Batcher, BatcherError, DEFAULT_AGGREGATE_BYTES, MAX_BYTES_PER_PUT, MAX_RECORD_BYTES,
+    Batcher, BatcherError, DEFAULT_AGGREGATE_BYTES, EventKey, MAX_BYTES_PER_PUT, MAX_RECORD_BYTES,
     MAX_RECORDS_PER_PUT, Packing, PutBatch, RequestLimits,
 };
 pub use columns::{ColumnMap, ColumnOverride, Field, HeaderError};

@@ -301,7 +301,7 @@ async fn requests_follow_the_sinks_limits_unless_the_run_is_paced() {
     }
 }
 
-/// Keys derived ahead on the reading thread ([`crate::input::lines_of`]) send exactly what the
+/// Keys derived ahead on the reading thread ([`crate::input::read_ahead`]) send exactly what the
 /// packing thread sends deriving them itself: the same records, each event on the same shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_derived_ahead_send_the_same_records() {
@@ -322,13 +322,9 @@ async fn keys_derived_ahead_send_the_same_records() {
             let (reader, parser) = input(3_000);
             let sink = Arc::new(FlakySink::default());
             let rejects = RejectsFile::new(dir.path().join("rejects.csv"));
-            let (ids, hashed) = (parser.ids().clone(), packing.routes_by_hash_key());
             let lines: crate::input::Lines = if ahead {
-                let key = move |line: &Line| match line {
-                    Line::Record(record) => Some(EventKey::derive(&ids, record.line, hashed)),
-                    _ => None,
-                };
-                Box::new(crate::ReadAhead::spawn(reader, key).expect("spawns"))
+                let (ids, hashed) = (parser.ids().clone(), packing.routes_by_hash_key());
+                crate::input::read_ahead(reader, ids, hashed).expect("spawns")
             } else {
                 Box::new(unkeyed(reader))
             };
