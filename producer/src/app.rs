@@ -228,7 +228,8 @@ async fn send_all<S: RecordSink>(
         );
         let progress = Progress::new(true);
         let ids = parser.ids().clone();
-        let lines = lines_of(input, reader, ids, send.packing.routes_by_hash_key())?;
+        let hashed = send.packing.routes_by_hash_key();
+        let lines = lines_of(input, reader, ids, hashed, send.skip_rows)?;
         let (summary, rejects) = send_csv(lines, parser, sink.clone(), rejects, send, progress)
             .await
             .with_context(|| match sent.len() {

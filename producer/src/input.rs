@@ -95,34 +95,45 @@ pub type Lines = Box<dyn Iterator<Item = Result<KeyedLine, ReadError>> + Send>;
 
 /// The lines of `reader`, opened on `input`: when `input` is a regular file, read a chunk ahead
 /// on a thread of their own, which also derives each record's [`EventKey`] from `ids` (with its
-/// hash key if `hashed`), so the second core reads while the first packs; as they come otherwise
-/// (standard input or a pipe, where a chunk would wait on lines that may be slow).
+/// hash key if `hashed`; none for the first `skip_rows` rows, which are not sent), so the second
+/// core reads while the first packs; as they come otherwise (standard input or a pipe, where a
+/// chunk would wait on lines that may be slow).
 pub fn lines_of(
     input: &Path,
     reader: CsvReader<Box<dyn BufRead + Send>>,
     ids: EventIds,
     hashed: bool,
+    skip_rows: u64,
 ) -> anyhow::Result<Lines> {
     let regular_file = input.as_os_str() != "-"
         && std::fs::metadata(input).is_ok_and(|metadata| metadata.is_file());
     if !regular_file {
         return Ok(Box::new(unkeyed(reader)));
     }
-    read_ahead(reader, ids, hashed)
+    read_ahead(reader, ids, hashed, skip_rows)
 }
 
-/// The lines of `reader` read a chunk ahead on a thread of their own, which derives each
-/// record's [`EventKey`] from `ids` (with its hash key if `hashed`).
+/// The lines of `reader` read a chunk ahead on a thread of their own, which derives the
+/// [`EventKey`] of each record after the first `skip_rows` rows (rows counted as the packing
+/// thread counts them: every line it is given) from `ids`, with its hash key if `hashed`.
 pub fn read_ahead<R: BufRead + Send + 'static>(
     reader: CsvReader<R>,
     ids: EventIds,
     hashed: bool,
+    skip_rows: u64,
 ) -> anyhow::Result<Lines> {
-    let key = move |line: &Line| match line {
-        Line::Record(record) => Some(EventKey::derive(&ids, record.line, hashed)),
-        _ => None,
+    let mut row = 0_u64;
+    let key = move |line: &Line| {
+        row += 1;
+        match line {
+            Line::Record(record) if row > skip_rows => {
+                Some(EventKey::derive(&ids, record.line, hashed))
+            }
+            _ => None,
+        }
     };
-    let lines = ReadAhead::spawn(reader, key).context("cannot start the reading thread")?;
+    let lines = ReadAhead::spawn(reader, key)
+        .context("cannot start the thread that reads the input ahead")?;
     Ok(Box::new(lines))
 }
 

@@ -8,13 +8,18 @@ use std::thread::JoinHandle;
 
 use crate::reader::{CsvReader, Line, ReadError};
 
-/// Lines a chunk. The reading thread is the faster, so it waits on a full channel and each
-/// chunk taken wakes it: a system call and an interrupt to the other core, measured at a tenth
-/// of the packing thread's time with chunks of 1,024 lines. A chunk of 8,192 lines is a couple
-/// of megabytes.
+/// Lines a chunk, at most. The reading thread is the faster, so it waits on a full channel and
+/// each chunk taken wakes it: a system call and an interrupt to the other core, measured at a
+/// tenth of the packing thread's time with chunks of 1,024 lines.
 const CHUNK_LINES: usize = 8192;
 
-/// Chunks read ahead of the one being worked on: a bound on memory.
+/// Bytes of text a chunk, at most: rows can be long (a record may span up to
+/// [`crate::reader::MAX_QUOTED_LINES`] lines), and memory is bounded by bytes, not rows. About
+/// 3 MiB of records at this project's rows (8,192 of them).
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// Chunks waiting in the channel: with the one being filled and the one being worked on, three
+/// chunks at most are in memory.
 const CHUNKS_AHEAD: usize = 1;
 
 /// What the reading thread hands over.
@@ -71,12 +76,18 @@ fn read<R: BufRead, T>(
 ) {
     loop {
         let mut lines = Vec::with_capacity(CHUNK_LINES);
+        let mut bytes = 0;
         let last = loop {
             match reader.next_line() {
                 Ok(Some(line)) => {
+                    bytes += match &line {
+                        Line::Record(record) => record.raw().len(),
+                        Line::Malformed { raw, .. } => raw.len(),
+                        Line::Blank { .. } => 0,
+                    };
                     let derived = derive(&line);
                     lines.push((line, derived));
-                    if lines.len() == CHUNK_LINES {
+                    if lines.len() == CHUNK_LINES || bytes >= CHUNK_BYTES {
                         break None;
                     }
                 }
@@ -126,8 +137,11 @@ impl<T> Drop for ReadAhead<T> {
     fn drop(&mut self) {
         // The thread stops at its next hand-over, at most a chunk of a file away.
         self.chunks = None;
-        if let Some(reading) = self.reading.take() {
-            let _ = reading.join();
+        if let Some(reading) = self.reading.take()
+            && reading.join().is_err()
+        {
+            // Dropped while unwinding or after a stop: the panic's message is already printed.
+            tracing::error!("the thread reading the input ahead panicked");
         }
     }
 }
@@ -261,9 +275,39 @@ mod tests {
     fn dropped_early_the_reading_thread_stops() {
         let text = csv(20 * CHUNK_LINES);
         let reader = CsvReader::new(std::io::Cursor::new(text), None).expect("header");
-        let mut ahead = ReadAhead::spawn(reader, |_| ()).expect("spawns");
+        let derived = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&derived);
+        let mut ahead = ReadAhead::spawn(reader, move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
+        .expect("spawns");
         assert!(ahead.next().is_some());
         // Joins the thread: the test would hang if it kept reading into a full channel.
         drop(ahead);
+        let after_drop = derived.load(std::sync::atomic::Ordering::Relaxed);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(
+            derived.load(std::sync::atomic::Ordering::Relaxed),
+            after_drop
+        );
+        assert!(
+            after_drop < 20 * CHUNK_LINES,
+            "it read on: {after_drop} lines"
+        );
+    }
+
+    #[test]
+    fn a_chunk_ends_at_its_bytes_when_its_rows_are_long() {
+        let mut text = b"a,b\n".to_vec();
+        let long = "x".repeat(CHUNK_BYTES / 4);
+        for row in 0..10 {
+            text.extend_from_slice(format!("{row},{long}\n").as_bytes());
+        }
+        let reader = CsvReader::new(std::io::Cursor::new(text), None).expect("header");
+        let mut ahead = ReadAhead::spawn(reader, |_| ()).expect("spawns");
+        assert!(ahead.next().is_some());
+        // The first chunk is the four rows that reach its bytes, not 8,192.
+        assert_eq!(ahead.current.len(), 3);
+        assert_eq!(ahead.count(), 9);
     }
 }

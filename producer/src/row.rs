@@ -132,7 +132,7 @@ impl RowParser {
         record: &'r RawRecord,
         event_id: uuid::Uuid,
     ) -> Result<SalesEventRef<'r>, RejectReason> {
-        let fields = &record.fields;
+        let fields = record.fields();
         if fields.len() != self.columns.width() {
             return Err(RejectReason::ColumnCount {
                 expected: self.columns.width(),

@@ -1,4 +1,4 @@
-//! The dispatcher: sends batches as the reading thread hands them over, with a bounded number
+//! The dispatcher: sends batches as the packing thread hands them over, with a bounded number
 //! in flight and the throttle's pace, and stops everything on the first failure or on Ctrl-C.
 
 use std::pin::pin;

@@ -105,7 +105,7 @@ pub enum SendError {
     },
 }
 
-/// A line as the reading thread takes it, with its event's key where that was derived ahead
+/// A line as the packing thread takes it, with its event's key where that was derived ahead
 /// ([`crate::ReadAhead`]; `None` where the thread derives it).
 pub type KeyedLine = (Line, Option<EventKey>);
 
@@ -198,7 +198,7 @@ where
     Ok((summary, rejects))
 }
 
-/// State shared by the reading thread, the dispatcher and the requests in flight.
+/// State shared by the packing thread, the dispatcher and the requests in flight.
 #[derive(Debug, Default)]
 struct Shared {
     acks: Mutex<Acks>,

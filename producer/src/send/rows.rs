@@ -1,4 +1,4 @@
-//! The reading thread: rows → events → batches, with every row accounted for (sent, rejected
+//! The packing thread: rows → events → batches, with every row accounted for (sent, rejected
 //! or blank) and every batch handed to the dispatcher through a bounded channel.
 
 use std::sync::atomic::Ordering;
@@ -13,7 +13,7 @@ use crate::reader::{Line, ReadError};
 use crate::rejects::RejectsFile;
 use crate::row::RowParser;
 
-/// What the reading thread counted.
+/// What the packing thread counted.
 #[derive(Debug, Default)]
 pub(super) struct ReadCounts {
     pub(super) rows_read: u64,
@@ -22,7 +22,7 @@ pub(super) struct ReadCounts {
     pub(super) blank: u64,
 }
 
-/// The reading thread: rows → events → batches, until the input ends or a stop is asked for.
+/// The packing thread: rows → events → batches, until the input ends or a stop is asked for.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn read_rows(
     mut lines: impl Iterator<Item = Result<(Line, Option<EventKey>), ReadError>>,
