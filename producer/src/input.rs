@@ -11,15 +11,14 @@ use anyhow::{Context, bail};
 use clap::Args;
 use flate2::bufread::MultiGzDecoder;
 
-use crate::columns::{ColumnMap, ColumnOverride, Field};
-use crate::dates::{DateOrder, DateParser, DetectedOrder, OrderDetector};
 use sales_stream::EventIds;
 
 use crate::batcher::EventKey;
+use crate::columns::{ColumnMap, ColumnOverride, Field};
+use crate::dates::{DateOrder, DateParser, DetectedOrder, OrderDetector};
 use crate::read_ahead::ReadAhead;
 use crate::reader::{CsvReader, Line, ReadError, TextEncoding};
 use crate::row::RowParser;
-use crate::send::{KeyedLine, unkeyed};
 use crate::source::Source;
 
 /// How an input's rows are read.
@@ -88,6 +87,17 @@ pub fn open_rows(
         parser: RowParser::new(columns, date_parser, source),
         dates,
     })
+}
+
+/// A line as the packing thread takes it, with its event's key where that was derived ahead
+/// ([`crate::ReadAhead`]; `None` where the thread derives it).
+pub type KeyedLine = (Line, Option<EventKey>);
+
+/// The lines of `reader` with no key derived ahead.
+pub fn unkeyed<R: BufRead>(
+    reader: CsvReader<R>,
+) -> impl Iterator<Item = Result<KeyedLine, ReadError>> {
+    reader.map(|line| line.map(|line| (line, None)))
 }
 
 /// The lines of a CSV input, however they are read.

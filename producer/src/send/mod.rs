@@ -7,7 +7,6 @@
 //! channel between them keeps memory flat: the reader waits when requests are slow. What they
 //! share is [`Shared`]; what the run did is its [`Summary`].
 
-use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -15,9 +14,10 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::acks::Acks;
-use crate::batcher::{Batcher, BatcherError, EventKey, Packing, RequestLimits};
+use crate::batcher::{Batcher, BatcherError, Packing, RequestLimits};
+use crate::input::KeyedLine;
 use crate::progress::Progress;
-use crate::reader::{CsvReader, Line, ReadError};
+use crate::reader::ReadError;
 use crate::rejects::RejectsFile;
 use crate::retry::RetryPolicy;
 use crate::row::RowParser;
@@ -105,18 +105,8 @@ pub enum SendError {
     },
 }
 
-/// A line as the packing thread takes it, with its event's key where that was derived ahead
-/// ([`crate::ReadAhead`]; `None` where the thread derives it).
-pub type KeyedLine = (Line, Option<EventKey>);
-
-/// The lines of `reader` with no key derived ahead.
-pub fn unkeyed<R: BufRead>(
-    reader: CsvReader<R>,
-) -> impl Iterator<Item = Result<KeyedLine, ReadError>> {
-    reader.map(|line| line.map(|line| (line, None)))
-}
-
-/// Streams every row of `lines` ([`unkeyed`] lines of a [`CsvReader`], or a [`crate::ReadAhead`]
+/// Streams every row of `lines` ([`crate::input::unkeyed`] lines of a [`crate::CsvReader`], or a
+/// [`crate::ReadAhead`]
 /// of one) to `sink`.
 pub async fn send_csv<L, S>(
     lines: L,

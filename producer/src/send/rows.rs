@@ -7,7 +7,8 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::{SendError, Shared};
-use crate::batcher::{Batcher, EventKey, PutBatch};
+use crate::batcher::{Batcher, PutBatch};
+use crate::input::KeyedLine;
 use crate::progress::Progress;
 use crate::reader::{Line, ReadError};
 use crate::rejects::RejectsFile;
@@ -25,7 +26,7 @@ pub(super) struct ReadCounts {
 /// The packing thread: rows → events → batches, until the input ends or a stop is asked for.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn read_rows(
-    mut lines: impl Iterator<Item = Result<(Line, Option<EventKey>), ReadError>>,
+    mut lines: impl Iterator<Item = Result<KeyedLine, ReadError>>,
     parser: &RowParser,
     mut batcher: Batcher,
     rejects: &mut RejectsFile,

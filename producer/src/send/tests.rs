@@ -8,6 +8,7 @@ use crate::batcher::{MAX_RECORDS_PER_PUT, Packing};
 use crate::columns::ColumnMap;
 use crate::dates::DateParser;
 use crate::generate::{GenerateOptions, generate};
+use crate::input::unkeyed;
 use crate::reader::{CsvReader, Line};
 use crate::retry::RetryPolicy;
 use crate::row::RowParser;
