@@ -430,8 +430,8 @@ impl<R: BufRead> CsvReader<R> {
         }
     }
 
-    /// Field `index` of `record` (no terminator) if the record is plain as
-    /// [`Self::plain_record`] tells one: `Some(None)` if it is plain but not `width` fields wide,
+    /// Field `index` of `record` (no terminator) if the record can be cut at its delimiters
+    /// ([`Self::cut_at_delimiters`]): `Some(None)` if it is plain but not `width` fields wide,
     /// `None` if it is not (to be read as a record). Only the field need be UTF-8: a field that
     /// is reads the same whether the rest of its line is or not.
     #[allow(clippy::option_option)]
@@ -441,11 +441,7 @@ impl<R: BufRead> CsvReader<R> {
         index: usize,
         width: usize,
     ) -> Option<Option<&'b str>> {
-        let plain = self.encoding == TextEncoding::Detect
-            && self.delimiter.is_ascii()
-            && memchr::memchr2(b'"', b'\r', record).is_none()
-            && !record.starts_with(UTF8_BOM);
-        if !plain {
+        if !self.cut_at_delimiters(record) {
             return None;
         }
         // An empty line has no fields, as the splitter reads it.
@@ -545,19 +541,24 @@ impl<R: BufRead> CsvReader<R> {
         }
     }
 
-    /// The record as text when its fields are simply what lies between its delimiters: UTF-8
-    /// (read as such), with no quote (nothing to unescape), no carriage return (which the CSV
+    /// Whether `record`'s fields are simply what lies between its delimiters, if it is UTF-8
+    /// (read as such): no quote (nothing to unescape), no carriage return (which the CSV
     /// splitter would take for the end of the record) and no leading byte order mark (which it
     /// drops: files joined with `cat` carry one at the start of a line). Nearly every line of a
     /// sales export is one, and cutting it at the delimiters is several times faster than the
-    /// splitter's byte-by-byte state machine. The bytes back otherwise.
-    fn plain_record(&self, bytes: Vec<u8>) -> Result<String, Vec<u8>> {
-        let plain = self.encoding == TextEncoding::Detect
+    /// splitter's byte-by-byte state machine.
+    fn cut_at_delimiters(&self, record: &[u8]) -> bool {
+        self.encoding == TextEncoding::Detect
             // An ASCII delimiter never falls inside a multi-byte character.
             && self.delimiter.is_ascii()
-            && memchr::memchr2(b'"', b'\r', &bytes).is_none()
-            && !bytes.starts_with(UTF8_BOM);
-        if !plain {
+            && memchr::memchr2(b'"', b'\r', record).is_none()
+            && !record.starts_with(UTF8_BOM)
+    }
+
+    /// The record as text when it can be cut at its delimiters ([`Self::cut_at_delimiters`]) and
+    /// is UTF-8; the bytes back otherwise.
+    fn plain_record(&self, bytes: Vec<u8>) -> Result<String, Vec<u8>> {
+        if !self.cut_at_delimiters(&bytes) {
             return Err(bytes);
         }
         String::from_utf8(bytes).map_err(|e| e.into_bytes())
