@@ -58,6 +58,13 @@ impl Lake for LakeStore {
         }
     }
 
+    async fn put_all(&self, objects: Vec<(String, Vec<u8>)>) -> Result<(), LakeError> {
+        match self {
+            Self::Local(lake) => lake.put_all(objects).await,
+            Self::S3(lake) => lake.put_all(objects).await,
+        }
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
         match self {
             Self::Local(lake) => lake.list(prefix).await,

@@ -39,7 +39,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
-use futures::StreamExt;
 use sales_stream::StreamRecord;
 
 use crate::commit::index::{
@@ -50,9 +49,7 @@ use crate::core::batch::{
     BatchCounts, BatchError, BatchOptions, OutputFile, decode_batch, finish_batch,
 };
 use crate::core::layout::{batch_name, id_segment, shard_objects, shard_state};
-use crate::lake::{
-    Lake, LakeError, MAX_CONCURRENT_REQUESTS, Precondition, Swapped, Version, remove_all, swap,
-};
+use crate::lake::{Lake, LakeError, Precondition, Swapped, Version, remove_all, swap};
 
 /// Times a batch is tried again after losing a compare-and-swap to another writer of its shard
 /// (each time after reading the winner's state) before the conflict is reported.
@@ -555,17 +552,12 @@ impl Checkpoint {
         if let Swap::Lost(_) = self.swap(lake, state).await? {
             return Ok(Attempt::Lost);
         }
-        // 4. The files. A batch spans many date partitions; its files are independent objects,
-        // so they are written side by side: on S3 each write is a round trip.
-        // Every write is awaited, failed or not, before the batch reports anything: a write
-        // dropped in flight could still land after the next attempt removed this attempt's files,
-        // and would then count twice.
-        let writes: Vec<Result<(), LakeError>> = futures::stream::iter(files)
-            .map(|file| async move { lake.put(&file.key, file.bytes).await })
-            .buffer_unordered(MAX_CONCURRENT_REQUESTS)
-            .collect()
-            .await;
-        writes.into_iter().collect::<Result<(), LakeError>>()?;
+        // 4. The files, together ([`Lake::put_all`]: side by side on S3, one sync for all on a
+        // disk). Every write ends, failed or not, before the batch reports anything: a write
+        // dropped in flight could still land after the next attempt removed this attempt's
+        // files, and would then count twice.
+        lake.put_all(files.into_iter().map(|f| (f.key, f.bytes)).collect())
+            .await?;
         // 5. Commit.
         let mut state = self.state.next();
         state.remember_commit(generation);

@@ -415,13 +415,12 @@ async fn write_outputs(
         .map_err(file_error(&customers_key))?;
     // Every write ends before any failure is reported (a write left in flight could land after
     // the outputs were removed).
-    let written = futures::future::join_all([
-        lake.put(&events_key, events_file),
-        lake.put(&daily_key, daily_file),
-        lake.put(&customers_key, customers_file),
+    lake.put_all(vec![
+        (events_key, events_file),
+        (daily_key, daily_file),
+        (customers_key, customers_file),
     ])
-    .await;
-    written.into_iter().collect::<Result<Vec<()>, _>>()?;
+    .await?;
     Ok(WriteCounts {
         events_in,
         events_out,

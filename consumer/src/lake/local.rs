@@ -31,37 +31,79 @@ impl LocalLake {
         Ok(self.root.join(check_key(key)?))
     }
 
-    /// Creates the directory of `path` and names a file beside it, `.{name}{suffix}`: hidden,
-    /// so query engines and [`Lake::list`] skip it.
-    fn hidden_beside(&self, path: &Path, suffix: &str) -> Result<PathBuf, LakeError> {
-        let dir = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir).map_err(io_error("create directory for", path))?;
+    /// Names a file beside `path`, `.{name}{suffix}`: hidden, so query engines and
+    /// [`Lake::list`] skip it.
+    fn hidden_beside(path: &Path, suffix: &str) -> PathBuf {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Ok(dir.join(format!(".{name}{suffix}")))
+        path.with_file_name(format!(".{name}{suffix}"))
     }
 
-    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
-        let temp = self.hidden_beside(
-            path,
-            &format!(
-                ".{}.{}.tmp",
-                std::process::id(),
-                self.counter.fetch_add(1, Ordering::Relaxed)
-            ),
-        )?;
-        let result = (|| {
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(bytes)?;
+    /// A temporary file beside `path`, named uniquely for this process.
+    fn temporary_beside(&self, path: &Path) -> PathBuf {
+        let suffix = format!(
+            ".{}.{}.tmp",
+            std::process::id(),
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        );
+        Self::hidden_beside(path, &suffix)
+    }
+}
+
+/// Writes `bytes` to `temp`, syncs it and renames it over `path` (creating its directory).
+fn write_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
+    create_parent(path)?;
+    write_renamed(temp, path, bytes, true)
+}
+
+/// Writes `bytes` to `temp` and renames it over `path`, unsynced: [`sync_all`] follows.
+fn write_unsynced(temp: &Path, path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
+    write_renamed(temp, path, bytes, false)
+}
+
+fn write_renamed(temp: &Path, path: &Path, bytes: &[u8], sync: bool) -> Result<(), LakeError> {
+    let result = (|| {
+        let mut file = std::fs::File::create(temp)?;
+        file.write_all(bytes)?;
+        if sync {
             file.sync_data()?;
-            std::fs::rename(&temp, path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
         }
-        result.map_err(io_error("write", path))
+        std::fs::rename(temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(temp);
+    }
+    result.map_err(io_error("write", path))
+}
+
+/// Makes the files at `paths` (written under `root`) durable, with their names. On Linux one
+/// `syncfs` of the lake's filesystem: it writes every dirty page and commits the journal once
+/// (and reports a failed write-back since the files were written). Elsewhere each file is
+/// synced in turn.
+#[cfg(target_os = "linux")]
+fn sync_all<'a>(root: &Path, _paths: impl Iterator<Item = &'a Path>) -> Result<(), LakeError> {
+    let dir = std::fs::File::open(root).map_err(io_error("open", root))?;
+    rustix::fs::syncfs(&dir)
+        .map_err(io::Error::from)
+        .map_err(io_error("sync the filesystem of", root))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_all<'a>(_root: &Path, paths: impl Iterator<Item = &'a Path>) -> Result<(), LakeError> {
+    for path in paths {
+        std::fs::File::open(path)
+            .and_then(|file| file.sync_data())
+            .map_err(io_error("sync", path))?;
+    }
+    Ok(())
+}
+
+fn create_parent(path: &Path) -> Result<(), LakeError> {
+    match path.parent() {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(io_error("create directory for", path)),
+        None => Ok(()),
     }
 }
 
@@ -88,7 +130,41 @@ fn read_file(path: &Path) -> Result<Option<Vec<u8>>, LakeError> {
 impl Lake for LocalLake {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
         let path = self.path(key)?;
-        self.write_atomically(&path, &bytes)
+        write_atomically(&self.temporary_beside(&path), &path, &bytes)
+    }
+
+    /// Each object written and renamed into place, then one sync of the filesystem for all of
+    /// them, on the blocking pool. A sync per file is a journal commit per file: for a batch
+    /// spread over many dates (three tables and an id segment a date) those commits were most
+    /// of the consumer's time on a disk. Until the sync the objects may not survive a crash,
+    /// which is what the commit protocol allows of a batch's files before its commit.
+    async fn put_all(&self, objects: Vec<(String, Vec<u8>)>) -> Result<(), LakeError> {
+        let writes = objects
+            .into_iter()
+            .map(|(key, bytes)| {
+                let path = self.path(&key)?;
+                Ok((self.temporary_beside(&path), path, bytes))
+            })
+            .collect::<Result<Vec<_>, LakeError>>()?;
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut created = None;
+            for (temp, path, bytes) in &writes {
+                // Many files share a partition: its directory is made once.
+                if created != path.parent() {
+                    create_parent(path)?;
+                    created = path.parent();
+                }
+                write_unsynced(temp, path, bytes)?;
+            }
+            sync_all(&root, writes.iter().map(|(_, path, _)| path.as_path()))
+        })
+        .await
+        .map_err(|e| LakeError::Io {
+            action: "write",
+            path: self.root.clone(),
+            source: io::Error::other(e),
+        })?
     }
 
     async fn put_if(
@@ -101,7 +177,8 @@ impl Lake for LocalLake {
         // Every conditional writer of this key, in any process, takes the lock file first, so
         // the read, the comparison and the rename happen as one step. The lock is released when
         // the file is closed, also when the process dies.
-        let lock_path = self.hidden_beside(&path, ".lock")?;
+        create_parent(&path)?;
+        let lock_path = Self::hidden_beside(&path, ".lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -120,7 +197,8 @@ impl Lake for LocalLake {
             });
         }
         let version = Version::of(&bytes);
-        self.write_atomically(&path, &bytes)?;
+        // Under the lock, in place: the lock is held for the whole read-compare-rename.
+        write_atomically(&self.temporary_beside(&path), &path, &bytes)?;
         Ok(version)
     }
 
@@ -241,6 +319,91 @@ mod tests {
             .await
             .expect("deleting nothing is fine");
         assert_eq!(lake.list("s").await.expect("list"), ["s/state.json"]);
+    }
+
+    /// Every file under `dir`, hidden ones too, relative to it.
+    fn files_under(dir: &Path) -> Vec<String> {
+        let mut files = Vec::new();
+        let mut dirs = vec![dir.to_owned()];
+        while let Some(at) = dirs.pop() {
+            for entry in std::fs::read_dir(&at).expect("dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let relative = path.strip_prefix(dir).expect("under the lake");
+                    files.push(relative.to_string_lossy().into_owned());
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+
+    #[tokio::test]
+    async fn objects_written_together_land_whole_in_their_partitions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = LocalLake::new(dir.path());
+        lake.put("t/day=1/a.parquet", b"old".to_vec())
+            .await
+            .expect("put");
+        lake.put_all(vec![
+            ("t/day=1/a.parquet".into(), b"one".to_vec()),
+            ("t/day=1/b.parquet".into(), b"two".to_vec()),
+            ("t/day=2/a.parquet".into(), b"three".to_vec()),
+            ("u/day=2/a.parquet".into(), Vec::new()),
+        ])
+        .await
+        .expect("written");
+        for (key, bytes) in [
+            ("t/day=1/a.parquet", &b"one"[..]),
+            ("t/day=1/b.parquet", b"two"),
+            ("t/day=2/a.parquet", b"three"),
+            ("u/day=2/a.parquet", b""),
+        ] {
+            let object = lake.get(key).await.expect("get").expect("written");
+            assert_eq!(object.bytes, bytes, "{key}");
+        }
+        assert_eq!(
+            files_under(dir.path()),
+            [
+                "t/day=1/a.parquet",
+                "t/day=1/b.parquet",
+                "t/day=2/a.parquet",
+                "u/day=2/a.parquet"
+            ],
+            "no temporary files are left behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_among_several_fails_them_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = LocalLake::new(dir.path());
+        // A file where the second object's partition directory should be.
+        lake.put("t/day=2", b"not a directory".to_vec())
+            .await
+            .expect("put");
+        let failed = lake
+            .put_all(vec![
+                ("t/day=1/a.parquet".into(), b"one".to_vec()),
+                ("t/day=2/a.parquet".into(), b"two".to_vec()),
+            ])
+            .await;
+        assert!(matches!(failed, Err(LakeError::Io { .. })), "{failed:?}");
+        // A key that would leave the lake fails the call before anything is written.
+        let refused = lake
+            .put_all(vec![
+                ("t/day=3/a.parquet".into(), b"three".to_vec()),
+                ("../escape".into(), b"no".to_vec()),
+            ])
+            .await;
+        assert!(matches!(refused, Err(LakeError::BadKey(_))), "{refused:?}");
+        assert_eq!(
+            files_under(dir.path()),
+            ["t/day=1/a.parquet", "t/day=2"],
+            "the write before the failure landed whole, and nothing else is there"
+        );
     }
 
     #[tokio::test]

@@ -144,6 +144,25 @@ pub trait Lake: Send + Sync {
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), LakeError>> + Send;
     /// The keys of every object under `prefix` (a folder, no trailing slash), sorted.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, LakeError>> + Send;
+
+    /// Writes several objects, each as [`Lake::put`] does: when it succeeds every one is
+    /// durable. It returns only once no write is in flight, failed or not: a write dropped in
+    /// flight could still land after its caller had moved on (and, say, removed what it wrote).
+    /// By default the writes go side by side (on S3 each is a round trip).
+    fn put_all(
+        &self,
+        objects: Vec<(String, Vec<u8>)>,
+    ) -> impl Future<Output = Result<(), LakeError>> + Send {
+        use futures::StreamExt;
+        async move {
+            let writes: Vec<Result<(), LakeError>> = futures::stream::iter(objects)
+                .map(|(key, bytes)| async move { self.put(&key, bytes).await })
+                .buffer_unordered(MAX_CONCURRENT_REQUESTS)
+                .collect()
+                .await;
+            writes.into_iter().collect()
+        }
+    }
 }
 
 /// Requests a lake is sent at the same time by one batch or compaction.
