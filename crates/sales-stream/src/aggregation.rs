@@ -17,6 +17,8 @@
 //! again. The consumer accepts all four forms (plain JSON, aggregated, compressed aggregated,
 //! compact), whoever produced them.
 
+use std::cell::RefCell;
+
 use md5::{Digest, Md5};
 use prost::Message;
 use prost::encoding::encoded_len_varint;
@@ -172,7 +174,34 @@ pub fn events_in(data: &[u8]) -> usize {
 }
 
 /// Inflates a zstd frame, refusing one that expands beyond [`MAX_DECOMPRESSED_BYTES`].
+///
+/// A frame that states its size (the producer's do) is inflated in one call, into a buffer of
+/// that size, by this thread's decompression context: making a context probes the CPU's
+/// features, a few instructions that each leave a virtual machine (measured: about 30 µs a
+/// record, 1% of the consumer on compact records). Any other frame, or one that is not what its
+/// header says, is read as a stream, which decides.
 pub(crate) fn decompress(data: &[u8]) -> Result<Vec<u8>, AggregationError> {
+    thread_local! {
+        static CONTEXT: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { RefCell::new(None) };
+    }
+    let stated = zstd::zstd_safe::get_frame_content_size(data).ok().flatten();
+    match stated {
+        Some(size) if size > MAX_DECOMPRESSED_BYTES as u64 => Err(too_large()),
+        Some(size) => CONTEXT
+            .with_borrow_mut(|context| {
+                let context = match context {
+                    Some(context) => context,
+                    None => context.insert(zstd::bulk::Decompressor::new()?),
+                };
+                context.decompress(data, size as usize)
+            })
+            .or_else(|_| decompress_stream(data)),
+        None => decompress_stream(data),
+    }
+}
+
+fn decompress_stream(data: &[u8]) -> Result<Vec<u8>, AggregationError> {
     use std::io::Read;
     let decoder = zstd::stream::read::Decoder::new(data).map_err(AggregationError::Decompress)?;
     let mut inflated = Vec::new();
@@ -182,11 +211,15 @@ pub(crate) fn decompress(data: &[u8]) -> Result<Vec<u8>, AggregationError> {
         .read_to_end(&mut inflated)
         .map_err(AggregationError::Decompress)?;
     if inflated.len() > MAX_DECOMPRESSED_BYTES {
-        return Err(AggregationError::Decompress(std::io::Error::other(
-            format!("expands beyond {MAX_DECOMPRESSED_BYTES} bytes"),
-        )));
+        return Err(too_large());
     }
     Ok(inflated)
+}
+
+fn too_large() -> AggregationError {
+    AggregationError::Decompress(std::io::Error::other(format!(
+        "expands beyond {MAX_DECOMPRESSED_BYTES} bytes"
+    )))
 }
 
 /// Splits an uncompressed KPL aggregated record into its user records.
@@ -440,6 +473,39 @@ mod tests {
             unpack(&not_kpl),
             Err(AggregationError::NotAggregated)
         ));
+    }
+
+    #[test]
+    fn frames_that_misstate_their_size_are_read_as_streams() {
+        let mut aggregator = Aggregator::new();
+        for i in 0..2 {
+            let (key, data) = user(i);
+            aggregator.push(key, data);
+        }
+        let record = aggregator.finish(Compression::None);
+        // Two frames one after the other: the first states only its own size.
+        let (first, second) = record.split_at(record.len() / 2);
+        let mut frames = zstd::bulk::compress(first, 3).expect("compresses");
+        frames.extend(zstd::bulk::compress(second, 3).expect("compresses"));
+        // A streamed frame, which states no size.
+        let mut streamed = Vec::new();
+        {
+            use std::io::Write;
+            let mut encoder = zstd::stream::write::Encoder::new(&mut streamed, 3).expect("encoder");
+            encoder.include_contentsize(false).expect("no size");
+            encoder.write_all(&record).expect("writes");
+            encoder.finish().expect("finishes");
+        }
+        assert!(matches!(
+            zstd::zstd_safe::get_frame_content_size(&streamed),
+            Ok(None)
+        ));
+        for data in [frames, streamed] {
+            let Ok(Payload::Aggregated(users)) = unpack(&data) else {
+                panic!("not unpacked");
+            };
+            assert_eq!(users.len(), 2);
+        }
     }
 
     #[test]
