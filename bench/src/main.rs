@@ -772,16 +772,17 @@ impl Lineage for Unsplit {
     }
 }
 
-/// The Lambda handler in process, twice: its lake in memory (`/dev/shm`, where there is one)
-/// for the goal, and in the temporary directory (on disk here) beside it. A function's lake is
-/// S3, never a local disk: the `fsync` of each object written (a journal commit on this machine's
-/// virtual disk) is not work the function does, and on disk the figure moved by tens of
-/// milliseconds from run to run. Beside the first, what reading the event's JSON costs before the
-/// handler starts: an invocation pays for it too.
+/// The Lambda handler in process: its lake in memory (`/dev/shm`, where there is one) for the
+/// goal, there again with the batch step on one thread (as on a function with less than two
+/// cores), and in the temporary directory (on disk here). A function's lake is S3, never a local
+/// disk: the sync of the objects written (a journal commit on this machine's virtual disk) is not
+/// work the function does, and on disk the figure moved by tens of milliseconds from run to run.
+/// Beside the first, what reading the event's JSON costs before the handler starts: an
+/// invocation pays for it too.
 fn lambda_figures(records: &[StreamRecord], runs: usize, table: &mut Table) -> anyhow::Result<()> {
     let in_memory = tempfile::tempdir_in("/dev/shm").ok();
     if let Some(dir) = &in_memory
-        && let Some(figure) = lambda_figure(records, runs, dir.path())?
+        && let Some(figure) = lambda_figure(records, runs, dir.path(), Threads::AsConfigured)?
     {
         table.add(
             format!(
@@ -798,9 +799,19 @@ fn lambda_figures(records: &[StreamRecord], runs: usize, table: &mut Table) -> a
             "ms",
             Goal::None,
         );
+        // A lake of its own: the same events again would find their shard's position past them.
+        let one_thread = tempfile::tempdir_in("/dev/shm")?;
+        if let Some(figure) = lambda_figure(records, runs, one_thread.path(), Threads::One)? {
+            table.add(
+                "  the same, the batch step on one thread".to_owned(),
+                figure.handler_ms,
+                "ms",
+                Goal::None,
+            );
+        }
     }
     let dir = tempfile::tempdir()?;
-    if let Some(figure) = lambda_figure(records, runs, dir.path())? {
+    if let Some(figure) = lambda_figure(records, runs, dir.path(), Threads::AsConfigured)? {
         table.add(
             format!(
                 "  the same, lake in {} ({} files)",
@@ -819,6 +830,15 @@ fn lambda_figures(records: &[StreamRecord], runs: usize, table: &mut Table) -> a
     Ok(())
 }
 
+/// The threads the handler's batch step may use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Threads {
+    /// As a function instance configures itself: two where it has two cores.
+    AsConfigured,
+    /// One, as on a function with less than a core.
+    One,
+}
+
 /// A 10,000-record Kinesis event (as the event source mapping delivers it, base64 and all) → a
 /// local lake in `dir`, warm (after a first event of the same shard): the best of `runs` further
 /// events, in milliseconds, and the files each wrote.
@@ -826,6 +846,7 @@ fn lambda_figure(
     records: &[StreamRecord],
     runs: usize,
     dir: &Path,
+    threads: Threads,
 ) -> anyhow::Result<Option<LambdaFigure>> {
     const BATCH: usize = 10_000;
     if records.len() < (runs + 1) * BATCH {
@@ -861,7 +882,10 @@ fn lambda_figure(
         _ => bail!("the bench's payload is not read as a Kinesis event"),
     };
     let lake = LocalLake::new(dir);
-    let config = FunctionConfig::parse_from([format!("--lake=file://{}", dir.display())])?;
+    let mut config = FunctionConfig::parse_from([format!("--lake=file://{}", dir.display())])?;
+    if threads == Threads::One {
+        config.batch.parallel = false;
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     // One warm function instance: later events find the shard's state in memory.
     let warm = Checkpoints::default();

@@ -296,7 +296,10 @@ async fn deliver(
     rng: &mut ChaCha8Rng,
     crash_probability: f64,
 ) -> u64 {
-    let options = BatchOptions { codec: Codec::Zstd };
+    let options = BatchOptions {
+        codec: Codec::Zstd,
+        ..BatchOptions::default()
+    };
     let mut invocations = 0;
     for (shard, records) in shards.iter().enumerate() {
         let shard_id = format!("shardId-{shard:012}");

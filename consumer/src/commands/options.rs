@@ -64,10 +64,12 @@ pub struct LakeArgs {
 }
 
 impl LakeArgs {
-    /// How the batch step writes its files.
+    /// How the batch step writes its files: on one thread (a command works on a batch per core
+    /// already).
     pub fn batch(&self) -> BatchOptions {
         BatchOptions {
             codec: self.compression.into(),
+            parallel: false,
         }
     }
 }

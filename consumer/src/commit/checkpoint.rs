@@ -500,9 +500,12 @@ impl Checkpoint {
         let first = records[start].sequence_number.clone();
         let name = batch_name(&stream, &shard_id, first.as_str(), generation);
         let (batch, shard) = (records.clone(), shard_id.clone());
-        let decoded = tokio::task::spawn_blocking(move || decode_batch(&shard, &batch[start..]))
-            .await
-            .map_err(|e| CommitError::Worker(e.to_string()))?;
+        let decode_options = options.clone();
+        let decoded = tokio::task::spawn_blocking(move || {
+            decode_batch(&shard, &batch[start..], &decode_options)
+        })
+        .await
+        .map_err(|e| CommitError::Worker(e.to_string()))?;
         let Some(lookup) = self.lookup(lake, cache, &decoded.days(), position).await? else {
             return Ok(Attempt::Lost);
         };

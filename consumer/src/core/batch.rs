@@ -8,10 +8,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arrow::array::UInt32Array;
+use arrow::array::{RecordBatch, UInt32Array};
 use chrono::NaiveDate;
 use hashbrown::HashSet;
-use sales_stream::{Payload, SalesEventRef, SequenceNumber, StreamRecord, codec, unpack};
+use sales_stream::{
+    AggregationError, Payload, SalesEventRef, SequenceNumber, StreamRecord, codec, unpack,
+};
 use uuid::Uuid;
 
 use crate::core::aggregate::Aggregates;
@@ -26,6 +28,10 @@ use crate::core::writer::{
 #[derive(Debug, Clone, Default)]
 pub struct BatchOptions {
     pub codec: Codec,
+    /// Encode a batch's `sales_events` files on a second thread while this one aggregates and
+    /// encodes the rest: for a caller with a batch at a time and a core to spare (a function
+    /// instance). Off, the step uses one thread.
+    pub parallel: bool,
 }
 
 /// A file the batch writes, keyed relative to the lake root.
@@ -103,8 +109,9 @@ fn group_by_date<T>(
 #[derive(Debug)]
 pub struct Decoded {
     /// Valid events in stream order (duplicates included), as `sales_events` columns: decoded
-    /// straight into the columns the lake stores, with no event-by-event copy in between.
-    pub events: SalesEventsBuilder,
+    /// straight into the columns the lake stores, with no event-by-event copy in between. One
+    /// part, or two decoded side by side (the first with room for both).
+    pub events: Vec<SalesEventsBuilder>,
     /// Each event's id and sale date, row for row: what the dedupe reads.
     pub ids: Vec<Uuid>,
     pub dates: Vec<NaiveDate>,
@@ -119,14 +126,66 @@ impl Decoded {
     pub fn days(&self) -> BTreeSet<NaiveDate> {
         self.dates.iter().copied().collect()
     }
+
+    /// `later`'s events and quarantined records after these: the records that follow.
+    fn append(&mut self, later: Decoded) {
+        self.events.extend(later.events);
+        self.ids.extend(later.ids);
+        self.dates.extend(later.dates);
+        self.quarantined.extend(later.quarantined);
+        self.counts.add(&later.counts);
+        if later.last_sequence_number.is_some() {
+            self.last_sequence_number = later.last_sequence_number;
+        }
+    }
 }
 
 /// Decodes and validates the records of one shard; what is not a valid event is quarantined.
-pub fn decode_batch(shard_id: &str, records: &[StreamRecord]) -> Decoded {
-    let payloads: Vec<_> = records.iter().map(|r| unpack(&r.data)).collect();
+/// With `options.parallel`, the records' first and second halves (by events) are decoded side
+/// by side, and the second's columns then appended to the first's.
+pub fn decode_batch(shard_id: &str, records: &[StreamRecord], options: &BatchOptions) -> Decoded {
+    let mut payloads: Vec<_> = records.iter().map(|r| unpack(&r.data)).collect();
     // Room for every event up front: a compact record holds thousands, and columns grown by
     // doubling cost a copy of each.
-    let events = payloads.iter().flatten().map(Payload::len).sum();
+    let events: usize = payloads.iter().flatten().map(Payload::len).sum();
+    if !options.parallel {
+        return decode_payloads(shard_id, records, payloads, events);
+    }
+    let mut first_events = 0;
+    let half = payloads
+        .iter()
+        .position(|payload| {
+            first_events += payload.as_ref().map_or(1, Payload::len);
+            first_events * 2 >= events
+        })
+        .map_or(payloads.len(), |last| last + 1);
+    let second_payloads = payloads.split_off(half);
+    let (records, second_records) = records.split_at(half);
+    let (mut decoded, second) = both(
+        true,
+        // The first half's columns have room for the whole batch's.
+        || decode_payloads(shard_id, records, payloads, events),
+        || {
+            decode_payloads(
+                shard_id,
+                second_records,
+                second_payloads,
+                events - first_events,
+            )
+        },
+    );
+    decoded.append(second);
+    decoded
+}
+
+/// [`decode_batch`] of `records` unpacked into `payloads`, with room for `capacity` events.
+fn decode_payloads(
+    shard_id: &str,
+    records: &[StreamRecord],
+    payloads: Vec<Result<Payload<'_>, AggregationError>>,
+    capacity: usize,
+) -> Decoded {
+    let events = capacity;
     let mut builder = SalesEventsBuilder::with_capacity(events);
     let mut ids = Vec::with_capacity(events);
     let mut dates = Vec::with_capacity(events);
@@ -200,7 +259,7 @@ pub fn decode_batch(shard_id: &str, records: &[StreamRecord]) -> Decoded {
         }
     }
     Decoded {
-        events: builder,
+        events: vec![builder],
         ids,
         dates,
         quarantined,
@@ -244,50 +303,21 @@ pub fn finish_batch(
     }
     output.counts.quarantined = quarantined.len() as u64;
 
-    let events = events.finish()?;
-    let columns = SalesEventsColumns::of(&events)?;
-    // Keys borrow the batch's text: no group copies a string.
-    let mut aggregates = Aggregates::<&str>::default();
-    for (date, rows) in kept {
-        let count = rows.len();
-        output.counts.accepted += count as u64;
-        output.days.insert(date);
+    let events = SalesEventsBuilder::finish_parts(events)?;
+    for (date, rows) in &kept {
+        output.counts.accepted += rows.len() as u64;
+        output.days.insert(*date);
         output
             .accepted_ids
-            .insert(date, rows.iter().map(|&row| ids[row as usize]).collect());
-        for row in &rows {
-            aggregates.add_line(&columns.line(*row as usize, date));
-        }
-        // Rows arrive in time order, so a date's rows are usually one run: a view, not a copy.
-        // (A kept date has a row at least, in increasing order.)
-        let (first, last) = (rows[0] as usize, rows[count - 1] as usize);
-        let day_events = if last + 1 - first == count {
-            events.slice(first, count)
-        } else {
-            arrow::compute::take_record_batch(&events, &UInt32Array::from(rows))
-                .map_err(WriterError::from)?
-        };
-        output.files.push(OutputFile {
-            key: data_file(SALES_EVENTS, date, name, "parquet"),
-            bytes: encode_sales_events_batch(&day_events, options.codec)?,
-            rows: count,
-        });
+            .insert(*date, rows.iter().map(|&row| ids[row as usize]).collect());
     }
-    let aggregates = aggregates.finish();
-    for (date, rows) in group_by_date(aggregates.daily.iter().map(|d| (d.key.sale_date, d))) {
-        output.files.push(OutputFile {
-            key: data_file(DAILY_SALES, date, name, "parquet"),
-            bytes: encode_daily_sales(&rows, options.codec)?,
-            rows: rows.len(),
-        });
-    }
-    for (date, rows) in group_by_date(aggregates.customers.iter().map(|c| (c.key.sale_date, c))) {
-        output.files.push(OutputFile {
-            key: data_file(CUSTOMER_SALES, date, name, "parquet"),
-            bytes: encode_customer_sales(&rows, options.codec)?,
-            rows: rows.len(),
-        });
-    }
+    let (events_files, aggregates_files) = both(
+        options.parallel,
+        || sales_events_files(&events, &kept, name, options.codec),
+        || aggregates_files(&events, &kept, name, options.codec),
+    );
+    output.files.extend(events_files?);
+    output.files.extend(aggregates_files?);
     for (date, rows) in group_by_date(quarantined.iter().map(|q| (q.arrival_time.date_naive(), q)))
     {
         output.files.push(OutputFile {
@@ -297,6 +327,83 @@ pub fn finish_batch(
         });
     }
     Ok(output)
+}
+
+/// Each date's `sales_events` file: the rows it keeps (in stream order) of `events`.
+fn sales_events_files(
+    events: &RecordBatch,
+    kept: &BTreeMap<NaiveDate, Vec<u32>>,
+    name: &str,
+    codec: Codec,
+) -> Result<Vec<OutputFile>, BatchError> {
+    let mut files = Vec::with_capacity(kept.len());
+    for (date, rows) in kept {
+        let count = rows.len();
+        // Rows arrive in time order, so a date's rows are usually one run: a view, not a copy.
+        // (A kept date has a row at least, in increasing order.)
+        let (first, last) = (rows[0] as usize, rows[count - 1] as usize);
+        let day_events = if last + 1 - first == count {
+            events.slice(first, count)
+        } else {
+            arrow::compute::take_record_batch(events, &UInt32Array::from(rows.clone()))
+                .map_err(WriterError::from)?
+        };
+        files.push(OutputFile {
+            key: data_file(SALES_EVENTS, *date, name, "parquet"),
+            bytes: encode_sales_events_batch(&day_events, codec)?,
+            rows: count,
+        });
+    }
+    Ok(files)
+}
+
+/// The `daily_sales` and `customer_sales` files of the rows each date keeps of `events`.
+fn aggregates_files(
+    events: &RecordBatch,
+    kept: &BTreeMap<NaiveDate, Vec<u32>>,
+    name: &str,
+    codec: Codec,
+) -> Result<Vec<OutputFile>, BatchError> {
+    let columns = SalesEventsColumns::of(events)?;
+    // Keys borrow the batch's text: no group copies a string.
+    let mut aggregates = Aggregates::<&str>::default();
+    for (date, rows) in kept {
+        for row in rows {
+            aggregates.add_line(&columns.line(*row as usize, *date));
+        }
+    }
+    let aggregates = aggregates.finish();
+    let mut files = Vec::new();
+    for (date, rows) in group_by_date(aggregates.daily.iter().map(|d| (d.key.sale_date, d))) {
+        files.push(OutputFile {
+            key: data_file(DAILY_SALES, date, name, "parquet"),
+            bytes: encode_daily_sales(&rows, codec)?,
+            rows: rows.len(),
+        });
+    }
+    for (date, rows) in group_by_date(aggregates.customers.iter().map(|c| (c.key.sale_date, c))) {
+        files.push(OutputFile {
+            key: data_file(CUSTOMER_SALES, date, name, "parquet"),
+            bytes: encode_customer_sales(&rows, codec)?,
+            rows: rows.len(),
+        });
+    }
+    Ok(files)
+}
+
+/// `a()` and `b()`; when `parallel`, side by side on rayon's threads (kept from batch to batch:
+/// a thread made for one batch starts with an empty heap, and paid for it in page faults more
+/// than the second core gave).
+fn both<A: Send, B: Send>(
+    parallel: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if parallel {
+        rayon::join(a, b)
+    } else {
+        (a(), b())
+    }
 }
 
 /// Turns the records of one shard into lake files named `name`: [`decode_batch`], then
@@ -309,7 +416,7 @@ pub fn process_batch(
     options: &BatchOptions,
 ) -> Result<BatchOutput, BatchError> {
     finish_batch(
-        decode_batch(shard_id, records),
+        decode_batch(shard_id, records, options),
         name,
         already_committed,
         options,
@@ -447,6 +554,48 @@ mod tests {
             assert_eq!(lines(&output.files[0]), first_day_lines);
             assert_eq!(lines(&output.files[1]), [4, 5]);
         }
+    }
+
+    #[test]
+    fn a_batch_encoded_on_two_threads_writes_what_one_thread_writes() {
+        // Three dates out of order, a re-sent event, a committed one and a bad record in each
+        // half.
+        let days = [1, 2, 1, 3, 2, 1, 3, 1];
+        let mut records: Vec<_> = (1..=8)
+            .map(|line| {
+                record(
+                    line * 10,
+                    codec::encode(&event(line, days[line as usize - 1])),
+                )
+            })
+            .collect();
+        records.insert(2, record(25, b"[bad".to_vec()));
+        records.push(record(90, codec::encode(&event(2, 2))));
+        records.push(record(100, b"{not json".to_vec()));
+        let committed = sales_stream::event_id("t.csv", 5);
+        let run = |parallel| {
+            let options = BatchOptions {
+                parallel,
+                ..BatchOptions::default()
+            };
+            process_batch("s", "s-1", &records, |_, id| *id == committed, &options)
+                .expect("processes")
+        };
+        let (one, two) = (run(false), run(true));
+        assert_eq!(
+            two.files, one.files,
+            "the same files, byte for byte, in order"
+        );
+        assert_eq!(one.files.len(), 3 * 3 + 1);
+        assert_eq!(one.counts.quarantined, 2);
+        assert_eq!(
+            (two.counts, two.accepted_ids, two.days),
+            (one.counts, one.accepted_ids, one.days)
+        );
+        assert_eq!(
+            two.last_sequence_number,
+            Some(SequenceNumber::from_u64(100))
+        );
     }
 
     /// Processes the plain event of line 2, then `pack` (holding that event's twin, line 3's

@@ -341,6 +341,32 @@ impl SalesEventsBuilder {
         Ok(())
     }
 
+    /// The events of `parts`, in order, as one record batch: the later parts' columns are
+    /// appended to the first's (which has room for them when it was made with it).
+    pub fn finish_parts(parts: Vec<Self>) -> Result<RecordBatch, WriterError> {
+        let mut parts = parts.into_iter();
+        let Some(mut all) = parts.next() else {
+            return Self::with_capacity(0).finish();
+        };
+        for mut part in parts {
+            all.event_id.append_array(&part.event_id.finish())?;
+            all.event_time.append_array(&part.event_time.finish());
+            all.invoice_no.append_array(&part.invoice_no.finish())?;
+            all.stock_code.append_array(&part.stock_code.finish())?;
+            all.description.append_array(&part.description.finish())?;
+            all.quantity.append_array(&part.quantity.finish());
+            all.unit_price.append_array(&part.unit_price.finish());
+            all.customer_id.append_array(&part.customer_id.finish())?;
+            all.country.append_array(&part.country.finish())?;
+            all.source.append_array(&part.source.finish())?;
+            all.shard_id.append_array(&part.shard_id.finish())?;
+            all.sequence_number
+                .append_array(&part.sequence_number.finish())?;
+            all.arrival_time.append_array(&part.arrival_time.finish());
+        }
+        all.finish()
+    }
+
     pub fn finish(mut self) -> Result<RecordBatch, WriterError> {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.event_id.finish()),

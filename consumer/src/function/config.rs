@@ -53,7 +53,8 @@ struct FunctionArgs {
 pub struct FunctionConfig {
     /// `LAKE_URL`, required.
     pub lake: LakeLocation,
-    /// `CONSUMER_COMPRESSION`: zstd (default) or snappy.
+    /// `CONSUMER_COMPRESSION`: zstd (default) or snappy. A batch is encoded on two threads
+    /// where the instance has two cores (a function handles one batch at a time).
     pub batch: BatchOptions,
     /// `METRICS_NAMESPACE`.
     pub metrics_namespace: String,
@@ -78,8 +79,12 @@ impl FunctionConfig {
         T: Into<std::ffi::OsString> + Clone,
     {
         let args = FunctionArgs::try_parse_from(args).map_err(config_error)?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Self {
-            batch: args.lake.batch(),
+            batch: BatchOptions {
+                parallel: cores > 1,
+                ..args.lake.batch()
+            },
             lake: args.lake.url,
             metrics_namespace: args.metrics_namespace,
             athena: args.athena.options(),
