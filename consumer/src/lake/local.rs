@@ -58,7 +58,7 @@ fn write_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> Result<(), LakeEr
     write_renamed(temp, path, bytes, true)
 }
 
-/// Writes `bytes` to `temp` and renames it over `path`, unsynced: [`sync_all`] follows.
+/// Writes `bytes` to `temp` and renames it over `path`, unsynced: [`SyncTogether`] follows.
 fn write_unsynced(temp: &Path, path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
     write_renamed(temp, path, bytes, false)
 }
@@ -78,26 +78,50 @@ fn write_renamed(temp: &Path, path: &Path, bytes: &[u8], sync: bool) -> Result<(
     result.map_err(io_error("write", path))
 }
 
-/// Makes the files at `paths` (written under `root`) durable, with their names. On Linux one
-/// `syncfs` of the lake's filesystem: it writes every dirty page and commits the journal once
-/// (and reports a failed write-back since the files were written). Elsewhere each file is
-/// synced in turn.
-#[cfg(target_os = "linux")]
-fn sync_all<'a>(root: &Path, _paths: impl Iterator<Item = &'a Path>) -> Result<(), LakeError> {
-    let dir = std::fs::File::open(root).map_err(io_error("open", root))?;
-    rustix::fs::syncfs(&dir)
-        .map_err(io::Error::from)
-        .map_err(io_error("sync the filesystem of", root))
+/// Makes the files a [`LocalLake::put_all`] writes durable together, with their names. On Linux
+/// one `syncfs` of the lake's filesystem once all are written: it writes every dirty page back
+/// and commits the journal once. The lake's directory is opened before the first file is
+/// written, because `syncfs` reports a failed write-back (Linux 5.8 on) that happened since its
+/// descriptor was opened, and the kernel may write a file back, and fail, before the sync.
+/// Elsewhere each file is synced in turn.
+struct SyncTogether {
+    #[cfg(target_os = "linux")]
+    filesystem: std::fs::File,
 }
 
-#[cfg(not(target_os = "linux"))]
-fn sync_all<'a>(_root: &Path, paths: impl Iterator<Item = &'a Path>) -> Result<(), LakeError> {
-    for path in paths {
-        std::fs::File::open(path)
-            .and_then(|file| file.sync_data())
-            .map_err(io_error("sync", path))?;
+impl SyncTogether {
+    fn begin(root: &Path) -> Result<Self, LakeError> {
+        std::fs::create_dir_all(root).map_err(io_error("create", root))?;
+        Ok(Self {
+            #[cfg(target_os = "linux")]
+            filesystem: std::fs::File::open(root).map_err(io_error("open", root))?,
+        })
     }
-    Ok(())
+
+    #[cfg(target_os = "linux")]
+    fn finish<'a>(
+        self,
+        root: &Path,
+        _paths: impl Iterator<Item = &'a Path>,
+    ) -> Result<(), LakeError> {
+        rustix::fs::syncfs(&self.filesystem)
+            .map_err(io::Error::from)
+            .map_err(io_error("sync the filesystem of", root))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn finish<'a>(
+        self,
+        _root: &Path,
+        paths: impl Iterator<Item = &'a Path>,
+    ) -> Result<(), LakeError> {
+        for path in paths {
+            std::fs::File::open(path)
+                .and_then(|file| file.sync_data())
+                .map_err(io_error("sync", path))?;
+        }
+        Ok(())
+    }
 }
 
 fn create_parent(path: &Path) -> Result<(), LakeError> {
@@ -146,8 +170,12 @@ impl Lake for LocalLake {
                 Ok((self.temporary_beside(&path), path, bytes))
             })
             .collect::<Result<Vec<_>, LakeError>>()?;
+        if writes.is_empty() {
+            return Ok(());
+        }
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
+            let sync = SyncTogether::begin(&root)?;
             let mut created = None;
             for (temp, path, bytes) in &writes {
                 // Many files share a partition: its directory is made once.
@@ -157,7 +185,7 @@ impl Lake for LocalLake {
                 }
                 write_unsynced(temp, path, bytes)?;
             }
-            sync_all(&root, writes.iter().map(|(_, path, _)| path.as_path()))
+            sync.finish(&root, writes.iter().map(|(_, path, _)| path.as_path()))
         })
         .await
         .map_err(|e| LakeError::Io {
