@@ -151,15 +151,20 @@ pub fn decode_batch(shard_id: &str, records: &[StreamRecord], options: &BatchOpt
     if !options.parallel {
         return decode_payloads(shard_id, records, payloads, events);
     }
-    let mut first_events = 0;
+    // The halves are cut by work: a record that cannot be unpacked is one to quarantine.
+    let work =
+        |payload: &Result<Payload<'_>, AggregationError>| payload.as_ref().map_or(1, Payload::len);
+    let all_work: usize = payloads.iter().map(work).sum();
+    let mut first_work = 0;
     let half = payloads
         .iter()
         .position(|payload| {
-            first_events += payload.as_ref().map_or(1, Payload::len);
-            first_events * 2 >= events
+            first_work += work(payload);
+            first_work * 2 >= all_work
         })
         .map_or(payloads.len(), |last| last + 1);
     let second_payloads = payloads.split_off(half);
+    let first_events: usize = payloads.iter().flatten().map(Payload::len).sum();
     let (records, second_records) = records.split_at(half);
     let (mut decoded, second) = both(
         true,
@@ -553,6 +558,24 @@ mod tests {
             };
             assert_eq!(lines(&output.files[0]), first_day_lines);
             assert_eq!(lines(&output.files[1]), [4, 5]);
+        }
+    }
+
+    #[test]
+    fn a_batch_of_bad_records_is_quarantined_on_two_threads_too() {
+        // A zstd frame's magic and nothing after it: a record that cannot be unpacked.
+        let records: Vec<_> = (1..=3)
+            .map(|seq| record(seq, vec![0x28, 0xB5, 0x2F, 0xFD]))
+            .collect();
+        let options = BatchOptions {
+            parallel: true,
+            ..BatchOptions::default()
+        };
+        for records in [&records[..1], &records[..]] {
+            let output =
+                process_batch("s", "s-1", records, |_, _| false, &options).expect("processes");
+            assert_eq!(output.counts.quarantined, records.len() as u64);
+            assert_eq!(output.counts.accepted, 0);
         }
     }
 
