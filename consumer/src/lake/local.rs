@@ -55,21 +55,10 @@ impl LocalLake {
 /// Writes `bytes` to `temp`, syncs it and renames it over `path` (creating its directory).
 fn write_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
     create_parent(path)?;
-    write_renamed(temp, path, bytes, true)
-}
-
-/// Writes `bytes` to `temp` and renames it over `path`, unsynced: [`SyncTogether`] follows.
-fn write_unsynced(temp: &Path, path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
-    write_renamed(temp, path, bytes, false)
-}
-
-fn write_renamed(temp: &Path, path: &Path, bytes: &[u8], sync: bool) -> Result<(), LakeError> {
     let result = (|| {
         let mut file = std::fs::File::create(temp)?;
         file.write_all(bytes)?;
-        if sync {
-            file.sync_data()?;
-        }
+        file.sync_data()?;
         std::fs::rename(temp, path)
     })();
     if result.is_err() {
@@ -78,50 +67,108 @@ fn write_renamed(temp: &Path, path: &Path, bytes: &[u8], sync: bool) -> Result<(
     result.map_err(io_error("write", path))
 }
 
-/// Makes the files a [`LocalLake::put_all`] writes durable together, with their names. On Linux
-/// one `syncfs` of the lake's filesystem once all are written: it writes every dirty page back
-/// and commits the journal once. The lake's directory is opened before the first file is
-/// written, because `syncfs` reports a failed write-back (Linux 5.8 on) that happened since its
-/// descriptor was opened, and the kernel may write a file back, and fail, before the sync.
-/// Elsewhere each file is synced in turn.
+/// Writes `bytes` to a new file at `temp`, unsynced: [`SyncTogether`] follows.
+fn write_unsynced(temp: &Path, bytes: &[u8]) -> Result<(), LakeError> {
+    std::fs::File::create(temp)
+        .and_then(|mut file| file.write_all(bytes))
+        .map_err(io_error("write", temp))
+}
+
+/// Makes the files a [`LocalLake::put_all`] writes durable together: their contents before any
+/// is renamed into place (a name never shows a file the disk may not hold), and then their
+/// names. On Linux each is one `syncfs` of the lake's filesystem, which writes every dirty page
+/// back and commits the journal once. The lake's directory is opened before the first file is
+/// written, because `syncfs` reports a failed write-back that happened since its descriptor was
+/// opened (and the kernel may write a file back, and fail, before the sync). Where `syncfs`
+/// cannot be trusted with that (it reports write-back errors from Linux 5.8, and the
+/// filesystem's own, a journal commit's, from 5.17), where a partition's directory is on
+/// another filesystem, and on other systems, each file and each directory is synced in turn.
 struct SyncTogether {
-    #[cfg(target_os = "linux")]
-    filesystem: std::fs::File,
+    /// The lake's directory, while one `syncfs` of it covers every file written.
+    filesystem: Option<std::fs::File>,
 }
 
 impl SyncTogether {
     fn begin(root: &Path) -> Result<Self, LakeError> {
         std::fs::create_dir_all(root).map_err(io_error("create", root))?;
+        let filesystem = std::fs::File::open(root).map_err(io_error("open", root))?;
         Ok(Self {
-            #[cfg(target_os = "linux")]
-            filesystem: std::fs::File::open(root).map_err(io_error("open", root))?,
+            filesystem: syncfs_reports_errors().then_some(filesystem),
         })
     }
 
-    #[cfg(target_os = "linux")]
-    fn finish<'a>(
-        self,
-        root: &Path,
-        _paths: impl Iterator<Item = &'a Path>,
-    ) -> Result<(), LakeError> {
-        rustix::fs::syncfs(&self.filesystem)
-            .map_err(io::Error::from)
-            .map_err(io_error("sync the filesystem of", root))
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn finish<'a>(
-        self,
-        _root: &Path,
-        paths: impl Iterator<Item = &'a Path>,
-    ) -> Result<(), LakeError> {
-        for path in paths {
-            std::fs::File::open(path)
-                .and_then(|file| file.sync_data())
-                .map_err(io_error("sync", path))?;
+    /// Notes a directory files are written to: on another filesystem, files are synced one by
+    /// one.
+    fn directory(&mut self, dir: &Path) -> Result<(), LakeError> {
+        if let Some(filesystem) = &self.filesystem {
+            let device = |file: &std::fs::File| {
+                rustix::fs::fstat(file)
+                    .map(|stat| stat.st_dev)
+                    .map_err(io::Error::from)
+            };
+            let same = std::fs::File::open(dir)
+                .and_then(|d| Ok(device(&d)? == device(filesystem)?))
+                .map_err(io_error("open", dir))?;
+            if !same {
+                self.filesystem = None;
+            }
         }
         Ok(())
     }
+
+    /// Makes the files' contents durable.
+    fn contents<'a>(&self, mut files: impl Iterator<Item = &'a Path>) -> Result<(), LakeError> {
+        match &self.filesystem {
+            Some(filesystem) => syncfs(filesystem),
+            None => files.try_for_each(|file| {
+                std::fs::File::open(file)
+                    .and_then(|f| f.sync_data())
+                    .map_err(io_error("sync", file))
+            }),
+        }
+    }
+
+    /// Makes the names in `dirs` durable.
+    fn names<'a>(&self, mut dirs: impl Iterator<Item = &'a Path>) -> Result<(), LakeError> {
+        match &self.filesystem {
+            Some(filesystem) => syncfs(filesystem),
+            None => dirs.try_for_each(|dir| {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_error("sync", dir))
+            }),
+        }
+    }
+}
+
+fn syncfs(filesystem: &std::fs::File) -> Result<(), LakeError> {
+    #[cfg(target_os = "linux")]
+    let synced = rustix::fs::syncfs(filesystem).map_err(io::Error::from);
+    #[cfg(not(target_os = "linux"))]
+    let synced = filesystem.sync_all();
+    synced.map_err(|source| LakeError::Io {
+        action: "sync the filesystem of",
+        path: PathBuf::new(),
+        source,
+    })
+}
+
+/// Whether this kernel's `syncfs` reports every failed write-back and journal commit since
+/// its descriptor was opened: Linux 5.17 and later.
+fn syncfs_reports_errors() -> bool {
+    if !cfg!(target_os = "linux") {
+        return false;
+    }
+    let uname = rustix::system::uname();
+    release_at_least(&uname.release().to_string_lossy(), (5, 17))
+}
+
+/// Whether a kernel release (`6.1.0-13-amd64`) is at least `version` (major, minor).
+fn release_at_least(release: &str, version: (u32, u32)) -> bool {
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0)) >= version
 }
 
 fn create_parent(path: &Path) -> Result<(), LakeError> {
@@ -157,8 +204,8 @@ impl Lake for LocalLake {
         write_atomically(&self.temporary_beside(&path), &path, &bytes)
     }
 
-    /// Each object written and renamed into place, then one sync of the filesystem for all of
-    /// them, on the blocking pool. A sync per file is a journal commit per file: for a batch
+    /// Every object written, then one sync of the filesystem for all of them, then each renamed
+    /// into place and the names synced, on the blocking pool. A sync per file is a journal commit per file: for a batch
     /// spread over many dates (three tables and an id segment a date) those commits were most
     /// of the consumer's time on a disk. Until the sync the objects may not survive a crash,
     /// which is what the commit protocol allows of a batch's files before its commit.
@@ -175,17 +222,36 @@ impl Lake for LocalLake {
         }
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
-            let sync = SyncTogether::begin(&root)?;
-            let mut created = None;
-            for (temp, path, bytes) in &writes {
-                // Many files share a partition: its directory is made once.
-                if created != path.parent() {
-                    create_parent(path)?;
-                    created = path.parent();
+            let mut sync = SyncTogether::begin(&root)?;
+            let mut dirs: Vec<&Path> = Vec::new();
+            let mut written = 0;
+            let result = (|| {
+                for (temp, path, bytes) in &writes {
+                    // Many files share a partition: its directory is made once.
+                    let dir = path.parent().unwrap_or(&root);
+                    if dirs.last() != Some(&dir) {
+                        create_parent(path)?;
+                        sync.directory(dir)?;
+                        dirs.push(dir);
+                    }
+                    written += 1;
+                    write_unsynced(temp, bytes)?;
                 }
-                write_unsynced(temp, path, bytes)?;
+                sync.contents(writes.iter().map(|(temp, _, _)| temp.as_path()))?;
+                for (temp, path, _) in &writes {
+                    std::fs::rename(temp, path).map_err(io_error("write", path))?;
+                }
+                dirs.sort_unstable();
+                dirs.dedup();
+                sync.names(dirs.iter().copied())
+            })();
+            if result.is_err() {
+                // Files not yet renamed are no one's.
+                for (temp, _, _) in &writes[..written] {
+                    let _ = std::fs::remove_file(temp);
+                }
             }
-            sync.finish(&root, writes.iter().map(|(_, path, _)| path.as_path()))
+            result
         })
         .await
         .map_err(|e| LakeError::Io {
@@ -419,6 +485,9 @@ mod tests {
             ])
             .await;
         assert!(matches!(failed, Err(LakeError::Io { .. })), "{failed:?}");
+        // Nothing is renamed into place before every file is written and synced: the first
+        // object, written before the second failed, is not there under its name.
+        assert_eq!(lake.get("t/day=1/a.parquet").await.expect("get"), None);
         // A key that would leave the lake fails the call before anything is written.
         let refused = lake
             .put_all(vec![
@@ -429,9 +498,24 @@ mod tests {
         assert!(matches!(refused, Err(LakeError::BadKey(_))), "{refused:?}");
         assert_eq!(
             files_under(dir.path()),
-            ["t/day=1/a.parquet", "t/day=2"],
-            "the write before the failure landed whole, and nothing else is there"
+            ["t/day=2"],
+            "no object and no temporary file is left of either call"
         );
+    }
+
+    #[test]
+    fn kernel_releases_are_compared_by_major_and_minor() {
+        for (release, expected) in [
+            ("6.1.0-13-amd64", true),
+            ("5.17.0", true),
+            ("5.16.20-arch1", false),
+            ("5.15.0-91-generic", false),
+            ("4.14.336-257.566.amzn2.x86_64", false),
+            ("10.0", true),
+            ("", false),
+        ] {
+            assert_eq!(release_at_least(release, (5, 17)), expected, "{release}");
+        }
     }
 
     #[tokio::test]
