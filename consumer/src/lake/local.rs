@@ -210,13 +210,15 @@ impl Lake for LocalLake {
     /// of the consumer's time on a disk. Until the sync the objects may not survive a crash,
     /// which is what the commit protocol allows of a batch's files before its commit.
     async fn put_all(&self, objects: Vec<(String, Vec<u8>)>) -> Result<(), LakeError> {
-        let writes = objects
+        let (writes, contents): (Vec<_>, Vec<_>) = objects
             .into_iter()
             .map(|(key, bytes)| {
                 let path = self.path(&key)?;
-                Ok((self.temporary_beside(&path), path, bytes))
+                Ok(((self.temporary_beside(&path), path), bytes))
             })
-            .collect::<Result<Vec<_>, LakeError>>()?;
+            .collect::<Result<Vec<_>, LakeError>>()?
+            .into_iter()
+            .unzip();
         if writes.is_empty() {
             return Ok(());
         }
@@ -226,7 +228,9 @@ impl Lake for LocalLake {
             let mut dirs: Vec<&Path> = Vec::new();
             let mut written = 0;
             let result = (|| {
-                for (temp, path, bytes) in &writes {
+                // Each file's bytes are dropped once written: the batch's memory goes down as
+                // its files go out.
+                for ((temp, path), bytes) in writes.iter().zip(contents) {
                     // Many files share a partition: its directory is made once.
                     let dir = path.parent().unwrap_or(&root);
                     if dirs.last() != Some(&dir) {
@@ -235,10 +239,10 @@ impl Lake for LocalLake {
                         dirs.push(dir);
                     }
                     written += 1;
-                    write_unsynced(temp, bytes)?;
+                    write_unsynced(temp, &bytes)?;
                 }
-                sync.contents(writes.iter().map(|(temp, _, _)| temp.as_path()))?;
-                for (temp, path, _) in &writes {
+                sync.contents(writes.iter().map(|(temp, _)| temp.as_path()))?;
+                for (temp, path) in &writes {
                     std::fs::rename(temp, path).map_err(io_error("write", path))?;
                 }
                 dirs.sort_unstable();
@@ -247,7 +251,7 @@ impl Lake for LocalLake {
             })();
             if result.is_err() {
                 // Files not yet renamed are no one's.
-                for (temp, _, _) in &writes[..written] {
+                for (temp, _) in &writes[..written] {
                     let _ = std::fs::remove_file(temp);
                 }
             }
