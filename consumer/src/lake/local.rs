@@ -117,25 +117,27 @@ impl SyncTogether {
     }
 
     /// Makes the files' contents durable.
-    fn contents<'a>(&self, mut files: impl Iterator<Item = &'a Path>) -> Result<(), LakeError> {
-        match &self.filesystem {
-            Some(filesystem) => syncfs(filesystem),
-            None => files.try_for_each(|file| {
-                std::fs::File::open(file)
-                    .and_then(|f| f.sync_data())
-                    .map_err(io_error("sync", file))
-            }),
-        }
+    fn contents<'a>(&self, files: impl Iterator<Item = &'a Path>) -> Result<(), LakeError> {
+        self.sync(files, std::fs::File::sync_data)
     }
 
     /// Makes the names in `dirs` durable.
-    fn names<'a>(&self, mut dirs: impl Iterator<Item = &'a Path>) -> Result<(), LakeError> {
+    fn names<'a>(&self, dirs: impl Iterator<Item = &'a Path>) -> Result<(), LakeError> {
+        self.sync(dirs, std::fs::File::sync_all)
+    }
+
+    /// One `syncfs`, or `each` of `paths` in turn.
+    fn sync<'a>(
+        &self,
+        mut paths: impl Iterator<Item = &'a Path>,
+        each: fn(&std::fs::File) -> io::Result<()>,
+    ) -> Result<(), LakeError> {
         match &self.filesystem {
             Some(filesystem) => syncfs(filesystem),
-            None => dirs.try_for_each(|dir| {
-                std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io_error("sync", dir))
+            None => paths.try_for_each(|path| {
+                std::fs::File::open(path)
+                    .and_then(|file| each(&file))
+                    .map_err(io_error("sync", path))
             }),
         }
     }
