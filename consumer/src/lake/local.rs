@@ -84,6 +84,7 @@ fn write_unsynced(temp: &Path, bytes: &[u8]) -> Result<(), LakeError> {
 /// filesystem's own, a journal commit's, from 5.17), where a partition's directory is on
 /// another filesystem, and on other systems, each file and each directory is synced in turn.
 struct SyncTogether {
+    root: PathBuf,
     /// The lake's directory, while one `syncfs` of it covers every file written.
     filesystem: Option<std::fs::File>,
 }
@@ -93,6 +94,7 @@ impl SyncTogether {
         std::fs::create_dir_all(root).map_err(io_error("create", root))?;
         let filesystem = std::fs::File::open(root).map_err(io_error("open", root))?;
         Ok(Self {
+            root: root.to_owned(),
             filesystem: syncfs_reports_errors().then_some(filesystem),
         })
     }
@@ -133,7 +135,7 @@ impl SyncTogether {
         each: fn(&std::fs::File) -> io::Result<()>,
     ) -> Result<(), LakeError> {
         match &self.filesystem {
-            Some(filesystem) => syncfs(filesystem),
+            Some(filesystem) => syncfs(filesystem, &self.root),
             None => paths.try_for_each(|path| {
                 std::fs::File::open(path)
                     .and_then(|file| each(&file))
@@ -143,16 +145,13 @@ impl SyncTogether {
     }
 }
 
-fn syncfs(filesystem: &std::fs::File) -> Result<(), LakeError> {
+/// `syncfs` of the filesystem `root` (opened as `filesystem`) is on.
+fn syncfs(filesystem: &std::fs::File, root: &Path) -> Result<(), LakeError> {
     #[cfg(target_os = "linux")]
     let synced = rustix::fs::syncfs(filesystem).map_err(io::Error::from);
     #[cfg(not(target_os = "linux"))]
     let synced = filesystem.sync_all();
-    synced.map_err(|source| LakeError::Io {
-        action: "sync the filesystem of",
-        path: PathBuf::new(),
-        source,
-    })
+    synced.map_err(io_error("sync the filesystem of", root))
 }
 
 /// Whether this kernel's `syncfs` reports every failed write-back and journal commit since
@@ -207,10 +206,9 @@ impl Lake for LocalLake {
     }
 
     /// Every object written, then one sync of the filesystem for all of them, then each renamed
-    /// into place and the names synced, on the blocking pool. A sync per file is a journal commit per file: for a batch
-    /// spread over many dates (three tables and an id segment a date) those commits were most
-    /// of the consumer's time on a disk. Until the sync the objects may not survive a crash,
-    /// which is what the commit protocol allows of a batch's files before its commit.
+    /// into place and the names synced ([`SyncTogether`]), on the blocking pool. A sync per file
+    /// is a journal commit per file: for a batch spread over many dates (three tables and an id
+    /// segment a date) those commits were most of the consumer's time on a disk.
     async fn put_all(&self, objects: Vec<(String, Vec<u8>)>) -> Result<(), LakeError> {
         let (writes, contents): (Vec<_>, Vec<_>) = objects
             .into_iter()
