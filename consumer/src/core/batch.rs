@@ -141,8 +141,8 @@ impl Decoded {
 }
 
 /// Decodes and validates the records of one shard; what is not a valid event is quarantined.
-/// With `options.parallel`, the records' first and second halves (by events) are decoded side
-/// by side, and the second's columns then appended to the first's.
+/// With `options.parallel`, the records' first and second halves (by the work in them) are
+/// decoded side by side, and the second's columns then appended to the first's.
 pub fn decode_batch(shard_id: &str, records: &[StreamRecord], options: &BatchOptions) -> Decoded {
     let mut payloads: Vec<_> = records.iter().map(|r| unpack(&r.data)).collect();
     // Room for every event up front: a compact record holds thousands, and columns grown by
@@ -190,10 +190,9 @@ fn decode_payloads(
     payloads: Vec<Result<Payload<'_>, AggregationError>>,
     capacity: usize,
 ) -> Decoded {
-    let events = capacity;
-    let mut builder = SalesEventsBuilder::with_capacity(events);
-    let mut ids = Vec::with_capacity(events);
-    let mut dates = Vec::with_capacity(events);
+    let mut builder = SalesEventsBuilder::with_capacity(capacity);
+    let mut ids = Vec::with_capacity(capacity);
+    let mut dates = Vec::with_capacity(capacity);
     let mut quarantined = Vec::new();
     let mut counts = BatchCounts::default();
     // A compact event's `source`, written here for each in turn.
