@@ -163,6 +163,29 @@ const COMPRESSED_COLUMNS: [&str; 4] = ["event_id", "source", "sequence_number", 
 /// step, for 0.4 more bytes an event).
 const MONEY_SUMS: [&str; 3] = ["gross_revenue", "refunds", "net_revenue"];
 
+/// Counts of the aggregated tables: small numbers in the order rows first appeared, nearly all
+/// distinct from their neighbours. Delta-packed, not dictionary-encoded: a dictionary hashes each
+/// value only to index a few hundred small numbers, and the packed deltas are smaller (measured
+/// with the money sums: 30.4 against 30.0 bytes an event, and 2.5% fewer instructions in the
+/// batch step).
+const COUNTS: [&str; 4] = [
+    "units_sold",
+    "units_returned",
+    "net_quantity",
+    "order_lines",
+];
+
+/// Times of `sales_events`: a batch's sale times and arrival times rise with the stream, so their
+/// deltas pack into a few bits. Delta-packed, not dictionary-encoded: files as small, and no hash
+/// of each value (0.8% of the batch step's instructions).
+const TIMES: [&str; 2] = ["event_time", "arrival_time"];
+
+/// Rows handed to each column's encoder at a time. parquet-rs's default of 1,024 cuts a batch's
+/// file into ten slices, each paying the writer's per-slice bookkeeping (levels, page-size
+/// checks, statistics); one slice for a default batch takes 1.2% fewer instructions. Pages still
+/// close at parquet-rs's 20,000 rows or 1 MiB.
+const WRITE_BATCH_ROWS: usize = 16_384;
+
 /// Text columns whose min/max would skip nothing, so they get no statistics: the values of any one
 /// file span the column's whole range (random ids, source lines, product codes and descriptions,
 /// customer ids). Their statistics cost a comparison per value, a tenth of `sales_events`'
@@ -208,12 +231,22 @@ pub fn writer_properties(codec: Codec) -> WriterProperties {
         // digits with the one before: prefix-encoded, not a dictionary of 10,000 entries.
         .set_column_dictionary_enabled("sequence_number".into(), false)
         .set_column_encoding("sequence_number".into(), Encoding::DELTA_BYTE_ARRAY)
+        // An invoice's lines come one after another, so snappy shrinks the plain repeats as well
+        // as a dictionary would, without hashing each; in `customer_sales` nearly every row is a
+        // new invoice. (Files the same size, 1.4% fewer instructions in the batch step.)
+        .set_column_dictionary_enabled("invoice_no".into(), false)
+        .set_write_batch_size(WRITE_BATCH_ROWS)
         .set_created_by(format!("sales-lake consumer {}", env!("CARGO_PKG_VERSION")));
     for column in COMPRESSED_COLUMNS {
         builder = builder.set_column_compression(column.into(), compression);
     }
     for column in MONEY_SUMS {
         builder = builder.set_column_dictionary_enabled(column.into(), false);
+    }
+    for column in COUNTS.into_iter().chain(TIMES) {
+        builder = builder
+            .set_column_dictionary_enabled(column.into(), false)
+            .set_column_encoding(column.into(), Encoding::DELTA_BINARY_PACKED);
     }
     for column in UNPRUNABLE {
         builder = builder.set_column_statistics_enabled(column.into(), EnabledStatistics::None);
@@ -952,7 +985,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_and_sequence_numbers_are_delta_encoded_and_read_back() {
+    fn ids_sequence_numbers_times_and_invoices_skip_the_dictionary_and_read_back() {
         use parquet::file::reader::{FileReader, SerializedFileReader};
         let mut second = accepted(2, 3, "2", None);
         second.sequence_number =
@@ -981,6 +1014,18 @@ mod tests {
             !sequence.contains(&Encoding::RLE_DICTIONARY),
             "{sequence:?}"
         );
+        for time in TIMES {
+            let found = encodings(time);
+            assert!(
+                found.contains(&Encoding::DELTA_BINARY_PACKED),
+                "{time}: {found:?}"
+            );
+            assert!(
+                !found.contains(&Encoding::RLE_DICTIONARY),
+                "{time}: {found:?}"
+            );
+        }
+        assert!(!encodings("invoice_no").contains(&Encoding::RLE_DICTIONARY));
         let events = decode_sales_events(bytes).expect("reads back");
         let ids: Vec<_> = events.iter().map(|e| e.event.event_id).collect();
         assert_eq!(ids, [rows[0].event.event_id, rows[1].event.event_id]);
@@ -1100,7 +1145,13 @@ mod tests {
         for column in metadata.row_group(0).columns() {
             let name = column.column_path().string();
             let dictionary = column.encodings().any(|e| e == Encoding::RLE_DICTIONARY);
-            assert_eq!(dictionary, !MONEY_SUMS.contains(&name.as_str()), "{name}");
+            let packed = column
+                .encodings()
+                .any(|e| e == Encoding::DELTA_BINARY_PACKED);
+            let name = name.as_str();
+            let plain = MONEY_SUMS.contains(&name) || COUNTS.contains(&name);
+            assert_eq!(dictionary, !plain, "{name}");
+            assert_eq!(packed, COUNTS.contains(&name), "{name}");
         }
         let date = batch
             .column_by_name("sale_date")
