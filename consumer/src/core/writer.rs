@@ -1005,24 +1005,16 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert!(encodings("event_id").contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY));
-        let sequence = encodings("sequence_number");
-        assert!(
-            sequence.contains(&Encoding::DELTA_BYTE_ARRAY),
-            "{sequence:?}"
-        );
-        assert!(
-            !sequence.contains(&Encoding::RLE_DICTIONARY),
-            "{sequence:?}"
-        );
-        for time in TIMES {
-            let found = encodings(time);
-            assert!(
-                found.contains(&Encoding::DELTA_BINARY_PACKED),
-                "{time}: {found:?}"
-            );
+        let delta = TIMES.map(|time| (time, Encoding::DELTA_BINARY_PACKED));
+        for (column, encoding) in [("sequence_number", Encoding::DELTA_BYTE_ARRAY)]
+            .into_iter()
+            .chain(delta)
+        {
+            let found = encodings(column);
+            assert!(found.contains(&encoding), "{column}: {found:?}");
             assert!(
                 !found.contains(&Encoding::RLE_DICTIONARY),
-                "{time}: {found:?}"
+                "{column}: {found:?}"
             );
         }
         assert!(!encodings("invoice_no").contains(&Encoding::RLE_DICTIONARY));
